@@ -1,0 +1,5 @@
+//! mediabot: a Linux-native engine for Microsoft Graph calling bots with application-hosted media.
+//!
+//! The member crates are re-exported here so an application depends on one crate.
+
+pub use media_session;

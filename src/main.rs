@@ -1,0 +1,2 @@
+//! The `mediabot` command line.
+fn main() {}
