@@ -1,2 +1,11 @@
 //! The `mediabot` command line.
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    cli::Cli::parse().run()
+}

@@ -37,12 +37,18 @@ impl StreamDirection {
 
     /// True when the bot receives media in this direction (it needs a render context).
     pub const fn receives(self) -> bool {
-        matches!(self, StreamDirection::SendReceive | StreamDirection::ReceiveOnly)
+        matches!(
+            self,
+            StreamDirection::SendReceive | StreamDirection::ReceiveOnly
+        )
     }
 
     /// True when the bot sends media in this direction (it needs a source context).
     pub const fn sends(self) -> bool {
-        matches!(self, StreamDirection::SendReceive | StreamDirection::SendOnly)
+        matches!(
+            self,
+            StreamDirection::SendReceive | StreamDirection::SendOnly
+        )
     }
 
     /// Graph's name for the direction.

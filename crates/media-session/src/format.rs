@@ -139,7 +139,10 @@ mod tests {
     fn frame_sizes_match_the_documented_figures() {
         assert_eq!(AudioFormat::Pcm16K.samples_per_frame(), 320);
         assert_eq!(AudioFormat::Pcm16K.bytes_per_frame(), 640);
-        assert_eq!(AudioFormat::Pcm44KStereo.samples_per_channel_per_frame(), 882);
+        assert_eq!(
+            AudioFormat::Pcm44KStereo.samples_per_channel_per_frame(),
+            882
+        );
         assert_eq!(AudioFormat::Pcm44KStereo.bytes_per_frame(), 3528);
     }
 

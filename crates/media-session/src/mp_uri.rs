@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::text::shorten;
+
 const SCHEME: &str = "net.tcp://";
 const PATH: &str = "/MediaProcessor";
 /// Longest host name DNS allows.
@@ -32,7 +34,7 @@ pub enum MpUriError {
     /// The port is missing, not a number, or zero.
     #[error("port must be a number 1..=65535")]
     Port,
-    /// The host is empty, too long, or not a DNS name or IP address.
+    /// The host is empty, too long, or not a DNS name or IP address (quoted up to 64 characters).
     #[error("host {0:?} is not a DNS name or IP address")]
     Host(String),
 }
@@ -72,7 +74,7 @@ impl MpUri {
 }
 
 fn validate_host(host: &str) -> Result<(), MpUriError> {
-    let bad = || MpUriError::Host(host.to_owned());
+    let bad = || MpUriError::Host(shorten(host));
     if host.is_empty() || host.len() > MAX_HOST_LEN {
         return Err(bad());
     }
@@ -115,7 +117,7 @@ impl FromStr for MpUri {
         }
         let port: u16 = port.parse().map_err(|_| MpUriError::Port)?;
         if host.contains(':') && !host.starts_with('[') {
-            return Err(MpUriError::Host(host.to_owned()));
+            return Err(MpUriError::Host(shorten(host)));
         }
         MpUri::new(host, port)
     }
@@ -158,12 +160,30 @@ mod tests {
             ("net.tcp://bot:0/MediaProcessor", MpUriError::Port),
             ("net.tcp://bot:65536/MediaProcessor", MpUriError::Port),
             ("net.tcp://bot:+80/MediaProcessor", MpUriError::Port),
-            ("net.tcp://:80/MediaProcessor", MpUriError::Host(String::new())),
-            ("net.tcp://bad_host:80/MediaProcessor", MpUriError::Host("bad_host".into())),
-            ("net.tcp://-a.b:80/MediaProcessor", MpUriError::Host("-a.b".into())),
-            ("net.tcp://1.2.3.999:80/MediaProcessor", MpUriError::Host("1.2.3.999".into())),
-            ("net.tcp://[::zz]:80/MediaProcessor", MpUriError::Host("[::zz]".into())),
-            ("net.tcp://::1:80/MediaProcessor", MpUriError::Host("::1".into())),
+            (
+                "net.tcp://:80/MediaProcessor",
+                MpUriError::Host(String::new()),
+            ),
+            (
+                "net.tcp://bad_host:80/MediaProcessor",
+                MpUriError::Host("bad_host".into()),
+            ),
+            (
+                "net.tcp://-a.b:80/MediaProcessor",
+                MpUriError::Host("-a.b".into()),
+            ),
+            (
+                "net.tcp://1.2.3.999:80/MediaProcessor",
+                MpUriError::Host("1.2.3.999".into()),
+            ),
+            (
+                "net.tcp://[::zz]:80/MediaProcessor",
+                MpUriError::Host("[::zz]".into()),
+            ),
+            (
+                "net.tcp://::1:80/MediaProcessor",
+                MpUriError::Host("::1".into()),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(input.parse::<MpUri>(), Err(want), "{input}");

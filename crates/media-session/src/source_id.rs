@@ -103,7 +103,10 @@ mod tests {
             serde_json::from_str::<SourceId>("\"10\"").unwrap(),
             SourceId(10)
         );
-        assert_eq!(serde_json::from_str::<SourceId>("10").unwrap(), SourceId(10));
+        assert_eq!(
+            serde_json::from_str::<SourceId>("10").unwrap(),
+            SourceId(10)
+        );
         assert_eq!(
             serde_json::from_str::<SourceId>("\"4294967295\"").unwrap(),
             SourceId::NONE
@@ -112,7 +115,16 @@ mod tests {
 
     #[test]
     fn rejects_non_decimal() {
-        for bad in ["\"\"", "\"-1\"", "\"+1\"", "\"0x10\"", "\"4294967296\"", "-1", "1.5", "null"] {
+        for bad in [
+            "\"\"",
+            "\"-1\"",
+            "\"+1\"",
+            "\"0x10\"",
+            "\"4294967296\"",
+            "-1",
+            "1.5",
+            "null",
+        ] {
             assert!(
                 serde_json::from_str::<SourceId>(bad).is_err(),
                 "{bad} should be rejected"
