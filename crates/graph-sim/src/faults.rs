@@ -1,0 +1,226 @@
+//! Seeded signaling faults: throttled or failing requests, slow responses, and notifications that
+//! arrive late, twice, out of order or not at all.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// How the simulated service misbehaves on the signaling side. The default is well behaved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingFaults {
+    /// Share of API requests answered `429 Too Many Requests`, 0.0..=1.0.
+    pub throttle: f64,
+    /// Share of API requests answered `503 Service Unavailable`, 0.0..=1.0.
+    pub unavailable: f64,
+    /// `Retry-After` seconds sent with those answers.
+    pub retry_after_s: u64,
+    /// Extra time before every API response, in ms.
+    pub slow_response_ms: u64,
+    /// Delay before each notification is posted, in ms.
+    pub notification_delay_ms: u64,
+    /// Share of notifications posted twice.
+    pub notification_duplicate: f64,
+    /// Share of notifications held back and posted after the next one.
+    pub notification_reorder: f64,
+    /// Share of notifications never posted.
+    pub notification_drop: f64,
+    /// Post `established` before `establishing` (both orders happen in the real service).
+    pub established_first: bool,
+}
+
+impl Default for SignalingFaults {
+    fn default() -> Self {
+        SignalingFaults {
+            throttle: 0.0,
+            unavailable: 0.0,
+            retry_after_s: 1,
+            slow_response_ms: 0,
+            notification_delay_ms: 0,
+            notification_duplicate: 0.0,
+            notification_reorder: 0.0,
+            notification_drop: 0.0,
+            established_first: false,
+        }
+    }
+}
+
+impl SignalingFaults {
+    /// Checks shares are within 0..=1 and times are sane; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let shares = [
+            ("throttle", self.throttle),
+            ("unavailable", self.unavailable),
+            ("notification_duplicate", self.notification_duplicate),
+            ("notification_reorder", self.notification_reorder),
+            ("notification_drop", self.notification_drop),
+        ];
+        for (name, share) in shares {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{name} must be between 0 and 1"));
+            }
+        }
+        if self.throttle + self.unavailable > 1.0 {
+            return Err("throttle + unavailable must not exceed 1".into());
+        }
+        if self.retry_after_s > 3600 {
+            return Err("retry_after_s is over an hour".into());
+        }
+        if self.slow_response_ms > 60_000 || self.notification_delay_ms > 60_000 {
+            return Err("delays over 60 s are not simulated".into());
+        }
+        Ok(())
+    }
+}
+
+/// How the service answers one API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFate {
+    /// Handle it normally, after `delay`.
+    Serve {
+        /// Time to wait before answering.
+        delay: Duration,
+    },
+    /// Refuse it with this status (429 or 503) and `Retry-After`, without acting on it.
+    Refuse {
+        /// HTTP status.
+        status: u16,
+        /// The `Retry-After` value.
+        retry_after: Duration,
+    },
+}
+
+/// What happens to one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationFate {
+    /// Post it at all.
+    pub deliver: bool,
+    /// Post it twice.
+    pub duplicate: bool,
+    /// Hold it until the next notification of the same call has been posted.
+    pub hold_back: bool,
+    /// Wait this long first.
+    pub delay: Duration,
+}
+
+/// Draws the fate of requests and notifications from a seeded generator.
+#[derive(Debug)]
+pub struct FaultPlan {
+    faults: SignalingFaults,
+    rng: StdRng,
+}
+
+impl FaultPlan {
+    /// A plan for `faults`, its randomness drawn from `seed`.
+    pub fn new(faults: SignalingFaults, seed: u64) -> FaultPlan {
+        FaultPlan {
+            faults,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The settings this plan follows.
+    pub fn faults(&self) -> &SignalingFaults {
+        &self.faults
+    }
+
+    /// Decides how to answer the next API request.
+    pub fn request(&mut self) -> RequestFate {
+        let draw: f64 = self.rng.random();
+        let retry_after = Duration::from_secs(self.faults.retry_after_s);
+        if draw < self.faults.throttle {
+            RequestFate::Refuse {
+                status: 429,
+                retry_after,
+            }
+        } else if draw < self.faults.throttle + self.faults.unavailable {
+            RequestFate::Refuse {
+                status: 503,
+                retry_after,
+            }
+        } else {
+            RequestFate::Serve {
+                delay: Duration::from_millis(self.faults.slow_response_ms),
+            }
+        }
+    }
+
+    /// Decides what happens to the next notification.
+    pub fn notification(&mut self) -> NotificationFate {
+        NotificationFate {
+            deliver: !self.rng.random_bool(self.faults.notification_drop),
+            duplicate: self.rng.random_bool(self.faults.notification_duplicate),
+            hold_back: self.rng.random_bool(self.faults.notification_reorder),
+            delay: Duration::from_millis(self.faults.notification_delay_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_behaved_by_default() {
+        let mut plan = FaultPlan::new(SignalingFaults::default(), 1);
+        for _ in 0..1000 {
+            assert_eq!(
+                plan.request(),
+                RequestFate::Serve {
+                    delay: Duration::ZERO
+                }
+            );
+            let n = plan.notification();
+            assert!(n.deliver && !n.duplicate && !n.hold_back);
+        }
+    }
+
+    #[test]
+    fn shares_are_honoured_and_reproducible() {
+        let faults = SignalingFaults {
+            throttle: 0.3,
+            unavailable: 0.1,
+            retry_after_s: 2,
+            notification_drop: 0.2,
+            ..SignalingFaults::default()
+        };
+        let draw = |seed| {
+            let mut plan = FaultPlan::new(faults.clone(), seed);
+            (0..10_000).map(|_| plan.request()).collect::<Vec<_>>()
+        };
+        let fates = draw(5);
+        let count = |status| {
+            fates
+                .iter()
+                .filter(|f| matches!(f, RequestFate::Refuse { status: s, .. } if *s == status))
+                .count()
+        };
+        assert!((2700..3300).contains(&count(429)), "{}", count(429));
+        assert!((800..1200).contains(&count(503)), "{}", count(503));
+        assert!(fates.iter().all(|f| match f {
+            RequestFate::Refuse { retry_after, .. } => *retry_after == Duration::from_secs(2),
+            RequestFate::Serve { .. } => true,
+        }));
+        assert_eq!(fates, draw(5));
+        let mut plan = FaultPlan::new(faults, 5);
+        let dropped = (0..10_000).filter(|_| !plan.notification().deliver).count();
+        assert!((1700..2300).contains(&dropped), "{dropped}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let bad = SignalingFaults {
+            notification_reorder: 1.5,
+            ..SignalingFaults::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("notification_reorder"));
+        let both = SignalingFaults {
+            throttle: 0.6,
+            unavailable: 0.6,
+            ..SignalingFaults::default()
+        };
+        assert!(both.validate().is_err());
+    }
+}

@@ -1,0 +1,393 @@
+//! Scenario files: who the simulated users are, when they join and leave, what they say, and how
+//! the network and the service misbehave. TOML or JSON.
+//!
+//! ```toml
+//! seed = 7
+//!
+//! [[users]]
+//! name = "Alice"
+//! identity = "user"
+//! says = { tone_hz = 440.0 }
+//!
+//! [[users]]
+//! name = "Bob (phone)"
+//! identity = "phone"
+//! phone = "+14255550123"
+//! join_ms = 3000
+//! leave_ms = 9000
+//! says = { wav = "bob.wav" }
+//!
+//! [media.to_bot]
+//! loss = 0.05
+//! jitter = 30
+//!
+//! [signaling]
+//! throttle = 0.2
+//! retry_after_s = 1
+//! ```
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::SignalingFaults;
+use crate::netem::{Impairment, ImpairmentError};
+
+/// Largest scenario file read.
+pub const MAX_SCENARIO_BYTES: usize = 1024 * 1024;
+
+/// Most simulated users in one scenario (a large meeting's roster).
+pub const MAX_USERS: usize = 250;
+
+/// A whole simulation setup.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Seed for every random choice (impairments, faults, generated ids), so runs replay exactly.
+    pub seed: u64,
+    /// The simulated users, in the order they are invited or dialled.
+    pub users: Vec<SimUser>,
+    /// Network impairment of the media path.
+    pub media: MediaImpairments,
+    /// Misbehaviour of the signaling side.
+    pub signaling: SignalingFaults,
+}
+
+/// Impairment of each direction of the media path.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaImpairments {
+    /// Packets from the simulated users to the bot.
+    pub to_bot: Impairment,
+    /// Packets from the bot to the simulated users.
+    pub from_bot: Impairment,
+}
+
+/// One simulated call participant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimUser {
+    /// Display name in the roster.
+    pub name: String,
+    /// What kind of identity the roster shows.
+    #[serde(default)]
+    pub identity: IdentityKind,
+    /// Identity id (user object id, guest id); generated from the seed when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// E.164 number, required for phone identities.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// When the user joins, in ms after the call is established (0: at once).
+    #[serde(default)]
+    pub join_ms: u64,
+    /// When the user leaves, in ms after the call is established (absent: stays to the end).
+    #[serde(default)]
+    pub leave_ms: Option<u64>,
+    /// What the user says.
+    #[serde(default)]
+    pub says: Voice,
+}
+
+/// The kind of identity a simulated user has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IdentityKind {
+    /// A Teams user in the tenant.
+    #[default]
+    User,
+    /// A phone (PSTN) participant.
+    Phone,
+    /// An anonymous guest; guests wait in the lobby until admitted.
+    Guest,
+}
+
+/// What a simulated user sends into the call.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Voice {
+    /// A sine tone, easy to recognise by frequency.
+    Tone {
+        /// Frequency in Hz, 50..=7000.
+        tone_hz: f32,
+    },
+    /// A 16-bit PCM WAV file, looped.
+    Wav {
+        /// Path, relative to the scenario file.
+        wav: PathBuf,
+    },
+    /// The built-in speech recording.
+    #[default]
+    Speech,
+}
+
+/// Why a scenario was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// Larger than [`MAX_SCENARIO_BYTES`].
+    #[error("scenario is {0} bytes; the limit is {MAX_SCENARIO_BYTES}")]
+    TooLarge(usize),
+    /// Not valid TOML or JSON for a scenario.
+    #[error("cannot read scenario: {0}")]
+    Syntax(String),
+    /// More than [`MAX_USERS`] users.
+    #[error("{0} users; at most {MAX_USERS} are simulated")]
+    TooManyUsers(usize),
+    /// A user is described inconsistently.
+    #[error("user {user:?}: {reason}")]
+    User {
+        /// The user's name.
+        user: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An impairment value is out of range.
+    #[error("media impairment: {0}")]
+    Impairment(#[from] ImpairmentError),
+    /// A signaling fault value is out of range.
+    #[error("signaling faults: {0}")]
+    Faults(String),
+}
+
+impl Scenario {
+    /// Reads a scenario from TOML, or from JSON when the text starts with `{`.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        if text.len() > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError::TooLarge(text.len()));
+        }
+        let scenario: Scenario = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.message().to_owned()))?
+        };
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Checks every value is meaningful.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.users.len() > MAX_USERS {
+            return Err(ScenarioError::TooManyUsers(self.users.len()));
+        }
+        let mut names = HashSet::new();
+        for user in &self.users {
+            user.validate()?;
+            if !names.insert(user.name.as_str()) {
+                return Err(user.error("another user has the same name"));
+            }
+        }
+        self.media.to_bot.validate()?;
+        self.media.from_bot.validate()?;
+        self.signaling.validate().map_err(ScenarioError::Faults)
+    }
+
+    /// The demo's default: two users saying distinct tones, no impairment.
+    pub fn two_users() -> Scenario {
+        Scenario {
+            users: vec![
+                SimUser::new("Alice", Voice::Speech),
+                SimUser::new("Bob", Voice::Tone { tone_hz: 440.0 }),
+            ],
+            ..Scenario::default()
+        }
+    }
+}
+
+impl SimUser {
+    /// A Teams user who joins at once, stays, and says `says`.
+    pub fn new(name: impl Into<String>, says: Voice) -> SimUser {
+        SimUser {
+            name: name.into(),
+            identity: IdentityKind::User,
+            id: None,
+            phone: None,
+            join_ms: 0,
+            leave_ms: None,
+            says,
+        }
+    }
+
+    fn error(&self, reason: &str) -> ScenarioError {
+        ScenarioError::User {
+            user: self.name.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.trim().is_empty() || self.name.chars().count() > 256 {
+            return Err(self.error("name must be 1..=256 characters"));
+        }
+        match (self.identity, &self.phone) {
+            (IdentityKind::Phone, None) => {
+                return Err(self.error("a phone identity needs `phone` (E.164)"));
+            }
+            (IdentityKind::Phone, Some(number)) if !is_e164(number) => {
+                return Err(self.error("`phone` must be E.164, like +14255550123"));
+            }
+            (IdentityKind::User | IdentityKind::Guest, Some(_)) => {
+                return Err(self.error("`phone` is only for phone identities"));
+            }
+            _ => {}
+        }
+        if self.leave_ms.is_some_and(|leave| leave <= self.join_ms) {
+            return Err(self.error("leave_ms must come after join_ms"));
+        }
+        if let Voice::Tone { tone_hz } = self.says {
+            if !(50.0..=7000.0).contains(&tone_hz) {
+                return Err(self.error("tone_hz must be within 50..=7000"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `+` then 8 to 15 digits, the first not zero (ITU-T E.164).
+pub fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+seed = 7
+
+[[users]]
+name = "Alice"
+identity = "user"
+says = { tone_hz = 440.0 }
+
+[[users]]
+name = "Bob (phone)"
+identity = "phone"
+phone = "+14255550123"
+join_ms = 3000
+leave_ms = 9000
+says = { wav = "bob.wav" }
+
+[[users]]
+name = "Guest"
+identity = "guest"
+
+[media.to_bot]
+loss = 0.05
+jitter = 30
+
+[signaling]
+throttle = 0.2
+retry_after_s = 1
+"#;
+
+    #[test]
+    fn reads_the_documented_example() {
+        let s = Scenario::parse(EXAMPLE).unwrap();
+        assert_eq!(s.seed, 7);
+        assert_eq!(s.users.len(), 3);
+        assert_eq!(s.users[0].says, Voice::Tone { tone_hz: 440.0 });
+        assert_eq!(s.users[1].identity, IdentityKind::Phone);
+        assert_eq!(s.users[1].leave_ms, Some(9000));
+        assert_eq!(
+            s.users[1].says,
+            Voice::Wav {
+                wav: "bob.wav".into()
+            }
+        );
+        assert_eq!(s.users[2].says, Voice::Speech);
+        assert_eq!(s.users[2].identity, IdentityKind::Guest);
+        assert_eq!(s.media.to_bot.jitter, Duration::from_millis(30));
+        assert!(s.media.from_bot.is_clean());
+        assert_eq!(s.signaling.throttle, 0.2);
+    }
+
+    #[test]
+    fn json_and_toml_agree() {
+        let toml_form = Scenario::parse(EXAMPLE).unwrap();
+        let json = serde_json::to_string(&toml_form).unwrap();
+        assert_eq!(Scenario::parse(&json).unwrap(), toml_form);
+    }
+
+    #[test]
+    fn refuses_inconsistent_users_and_values() {
+        let cases = [
+            (
+                r#"[[users]]
+name = "P"
+identity = "phone""#,
+                "needs `phone`",
+            ),
+            (
+                r#"[[users]]
+name = "P"
+identity = "phone"
+phone = "4255550123""#,
+                "E.164",
+            ),
+            (
+                r#"[[users]]
+name = "U"
+phone = "+14255550123""#,
+                "only for phone",
+            ),
+            (
+                r#"[[users]]
+name = "U"
+join_ms = 5
+leave_ms = 5"#,
+                "after join_ms",
+            ),
+            (
+                r#"[[users]]
+name = "U"
+says = { tone_hz = 20000.0 }"#,
+                "tone_hz",
+            ),
+            (
+                r#"[[users]]
+name = "A"
+[[users]]
+name = "A""#,
+                "same name",
+            ),
+            ("[media.to_bot]\nloss = 2.0", "loss"),
+            ("[signaling]\nthrottle = -1.0", "throttle"),
+            ("seed = \"x\"", "cannot read"),
+            ("[[users]]\nname = \"U\"\nsurname = \"V\"", "cannot read"),
+        ];
+        for (text, needle) in cases {
+            let err = Scenario::parse(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        assert!(matches!(
+            Scenario::parse(&" ".repeat(MAX_SCENARIO_BYTES + 1)),
+            Err(ScenarioError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn e164() {
+        for ok in ["+14255550123", "+4930123456", "+861234567890123"] {
+            assert!(is_e164(ok), "{ok}");
+        }
+        for bad in [
+            "14255550123",
+            "+0425555",
+            "+1425",
+            "+1425555012345678",
+            "+1-425-555",
+            "",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+    }
+}
