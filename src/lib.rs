@@ -2,4 +2,5 @@
 //!
 //! The member crates are re-exported here so an application depends on one crate.
 
+pub use graph_signaling;
 pub use media_session;

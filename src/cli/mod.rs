@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod blob;
+mod inspect;
 
 /// mediabot: Linux-native engine for Microsoft Graph calling bots with application-hosted media.
 #[derive(Debug, Parser)]
@@ -24,12 +25,20 @@ enum Command {
     /// Create or check an appHostedMediaConfig blob.
     #[command(subcommand)]
     Blob(blob::BlobCommand),
+    /// Describe a Graph calling payload (call, commsNotifications, operation, invite body, error
+    /// body) one line per item.
+    Inspect {
+        /// File to read, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        input: String,
+    },
 }
 
 impl Cli {
     pub(crate) fn run(self) -> ExitCode {
         let result = match self.command {
             Command::Blob(cmd) => cmd.run(),
+            Command::Inspect { input } => inspect::run(&input),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -99,7 +99,7 @@ pub struct NotificationFate {
     pub deliver: bool,
     /// Post it twice.
     pub duplicate: bool,
-    /// Hold it until the next notification of the same call has been posted.
+    /// Hold it back so that notifications posted soon after overtake it.
     pub hold_back: bool,
     /// Wait this long first.
     pub delay: Duration,

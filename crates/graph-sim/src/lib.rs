@@ -1,9 +1,14 @@
 //! graph-sim: a local, faithful emulator of the Microsoft Graph calling service and its media side,
 //! so a calling bot runs and is tested on one machine with no cloud tenant.
 //!
-//! So far it holds the seeded impairment models ([`netem`] for the media path, [`faults`] for
-//! signaling) and the [`scenario`] files that describe a simulation.
+//! - [`service`]: the calling service as a sans-IO core (calls, rosters, operations, keepAlive,
+//!   incoming calls, tokens), answering requests and queueing notifications and media events.
+//! - [`server`]: the HTTP shell: Graph's API, token endpoint, OpenID keys, signed notifications.
+//! - [`scenario`]: the files that describe a simulation; [`netem`] and [`faults`]: seeded
+//!   impairment of the media path and of signaling.
 
 pub mod faults;
 pub mod netem;
 pub mod scenario;
+pub mod server;
+pub mod service;

@@ -1,0 +1,35 @@
+//! Microsoft Graph calling signaling for mediabot: place, join, answer and manage calls;
+//! authenticated notifications; call and roster state; audio stream binding.
+//!
+//! - [`models`]: typed serde models (call, participants, notifications, operations, errors)
+//!   that round-trip Graph's payloads, unknown fields and enum values included.
+//! - [`inspect`]: the library side of `mediabot inspect` (kind detection, one line per item).
+//! - [`state`]: sans-IO call state machine, roster, stream binding ([`state::StreamBinder`]),
+//!   operation matching and timers, fed with notifications and an injected `Instant`.
+//! - [`validate`] and [`build`]: the calling rules checked before sending, and request bodies
+//!   for the usual scenarios.
+//! - `client` (feature `client`): `GraphClient` over reqwest/rustls with token caching,
+//!   bounded retries that never repeat a call-creating request after an ambiguous failure,
+//!   operation handles and automatic keepAlive.
+//! - `auth` and `notify` (feature `server`): JWT validation of the calling service's tokens and
+//!   the axum notification endpoint.
+//!
+//! Without default features only models, parsing, inspect and state are built (the fuzz crate
+//! uses that).
+//!
+//! # Panics
+//! Nothing here panics on untrusted input (notification bodies, HTTP responses): failures are
+//! typed errors.
+
+#[cfg(feature = "server")]
+pub mod auth;
+pub mod build;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod fuzzing;
+pub mod inspect;
+pub mod models;
+#[cfg(feature = "server")]
+pub mod notify;
+pub mod state;
+pub mod validate;

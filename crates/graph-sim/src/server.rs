@@ -1,0 +1,435 @@
+//! The HTTP shell around [`Sim`]: Graph's API, the token endpoint, the OpenID configuration and
+//! key set, and a task that fires the core's timers and posts its notifications, each signed with
+//! a JWT as the real calling service does.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::scenario::Scenario;
+use crate::service::{ApiRequest, MAX_REQUEST_BYTES, Method, Outbound, Sim, SimConfig, SimEvent};
+
+/// The simulator's development signing key (public on purpose; see `keys/README.md`).
+pub const DEV_SIGNING_KEY_PEM: &str = include_str!("../keys/dev-signing.pem");
+
+/// A key that is never in the sim's key set, for tests of forged notifications.
+pub const FORGER_KEY_PEM: &str = include_str!("../keys/forger.pem");
+
+/// The issuer the sim writes in its tokens (the real service's).
+pub const ISSUER: &str = "https://api.botframework.com";
+
+const KEY_ID: &str = "graph-sim-dev";
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen; loopback with an ephemeral port by default.
+    pub bind: SocketAddr,
+    /// PEM of the RSA key that signs notifications (the development key by default).
+    pub signing_key_pem: String,
+    /// Post notifications to callback URLs outside loopback. Off by default so a test can never
+    /// reach the outside world by mistake.
+    pub allow_remote_callbacks: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            signing_key_pem: DEV_SIGNING_KEY_PEM.to_owned(),
+            allow_remote_callbacks: false,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The signing key is not an RSA private key in PEM.
+    #[error("signing key: {0}")]
+    Key(#[from] jsonwebtoken::errors::Error),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Client(String),
+}
+
+/// Counters of what the notifier did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifierStats {
+    /// Notifications the bot acknowledged (2xx).
+    pub delivered: u64,
+    /// Notifications the bot refused or that could not be posted.
+    pub failed: u64,
+    /// Notifications not posted because their callback is not on loopback.
+    pub blocked: u64,
+}
+
+struct Shared {
+    sim: Mutex<Sim>,
+    wake: Notify,
+    signer: Signer,
+    app_id: String,
+    tenant_id: String,
+    base_url: String,
+    jwks: Value,
+    stats: Mutex<NotifierStats>,
+}
+
+impl Shared {
+    fn sim(&self) -> MutexGuard<'_, Sim> {
+        // A panic while holding the lock is a bug elsewhere; the core's state is still usable.
+        self.sim.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Signer {
+    key: EncodingKey,
+}
+
+impl Signer {
+    fn token(&self, app_id: &str, tenant_id: &str) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = json!({
+            "iss": ISSUER,
+            "aud": app_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "tid": tenant_id,
+            "serviceurl": "graph-sim",
+        });
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(KEY_ID.to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.key)
+    }
+}
+
+/// Signs a notification token with any PEM key, as the sim does; tests use it with
+/// [`FORGER_KEY_PEM`] to forge notifications.
+pub fn sign_notification_token(
+    key_pem: &str,
+    app_id: &str,
+    tenant_id: &str,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    Signer {
+        key: EncodingKey::from_rsa_pem(key_pem.as_bytes())?,
+    }
+    .token(app_id, tenant_id)
+}
+
+/// A running simulator. Dropping it stops the server and the notifier.
+pub struct SimServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedReceiver<SimEvent>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl SimServer {
+    /// Starts the simulator on `options.bind`.
+    pub async fn start(
+        mut config: SimConfig,
+        scenario: Scenario,
+        options: ServerOptions,
+    ) -> Result<SimServer, ServerError> {
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: options.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: options.bind,
+            source,
+        })?;
+        let base_url = format!("http://{addr}");
+        config.base_url = format!("{base_url}/v1.0");
+        config.allow_remote_callbacks = options.allow_remote_callbacks;
+        let key = EncodingKey::from_rsa_pem(options.signing_key_pem.as_bytes())?;
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
+        jwk.common.key_id = Some(KEY_ID.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
+        let jwks = serde_json::to_value(JwkSet { keys: vec![jwk] })
+            .map_err(|e| ServerError::Client(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            app_id: config.app_id.clone(),
+            tenant_id: config.tenant_id.clone(),
+            sim: Mutex::new(Sim::new(config, scenario)),
+            wake: Notify::new(),
+            signer: Signer { key },
+            base_url: base_url.clone(),
+            jwks,
+            stats: Mutex::new(NotifierStats::default()),
+        });
+        let router = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route(
+                "/v1/.well-known/OpenIdConfiguration",
+                get(openid_configuration),
+            )
+            .route("/v1/.well-known/keys", get(keys))
+            .route("/v1.0/{*path}", axum::routing::any(api))
+            .with_state(shared.clone());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ServerError::Client(e.to_string()))?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            // The server ends only when its task is aborted.
+            let _ = axum::serve(listener, router).await;
+        });
+        let notifier = tokio::spawn(notifier(shared.clone(), http, events_tx));
+        Ok(SimServer {
+            addr,
+            shared,
+            events,
+            tasks: vec![server, notifier],
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL of the Graph API (`http://127.0.0.1:PORT/v1.0`), to configure a bot's client.
+    pub fn api_url(&self) -> String {
+        format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// The token endpoint of the sim's tenant.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.shared.base_url, self.shared.tenant_id
+        )
+    }
+
+    /// The OpenID configuration a bot validates notifications against.
+    pub fn openid_config_url(&self) -> String {
+        format!(
+            "{}/v1/.well-known/OpenIdConfiguration",
+            self.shared.base_url
+        )
+    }
+
+    /// Runs `f` on the core (to read state or offer an incoming call), then lets the notifier
+    /// act on whatever `f` queued.
+    pub fn with_sim<R>(&self, f: impl FnOnce(&mut Sim, Instant) -> R) -> R {
+        let r = f(&mut self.shared.sim(), Instant::now());
+        self.shared.wake.notify_one();
+        r
+    }
+
+    /// The next media event (a source added or removed, media requested, a call ended).
+    pub async fn next_event(&mut self) -> Option<SimEvent> {
+        self.events.recv().await
+    }
+
+    /// A media event if one is waiting.
+    pub fn try_event(&mut self) -> Option<SimEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// What the notifier has done so far.
+    pub fn notifier_stats(&self) -> NotifierStats {
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Fires the core's timers and posts its notifications, one at a time and in order.
+async fn notifier(
+    shared: Arc<Shared>,
+    http: reqwest::Client,
+    events: mpsc::UnboundedSender<SimEvent>,
+) {
+    loop {
+        let (due, next) = {
+            let mut sim = shared.sim();
+            let now = Instant::now();
+            sim.handle_timeout(now);
+            let mut due = Vec::new();
+            while let Some(n) = sim.poll_notification(now) {
+                due.push(n);
+            }
+            while let Some(e) = sim.poll_event() {
+                // Nobody listening is fine: the sim runs without a media side too.
+                let _ = events.send(e);
+            }
+            (due, sim.poll_timeout())
+        };
+        for n in due {
+            post_notification(&shared, &http, n).await;
+        }
+        let sleep = match next {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = shared.wake.notified() => {}
+        }
+    }
+}
+
+async fn post_notification(shared: &Shared, http: &reqwest::Client, n: Outbound) {
+    let outcome = match shared.signer.token(&shared.app_id, &shared.tenant_id) {
+        Ok(token) => http
+            .post(&n.callback_uri)
+            .bearer_auth(token)
+            .json(&n.body)
+            .send()
+            .await
+            .map(|r| r.status().is_success()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign notification");
+            Ok(false)
+        }
+    };
+    let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+    match outcome {
+        Ok(true) => stats.delivered += 1,
+        Ok(false) => stats.failed += 1,
+        Err(e) => {
+            tracing::warn!(call = %n.call_id, error = %e, "notification not delivered");
+            stats.failed += 1;
+        }
+    }
+}
+
+async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let (status, body) = shared.sim().issue_token(Instant::now(), &form);
+    json_response(status, &body)
+}
+
+async fn openid_configuration(State(shared): State<Arc<Shared>>) -> Response {
+    let body = json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{}/{}/oauth2/v2.0/authorize", shared.base_url, shared.tenant_id),
+        "jwks_uri": format!("{}/v1/.well-known/keys", shared.base_url),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+    });
+    json_response(200, &body)
+}
+
+async fn keys(State(shared): State<Arc<Shared>>) -> Response {
+    json_response(200, &shared.jwks)
+}
+
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    method: HttpMethod,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return json_response(
+            413,
+            &json!({"error": {"code": "RequestTooLarge", "message": "Request body too large."}}),
+        );
+    };
+    let method = match method {
+        HttpMethod::GET => Method::Get,
+        HttpMethod::POST => Method::Post,
+        HttpMethod::DELETE => Method::Delete,
+        _ => Method::Other,
+    };
+    // Query strings ($select and friends) do not change what the sim answers.
+    let _ = uri;
+    let full_path = format!("/{path}");
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let response = {
+        let mut sim = shared.sim();
+        sim.handle_request(
+            Instant::now(),
+            &ApiRequest {
+                method,
+                path: &full_path,
+                authorization,
+                body: &body,
+            },
+        )
+    };
+    shared.wake.notify_one();
+    if !response.delay.is_zero() {
+        tokio::time::sleep(response.delay).await;
+    }
+    let mut r = match &response.body {
+        Some(b) => json_response(response.status, b),
+        None => status_only(response.status),
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&response.request_id) {
+        h.insert("request-id", v);
+    }
+    if let Some(client_request_id) = headers.get("client-request-id") {
+        h.insert("client-request-id", client_request_id.clone());
+    }
+    if let Some(location) = response
+        .location
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        h.insert(header::LOCATION, location);
+    }
+    if let Some(secs) = response.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}
+
+fn status_only(status: u16) -> Response {
+    StatusCode::from_u16(status)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,169 @@
+//! The JSON the simulated service sends, in the shapes of the Graph reference examples.
+
+use serde_json::{Value, json};
+
+use crate::scenario::IdentityKind;
+
+/// `@odata.type` prefix of every Graph type.
+const NS: &str = "#microsoft.graph.";
+
+/// Graph's error body: `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`.
+pub(crate) fn error_body(code: &str, message: &str, request_id: &str) -> Value {
+    json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "request-id": request_id,
+                "date": "2026-01-01T00:00:00"
+            }
+        }
+    })
+}
+
+/// An `identitySet` with one identity of `kind`.
+pub(crate) fn identity_set(kind: IdentityKind, id: &str, name: &str, tenant: &str) -> Value {
+    let member = match kind {
+        IdentityKind::User => "user",
+        IdentityKind::Phone => "phone",
+        IdentityKind::Guest => "guest",
+    };
+    let mut identity = json!({
+        "@odata.type": format!("{NS}identity"),
+        "id": id,
+        "displayName": name,
+    });
+    if kind == IdentityKind::User {
+        identity["tenantId"] = json!(tenant);
+    }
+    json!({
+        "@odata.type": format!("{NS}identitySet"),
+        member: identity,
+    })
+}
+
+/// The bot's own `identitySet` (its application identity).
+pub(crate) fn application_identity(app_id: &str, name: &str) -> Value {
+    json!({
+        "@odata.type": format!("{NS}identitySet"),
+        "application": {
+            "@odata.type": format!("{NS}identity"),
+            "id": app_id,
+            "displayName": name,
+        }
+    })
+}
+
+/// A `commsNotifications` body with one notification.
+pub(crate) fn notifications(
+    change_type: &str,
+    resource_path: &str,
+    callback_uri: &str,
+    resource_data: Value,
+) -> Value {
+    json!({
+        "@odata.type": format!("{NS}commsNotifications"),
+        "value": [{
+            "@odata.type": format!("{NS}commsNotification"),
+            "changeType": change_type,
+            "resource": format!("/app{resource_path}"),
+            "resourceUrl": format!("/communications{resource_path}"),
+            "callbackUri": callback_uri,
+            "resourceData": resource_data,
+        }]
+    })
+}
+
+/// A call state change (`resourceData` of a call notification).
+pub(crate) fn call_state(call_id: &str, state: &str, result: Option<(i64, i64, &str)>) -> Value {
+    let mut data = json!({
+        "@odata.type": format!("{NS}call"),
+        "state": state,
+        "id": call_id,
+    });
+    if let Some((code, subcode, message)) = result {
+        data["resultInfo"] = json!({
+            "@odata.type": format!("{NS}resultInfo"),
+            "code": code,
+            "subcode": subcode,
+            "message": message,
+        });
+    }
+    data
+}
+
+/// An operation resource.
+pub(crate) fn operation(
+    kind: &str,
+    id: &str,
+    status: &str,
+    client_context: Option<&str>,
+    result: Option<(i64, i64, &str)>,
+    participants: Option<Value>,
+) -> Value {
+    let mut op = json!({
+        "@odata.type": format!("{NS}{kind}"),
+        "id": id,
+        "status": status,
+        "clientContext": client_context,
+        "resultInfo": result.map(|(code, subcode, message)| json!({
+            "@odata.type": format!("{NS}resultInfo"),
+            "code": code,
+            "subcode": subcode,
+            "message": message,
+        })),
+    });
+    if let Some(p) = participants {
+        op["participants"] = p;
+    }
+    op
+}
+
+/// A roster entry.
+pub(crate) struct ParticipantView<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) identity: Value,
+    pub(crate) source_id: u32,
+    pub(crate) muted: bool,
+    pub(crate) in_lobby: bool,
+    pub(crate) sequence: Option<i64>,
+    pub(crate) removed: bool,
+}
+
+pub(crate) fn participant(p: &ParticipantView<'_>) -> Value {
+    let mut v = json!({
+        "@odata.type": format!("{NS}participant"),
+        "id": p.id,
+        "info": {
+            "@odata.type": format!("{NS}participantInfo"),
+            "identity": p.identity,
+            "endpointType": "default",
+        },
+        "mediaStreams": [{
+            "@odata.type": format!("{NS}mediaStream"),
+            "mediaType": "audio",
+            "sourceId": p.source_id.to_string(),
+            "direction": "sendReceive",
+            "serverMuted": false,
+        }],
+        "isMuted": p.muted,
+        "isInLobby": p.in_lobby,
+    });
+    if let Some(seq) = p.sequence {
+        v["rosterSequenceNumber"] = json!(seq);
+    }
+    if p.removed {
+        v["removedState"] = json!({ "reason": "Participant left the call" });
+        v["mediaStreams"] = json!([]);
+    }
+    v
+}
+
+/// `resourceData` of a delta roster notification.
+pub(crate) fn delta_roster(participants: Vec<Value>, sequence: i64) -> Value {
+    json!([{
+        "@odata.type": format!("{NS}deltaParticipants"),
+        "participants": participants,
+        "sequenceNumber": sequence,
+    }])
+}
