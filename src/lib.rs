@@ -2,5 +2,7 @@
 //!
 //! The member crates are re-exported here so an application depends on one crate.
 
+pub use audio_pipeline;
 pub use graph_signaling;
 pub use media_session;
+pub use media_transport;

@@ -1,0 +1,662 @@
+//! The I/O shell: dedicated OS threads that run the sans-IO cores at 20 ms deadlines.
+//!
+//! Send workers own the frame player, upsampler and Opus encoder of each call's outgoing
+//! stream; receive workers own each participant's jitter buffer, decoder and downsampler plus
+//! the call's mixer and speaker tracker. Each worker serves many calls. To keep every frame
+//! within 2 ms of its deadline even when a worker is busy for most of the 20 ms period, a
+//! worker ticks every millisecond and each call is pinned to one of the 20 sub-slots (the
+//! least loaded one), so the work of a frame period is spread over the whole period instead of
+//! piling up at its start.
+
+mod queue;
+mod recv;
+mod send;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use media_session::{SourceId, StreamDirection};
+
+use crate::codec::{CodecError, MAX_ENCODED_BYTES, OpusConfig};
+use crate::frame::{AudioFrame, PcmSpec};
+use crate::jitter::JitterConfig;
+use crate::mix::{MixMode, SpeakerConfig};
+use crate::player::PlayerConfig;
+use crate::registry::StreamRegistry;
+use crate::resample::{ResampleError, ResamplerKind};
+use crate::stats::{Counter, LatencyHistogram};
+
+pub(crate) use queue::DropOldest;
+pub(crate) use recv::{Inbound, RecvCommand, RecvStream, RecvWorker};
+pub(crate) use send::{SendCall, SendCommand, SendWorker};
+
+/// Builds a send call (crate-internal constructor shared with the benchmark harness).
+#[allow(clippy::too_many_arguments)] // Mirrors SendCall::new.
+pub(crate) fn send_call(
+    config: &EngineConfig,
+    id: u64,
+    spec: PcmSpec,
+    audio: Receiver<Vec<u8>>,
+    packets: DropOldest<EncodedPacket>,
+    events: DropOldest<SendEvent>,
+    active: Arc<AtomicBool>,
+    counters: Arc<SendCounters>,
+) -> Result<SendCall, EngineError> {
+    SendCall::new(config, id, spec, audio, packets, events, active, counters)
+}
+
+/// Builds a receive call (crate-internal constructor shared with the benchmark harness).
+pub(crate) fn recv_call(
+    config: &EngineConfig,
+    id: u64,
+    spec: PcmSpec,
+    events: DropOldest<ReceiveEvent>,
+) -> recv::RecvCall {
+    recv::RecvCall::new(config, id, spec, events)
+}
+
+/// Sub-slots per frame period (one per millisecond).
+pub(crate) const SLOTS: usize = 20;
+
+/// Engine settings. The defaults are production settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Threads that frame, resample, encode and pace outgoing audio.
+    pub send_threads: usize,
+    /// Threads that reorder, decode, resample and mix incoming audio.
+    pub receive_threads: usize,
+    /// Encoder settings.
+    pub opus: OpusConfig,
+    /// Resampling algorithm.
+    pub resampler: ResamplerKind,
+    /// Jitter buffer settings.
+    pub jitter: JitterConfig,
+    /// Frame player settings.
+    pub player: PlayerConfig,
+    /// Active/dominant speaker detection.
+    pub speakers: SpeakerConfig,
+    /// How mixed audio is kept within 16 bits.
+    pub mix: MixMode,
+    /// Capacity of each hand-off queue, in items (frames, packets, chunks or events).
+    pub queue_capacity: usize,
+    /// A frame handled later than this after its deadline counts as a deadline miss.
+    pub deadline_slack: Duration,
+    /// How long before a frame's deadline its work may start. Waking up takes the OS up to a
+    /// couple of milliseconds on a busy machine; starting a little early absorbs that, so the
+    /// packet or frame is ready by its deadline. The pace is unchanged: every frame is still
+    /// produced exactly 20 ms after the previous one.
+    pub work_ahead: Duration,
+    /// Real-time (`SCHED_FIFO`) priority for the worker threads, 1..=99, or `None` to leave
+    /// them at normal priority. Best effort: without the right (root, `CAP_SYS_NICE` or an
+    /// `RLIMIT_RTPRIO` allowance) the threads keep normal priority, and
+    /// [`EngineStats::realtime_threads`] says how many got it. On a machine shared with other
+    /// work, normal-priority workers wake up milliseconds late and miss deadlines long before
+    /// they run out of CPU. The kernel's real-time throttling still leaves other processes 5 %.
+    pub realtime_priority: Option<u8>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        EngineConfig {
+            // Encoding costs about six times decoding, so most threads encode.
+            send_threads: cores.max(1),
+            receive_threads: cores.div_ceil(2).max(1),
+            opus: OpusConfig::default(),
+            resampler: ResamplerKind::default(),
+            jitter: JitterConfig::default(),
+            player: PlayerConfig::default(),
+            speakers: SpeakerConfig::default(),
+            mix: MixMode::default(),
+            queue_capacity: 64,
+            deadline_slack: Duration::from_millis(2),
+            work_ahead: Duration::from_millis(1),
+            realtime_priority: Some(10),
+        }
+    }
+}
+
+/// Errors from the engine's control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A codec could not be created.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A resampler could not be created.
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    /// The worker threads are gone.
+    #[error("engine is shut down")]
+    ShutDown,
+    /// A worker thread could not be spawned.
+    #[error("spawning a worker thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// Engine-wide timing figures, readable while running.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Time to produce one outgoing packet from a queued app frame (player, resample, encode,
+    /// hand-off).
+    pub send_frame: LatencyHistogram,
+    /// Time to produce one participant's app frame from the jitter buffer (pop, decode,
+    /// resample, hand-off).
+    pub recv_frame: LatencyHistogram,
+    /// Resampling of one outgoing frame.
+    pub stage_resample_up: LatencyHistogram,
+    /// Opus encoding of one frame.
+    pub stage_encode: LatencyHistogram,
+    /// Opus decoding (or concealment) of one frame.
+    pub stage_decode: LatencyHistogram,
+    /// Resampling of one incoming frame.
+    pub stage_resample_down: LatencyHistogram,
+    /// Mixing and speaker tracking of one call's tick.
+    pub stage_mix: LatencyHistogram,
+    /// How late after its deadline each outgoing packet was handed off.
+    pub send_lateness: LatencyHistogram,
+    /// How late after its deadline each incoming frame was delivered.
+    pub recv_lateness: LatencyHistogram,
+    /// Outgoing packets handed off later than the slack.
+    pub send_deadline_misses: Counter,
+    /// Incoming frames delivered later than the slack.
+    pub recv_deadline_misses: Counter,
+    /// Outgoing packets produced.
+    pub packets_sent: Counter,
+    /// Incoming frames delivered (per participant).
+    pub frames_received: Counter,
+    /// Sub-ticks skipped because a worker stalled.
+    pub skipped_ticks: Counter,
+    /// Worker threads running with real-time priority.
+    pub realtime_threads: Counter,
+}
+
+/// Raises the calling thread to `SCHED_FIFO` at `priority` if allowed; `None` does nothing.
+#[doc(hidden)] // Used by the engine_scale bench to measure its baseline under the same policy.
+pub fn promote_current_thread(priority: Option<u8>, stats: &EngineStats) {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let Some(p) = priority else {
+        return;
+    };
+    let Ok(value) = ThreadPriorityValue::try_from(p.clamp(1, 99)) else {
+        return;
+    };
+    let ok = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+    )
+    .is_ok();
+    if ok {
+        stats.realtime_threads.incr();
+    }
+}
+
+/// One encoded 20 ms frame, ready for RTP packetization. The payload is stored inline so the
+/// send thread does not allocate.
+#[derive(Clone)]
+pub struct EncodedPacket {
+    data: [u8; MAX_ENCODED_BYTES],
+    len: u16,
+    /// RTP sequence number (starts at 0, wraps).
+    pub seq: u16,
+    /// RTP timestamp in 48 kHz units.
+    pub rtp_timestamp: u32,
+    /// The frame's send deadline.
+    pub deadline: Instant,
+}
+
+impl EncodedPacket {
+    /// The Opus payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for EncodedPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedPacket")
+            .field("len", &self.len)
+            .field("seq", &self.seq)
+            .field("rtp_timestamp", &self.rtp_timestamp)
+            .finish()
+    }
+}
+
+/// Whether the engine is sending a call's audio (the official library's send status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// The media path is up: queued audio is encoded and sent.
+    Active,
+    /// Not connected yet, or stopped: pushed audio is dropped.
+    Inactive,
+}
+
+/// Events of a call's outgoing stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendEvent {
+    /// The send status changed.
+    StatusChanged(SendStatus),
+    /// Fewer frames than the low-water mark are queued: push more.
+    LowOnFrames {
+        /// Frames still queued.
+        queued: usize,
+    },
+}
+
+/// Up to four active speakers, loudest first; fixed size so events never allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveSpeakers {
+    ids: [SourceId; 4],
+    len: u8,
+}
+
+impl ActiveSpeakers {
+    pub(crate) fn from_slice(ids: &[SourceId]) -> ActiveSpeakers {
+        let mut out = ActiveSpeakers {
+            ids: [SourceId::NONE; 4],
+            len: 0,
+        };
+        for (d, s) in out.ids.iter_mut().zip(ids) {
+            *d = *s;
+            out.len += 1;
+        }
+        out
+    }
+
+    /// The speakers.
+    pub fn as_slice(&self) -> &[SourceId] {
+        &self.ids[..usize::from(self.len)]
+    }
+}
+
+/// What the receive side delivers to the app, every 20 ms.
+#[derive(Debug, Clone)]
+pub enum ReceiveEvent {
+    /// One participant's own audio for this tick (only participants with audio this tick).
+    Unmixed(AudioFrame),
+    /// All participants mixed, with the active speakers; delivered every tick, after the
+    /// unmixed frames of the same tick.
+    Mixed {
+        /// The mix (`is_silence` when nobody had audio).
+        frame: AudioFrame,
+        /// Active speakers, loudest first.
+        active_speakers: ActiveSpeakers,
+    },
+    /// The dominant speaker changed (`SourceId::NONE` when nobody speaks).
+    DominantSpeakerChanged(SourceId),
+}
+
+/// Counters of a call's outgoing stream.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// App chunks dropped because the queue to the send thread was full.
+    pub queue_dropped: Arc<Counter>,
+    /// Packets dropped because the transport did not take them in time.
+    pub packets_dropped: Arc<Counter>,
+    /// App chunks dropped because the stream was inactive.
+    pub dropped_inactive: Counter,
+    /// Packets produced.
+    pub packets: Counter,
+    /// Ticks with nothing queued while playing.
+    pub underruns: Counter,
+    /// Frames the player dropped because its queue was full.
+    pub player_overflow: Counter,
+    /// Frames currently queued in the player.
+    pub queued_frames: Counter,
+    /// Encoder or resampler failures (the frame was skipped).
+    pub errors: Counter,
+}
+
+pub(crate) struct CallShared {
+    id: u64,
+    send_worker: Option<usize>,
+    recv_worker: Option<usize>,
+    engine: Arc<EngineShared>,
+}
+
+impl Drop for CallShared {
+    fn drop(&mut self) {
+        if let Some(w) = self.send_worker {
+            self.engine.send[w].load.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.engine.send[w]
+                .commands
+                .send(SendCommand::RemoveCall(self.id));
+        }
+        if let Some(w) = self.recv_worker {
+            self.engine.recv[w].load.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.engine.recv[w]
+                .commands
+                .send(RecvCommand::RemoveCall(self.id));
+        }
+    }
+}
+
+/// A call's outgoing audio: the app pushes PCM in, the transport takes Opus packets out.
+pub struct SendStream {
+    audio: DropOldest<Vec<u8>>,
+    packets: Receiver<EncodedPacket>,
+    events: Receiver<SendEvent>,
+    active: Arc<AtomicBool>,
+    counters: Arc<SendCounters>,
+    spec: PcmSpec,
+    _call: Arc<CallShared>,
+}
+
+impl std::fmt::Debug for SendStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendStream")
+            .field("spec", &self.spec)
+            .field("active", &self.active.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl SendStream {
+    /// Queues app audio: s16le bytes in the call's format, any length. Never blocks; if the
+    /// hand-off queue is full the oldest chunk is dropped and counted.
+    pub fn push_audio(&self, bytes: Vec<u8>) {
+        self.audio.push(bytes);
+    }
+
+    /// Queues one frame (or any number of samples) of app audio.
+    pub fn push_samples(&self, samples: &[i16]) {
+        self.audio
+            .push(samples.iter().flat_map(|s| s.to_le_bytes()).collect());
+    }
+
+    /// Opus packets, one per 20 ms while active and audio is queued. The transport reads these.
+    pub fn packets(&self) -> &Receiver<EncodedPacket> {
+        &self.packets
+    }
+
+    /// Status changes and "low on frames".
+    pub fn events(&self) -> &Receiver<SendEvent> {
+        &self.events
+    }
+
+    /// Called by the transport when the media path comes up (true) or goes down (false).
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// The current send status.
+    pub fn status(&self) -> SendStatus {
+        if self.active.load(Ordering::Relaxed) {
+            SendStatus::Active
+        } else {
+            SendStatus::Inactive
+        }
+    }
+
+    /// Counters, readable while running.
+    pub fn counters(&self) -> &SendCounters {
+        &self.counters
+    }
+
+    /// The app audio layout.
+    pub fn spec(&self) -> PcmSpec {
+        self.spec
+    }
+}
+
+/// The media of one call: outgoing stream, receive-stream registry and receive events.
+pub struct CallMedia {
+    id: u64,
+    spec: PcmSpec,
+    send: Option<SendStream>,
+    registry: Option<StreamRegistry>,
+    events: Option<Receiver<ReceiveEvent>>,
+}
+
+impl std::fmt::Debug for CallMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMedia")
+            .field("id", &self.id)
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl CallMedia {
+    /// Engine-unique id of the call.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The app audio layout.
+    pub fn spec(&self) -> PcmSpec {
+        self.spec
+    }
+
+    /// The outgoing stream, if the direction sends.
+    pub fn send(&self) -> Option<&SendStream> {
+        self.send.as_ref()
+    }
+
+    /// The receive-stream registry, if the direction receives.
+    pub fn registry(&self) -> Option<&StreamRegistry> {
+        self.registry.as_ref()
+    }
+
+    /// Per-tick receive output, if the direction receives.
+    pub fn events(&self) -> Option<&Receiver<ReceiveEvent>> {
+        self.events.as_ref()
+    }
+}
+
+pub(crate) struct WorkerLink<C> {
+    pub(crate) commands: Sender<C>,
+    pub(crate) load: AtomicUsize,
+}
+
+pub(crate) struct EngineShared {
+    pub(crate) config: EngineConfig,
+    pub(crate) stats: Arc<EngineStats>,
+    pub(crate) send: Vec<WorkerLink<SendCommand>>,
+    pub(crate) recv: Vec<WorkerLink<RecvCommand>>,
+    pub(crate) recv_packets: Vec<DropOldest<Inbound>>,
+    pub(crate) recv_dropped: Arc<Counter>,
+    next_id: AtomicU64,
+}
+
+/// The running engine: owns the worker threads. Dropping it stops them.
+pub struct Engine {
+    shared: Arc<EngineShared>,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts the worker threads.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let stats = Arc::new(EngineStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let recv_dropped = Arc::new(Counter::default());
+        let mut send_links = Vec::new();
+        let mut send_rx = Vec::new();
+        for _ in 0..config.send_threads.max(1) {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            send_links.push(WorkerLink {
+                commands: tx,
+                load: AtomicUsize::new(0),
+            });
+            send_rx.push(rx);
+        }
+        let mut recv_links = Vec::new();
+        let mut recv_rx = Vec::new();
+        let mut recv_packets = Vec::new();
+        for _ in 0..config.receive_threads.max(1) {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            recv_links.push(WorkerLink {
+                commands: tx,
+                load: AtomicUsize::new(0),
+            });
+            // Packets of all the worker's streams share one queue, sized for a burst of a
+            // frame from every stream a busy worker might serve.
+            let (ptx, prx) = DropOldest::new(config.queue_capacity * 64, recv_dropped.clone());
+            recv_packets.push(ptx);
+            recv_rx.push((rx, prx));
+        }
+        let shared = Arc::new(EngineShared {
+            config: config.clone(),
+            stats: stats.clone(),
+            send: send_links,
+            recv: recv_links,
+            recv_packets,
+            recv_dropped,
+            next_id: AtomicU64::new(1),
+        });
+        let mut threads = Vec::new();
+        for (i, rx) in send_rx.into_iter().enumerate() {
+            let worker = SendWorker::new(stats.clone(), config.clone(), epoch);
+            let stop = stop.clone();
+            let (prio, st) = (config.realtime_priority, stats.clone());
+            let ahead = config.work_ahead;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ap-send-{i}"))
+                    .spawn(move || {
+                        promote_current_thread(prio, &st);
+                        send::run(worker, rx, stop, ahead)
+                    })?,
+            );
+        }
+        for (i, (rx, prx)) in recv_rx.into_iter().enumerate() {
+            let worker = RecvWorker::new(stats.clone(), config.clone(), epoch, epoch);
+            let stop = stop.clone();
+            // One step above the send threads: a receive tick is short and must not wait
+            // behind a send thread's batch of encodes on the same core.
+            let prio = config.realtime_priority.map(|p| p.saturating_add(1));
+            let st = stats.clone();
+            let ahead = config.work_ahead;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ap-recv-{i}"))
+                    .spawn(move || {
+                        promote_current_thread(prio, &st);
+                        recv::run(worker, rx, prx, stop, ahead)
+                    })?,
+            );
+        }
+        Ok(Engine {
+            shared,
+            threads,
+            stop,
+        })
+    }
+
+    /// Timing figures and counters, readable while running.
+    pub fn stats(&self) -> &EngineStats {
+        &self.shared.stats
+    }
+
+    /// Packets dropped because a receive worker's inbound queue was full.
+    pub fn inbound_dropped(&self) -> u64 {
+        self.shared.recv_dropped.get()
+    }
+
+    /// Opens a call's media with app audio in `spec`, sending and/or receiving per
+    /// `direction`. Closing happens when the returned value is dropped.
+    pub fn open_call(
+        &self,
+        spec: PcmSpec,
+        direction: StreamDirection,
+    ) -> Result<CallMedia, EngineError> {
+        let sh = &self.shared;
+        let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+        let send_worker = direction.sends().then(|| least_loaded(&sh.send));
+        let recv_worker = direction.receives().then(|| least_loaded(&sh.recv));
+        let call = Arc::new(CallShared {
+            id,
+            send_worker,
+            recv_worker,
+            engine: sh.clone(),
+        });
+        let mut media = CallMedia {
+            id,
+            spec,
+            send: None,
+            registry: None,
+            events: None,
+        };
+        if let Some(w) = send_worker {
+            let counters = Arc::new(SendCounters::default());
+            let cap = sh.config.queue_capacity;
+            let (audio, audio_rx) = DropOldest::new(cap * 4, counters.queue_dropped.clone());
+            let (packets_tx, packets) = DropOldest::new(cap, counters.packets_dropped.clone());
+            let (events_tx, events) = DropOldest::new(cap, Arc::new(Counter::default()));
+            let active = Arc::new(AtomicBool::new(false));
+            let stream = send::SendCall::new(
+                &sh.config,
+                id,
+                spec,
+                audio_rx,
+                packets_tx,
+                events_tx,
+                active.clone(),
+                counters.clone(),
+            )?;
+            sh.send[w]
+                .commands
+                .send(SendCommand::AddCall(Box::new(stream)))
+                .map_err(|_| EngineError::ShutDown)?;
+            media.send = Some(SendStream {
+                audio,
+                packets,
+                events,
+                active,
+                counters,
+                spec,
+                _call: call.clone(),
+            });
+        }
+        if let Some(w) = recv_worker {
+            let (events_tx, events) =
+                DropOldest::new(sh.config.queue_capacity * 4, Arc::new(Counter::default()));
+            let recv_call = recv::RecvCall::new(&sh.config, id, spec, events_tx);
+            sh.recv[w]
+                .commands
+                .send(RecvCommand::AddCall(Box::new(recv_call)))
+                .map_err(|_| EngineError::ShutDown)?;
+            media.registry = Some(StreamRegistry::new(id, spec, sh.clone(), w, call.clone()));
+            media.events = Some(events);
+        }
+        Ok(media)
+    }
+}
+
+fn least_loaded<C>(links: &[WorkerLink<C>]) -> usize {
+    let (i, link) = links
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, l)| l.load.load(Ordering::Relaxed))
+        .unwrap_or_else(|| unreachable!("engine has at least one worker of each kind"));
+    link.load.fetch_add(1, Ordering::Relaxed);
+    i
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

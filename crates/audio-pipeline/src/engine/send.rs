@@ -1,0 +1,240 @@
+//! The send worker: frame player → upsampler → Opus encoder → packet queue, on deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::{
+    DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, SLOTS, SendCounters,
+    SendEvent, SendStatus,
+};
+use crate::codec::{MAX_ENCODED_BYTES, OPUS_FRAME_SAMPLES, OpusEncoder};
+use crate::frame::{OPUS_RATE, PcmSpec};
+use crate::pacer::{FRAME, Pacer};
+use crate::player::{FramePlayer, PlayerEvent, PlayerOutput};
+use crate::resample::FrameResampler;
+
+/// Control messages for a send worker.
+pub(crate) enum SendCommand {
+    AddCall(Box<SendCall>),
+    RemoveCall(u64),
+}
+
+/// One call's outgoing stream, owned by a send worker.
+pub(crate) struct SendCall {
+    id: u64,
+    slot: usize,
+    player: FramePlayer,
+    up: FrameResampler,
+    encoder: OpusEncoder,
+    app: Vec<i16>,
+    pcm48: Vec<i16>,
+    audio: Receiver<Vec<u8>>,
+    packets: DropOldest<EncodedPacket>,
+    events: DropOldest<SendEvent>,
+    active: Arc<AtomicBool>,
+    was_active: bool,
+    counters: Arc<SendCounters>,
+    packet: EncodedPacket,
+}
+
+impl SendCall {
+    #[allow(clippy::too_many_arguments)] // Internal constructor fed by Engine::open_call only.
+    pub(crate) fn new(
+        config: &EngineConfig,
+        id: u64,
+        spec: PcmSpec,
+        audio: Receiver<Vec<u8>>,
+        packets: DropOldest<EncodedPacket>,
+        events: DropOldest<SendEvent>,
+        active: Arc<AtomicBool>,
+        counters: Arc<SendCounters>,
+    ) -> Result<SendCall, EngineError> {
+        Ok(SendCall {
+            id,
+            slot: 0,
+            player: FramePlayer::new(spec, config.player),
+            up: FrameResampler::new(config.resampler, spec.sample_rate, OPUS_RATE, spec.channels)?,
+            encoder: OpusEncoder::new(spec.channels, &config.opus)?,
+            app: vec![0; spec.samples_per_frame()],
+            pcm48: vec![0; OPUS_FRAME_SAMPLES * usize::from(spec.channels)],
+            audio,
+            packets,
+            events,
+            active,
+            was_active: false,
+            counters,
+            packet: EncodedPacket {
+                data: [0; MAX_ENCODED_BYTES],
+                len: 0,
+                seq: 0,
+                rtp_timestamp: 0,
+                deadline: Instant::now(),
+            },
+        })
+    }
+}
+
+/// The sans-IO state of a send thread: its calls and its millisecond pacer.
+pub(crate) struct SendWorker {
+    calls: Vec<SendCall>,
+    slot_load: [usize; SLOTS],
+    pacer: Pacer,
+    stats: Arc<EngineStats>,
+    slack: Duration,
+}
+
+impl SendWorker {
+    pub(crate) fn new(stats: Arc<EngineStats>, config: EngineConfig, start: Instant) -> SendWorker {
+        SendWorker {
+            calls: Vec::new(),
+            slot_load: [0; SLOTS],
+            // A stalled worker catches up on up to 100 ms of sub-ticks before skipping.
+            pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
+            stats,
+            slack: config.deadline_slack,
+        }
+    }
+
+    pub(crate) fn handle(&mut self, cmd: SendCommand) {
+        match cmd {
+            SendCommand::AddCall(mut call) => {
+                let slot = least_loaded_slot(&self.slot_load);
+                self.slot_load[slot] += 1;
+                call.slot = slot;
+                self.calls.push(*call);
+            }
+            SendCommand::RemoveCall(id) => {
+                if let Some(i) = self.calls.iter().position(|c| c.id == id) {
+                    let call = self.calls.swap_remove(i);
+                    self.slot_load[call.slot] -= 1;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.pacer.poll_timeout()
+    }
+
+    /// Serves every sub-tick due at `now`.
+    pub(crate) fn run_due(&mut self, now: Instant) {
+        let before = self.pacer.skipped();
+        while let Some(tick) = self.pacer.poll_tick(now) {
+            let slot = (tick.index % SLOTS as u64) as usize;
+            for call in self.calls.iter_mut().filter(|c| c.slot == slot) {
+                serve(call, tick.deadline, &self.stats, self.slack);
+            }
+        }
+        self.stats.skipped_ticks.add(self.pacer.skipped() - before);
+    }
+}
+
+pub(crate) fn least_loaded_slot(load: &[usize; SLOTS]) -> usize {
+    (0..SLOTS).min_by_key(|&i| load[i]).unwrap_or(0)
+}
+
+/// One frame period of one call.
+fn serve(call: &mut SendCall, deadline: Instant, stats: &EngineStats, slack: Duration) {
+    let t0 = Instant::now();
+    let active = call.active.load(Ordering::Relaxed);
+    if active != call.was_active {
+        call.was_active = active;
+        let status = if active {
+            SendStatus::Active
+        } else {
+            SendStatus::Inactive
+        };
+        call.events.push(SendEvent::StatusChanged(status));
+    }
+    while let Ok(chunk) = call.audio.try_recv() {
+        if active {
+            call.player.push_bytes(&chunk);
+        } else {
+            call.counters.dropped_inactive.incr();
+        }
+    }
+    let before = call.player.stats();
+    let out = call.player.tick(&mut call.app);
+    let after = call.player.stats();
+    call.counters
+        .player_overflow
+        .add(after.overflow_dropped - before.overflow_dropped);
+    call.counters
+        .queued_frames
+        .set(call.player.queued_frames() as u64);
+    if let Some(PlayerEvent::LowOnFrames { queued }) = call.player.poll_event() {
+        call.events.push(SendEvent::LowOnFrames { queued });
+    }
+    // RTP time advances with wall-clock frames, sent or not.
+    let rtp_timestamp = call.packet.rtp_timestamp;
+    call.packet.rtp_timestamp = rtp_timestamp.wrapping_add(OPUS_FRAME_SAMPLES as u32);
+    match out {
+        PlayerOutput::Frame => {}
+        PlayerOutput::Underrun => {
+            call.counters.underruns.incr();
+            return;
+        }
+        PlayerOutput::Idle => return,
+    }
+    let t1 = Instant::now();
+    if call.up.process(&call.app, &mut call.pcm48).is_err() {
+        call.counters.errors.incr();
+        return;
+    }
+    let t2 = Instant::now();
+    let len = match call.encoder.encode(&call.pcm48, &mut call.packet.data) {
+        Ok(n) => n,
+        Err(_) => {
+            call.counters.errors.incr();
+            return;
+        }
+    };
+    let t3 = Instant::now();
+    let mut packet = call.packet.clone();
+    packet.len = len as u16;
+    packet.rtp_timestamp = rtp_timestamp;
+    packet.deadline = deadline;
+    call.packet.seq = call.packet.seq.wrapping_add(1);
+    call.packets.push(packet);
+    let done = Instant::now();
+    call.counters.packets.incr();
+    stats.packets_sent.incr();
+    stats.stage_resample_up.record(t2 - t1);
+    stats.stage_encode.record(t3 - t2);
+    stats.send_frame.record(done - t0);
+    let late = done.saturating_duration_since(deadline);
+    stats.send_lateness.record(late);
+    if late > slack {
+        stats.send_deadline_misses.incr();
+    }
+}
+
+/// The thread body: apply commands, serve what is due, sleep until the next sub-tick.
+///
+/// The worker never blocks on a channel: crossbeam's blocking receive registers with a waker
+/// behind a lock that senders take too, so a sender preempted at normal priority could hold up
+/// this real-time thread. Polling with `try_recv` and sleeping on the clock avoids that lock.
+pub(crate) fn run(
+    mut worker: SendWorker,
+    commands: Receiver<SendCommand>,
+    stop: Arc<AtomicBool>,
+    ahead: Duration,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(cmd) = commands.try_recv() {
+            worker.handle(cmd);
+        }
+        worker.run_due(Instant::now() + ahead);
+        let wake = worker
+            .next_deadline()
+            .checked_sub(ahead)
+            .unwrap_or_else(Instant::now);
+        let wait = wake.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}

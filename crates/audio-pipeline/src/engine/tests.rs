@@ -1,0 +1,376 @@
+//! Worker tests with injected time (sans threads), plus one smoke test of the real threads.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Receiver;
+use media_session::{SourceId, StreamDirection};
+
+use super::recv::{Inbound, RecvCall, RecvCommand, RecvStream, RecvWorker};
+use super::send::{SendCall, SendCommand, SendWorker};
+use super::*;
+use crate::codec::{MAX_ENCODED_BYTES, OpusEncoder};
+use crate::fixtures::speech_16k;
+use crate::pacer::FRAME;
+use crate::registry::RecvCounters;
+use crate::resample::FrameResampler;
+use crate::similarity::spectral_similarity;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn spec16() -> PcmSpec {
+    PcmSpec::new(16_000, 1).unwrap()
+}
+
+/// Speech frames encoded as a remote participant would send them, as `Bytes` the way a
+/// transport produces them (frozen `BytesMut`, so clones are reference-count bumps).
+fn encoded_speech(frames: usize) -> Vec<Bytes> {
+    let speech = speech_16k();
+    let mut up = FrameResampler::new(ResamplerKind::default(), 16_000, 48_000, 1).unwrap();
+    let mut enc = OpusEncoder::new(1, &OpusConfig::default()).unwrap();
+    let mut pcm48 = vec![0i16; 960];
+    let mut buf = [0u8; MAX_ENCODED_BYTES];
+    speech
+        .chunks_exact(320)
+        .cycle()
+        .take(frames)
+        .map(|f| {
+            up.process(f, &mut pcm48).unwrap();
+            let n = enc.encode(&pcm48, &mut buf).unwrap();
+            BytesMut::from(&buf[..n]).freeze()
+        })
+        .collect()
+}
+
+fn encoded_silence(frames: usize) -> Vec<Bytes> {
+    let mut enc = OpusEncoder::new(1, &OpusConfig::default()).unwrap();
+    let mut buf = [0u8; MAX_ENCODED_BYTES];
+    (0..frames)
+        .map(|_| {
+            let n = enc.encode(&[0; 960], &mut buf).unwrap();
+            BytesMut::from(&buf[..n]).freeze()
+        })
+        .collect()
+}
+
+struct SendRig {
+    worker: SendWorker,
+    audio: DropOldest<Vec<u8>>,
+    packets: Receiver<EncodedPacket>,
+    events: Receiver<SendEvent>,
+    active: Arc<AtomicBool>,
+    counters: Arc<SendCounters>,
+}
+
+fn send_rig(t0: Instant, stats: Arc<EngineStats>) -> SendRig {
+    let config = EngineConfig::default();
+    let counters = Arc::new(SendCounters::default());
+    let (audio, audio_rx) = DropOldest::new(256, counters.queue_dropped.clone());
+    let (ptx, packets) = DropOldest::new(64, counters.packets_dropped.clone());
+    let (etx, events) = DropOldest::new(64, Arc::new(Counter::default()));
+    let active = Arc::new(AtomicBool::new(false));
+    let call = SendCall::new(
+        &config,
+        1,
+        spec16(),
+        audio_rx,
+        ptx,
+        etx,
+        active.clone(),
+        counters.clone(),
+    )
+    .unwrap();
+    let mut worker = SendWorker::new(stats, config, t0);
+    worker.handle(SendCommand::AddCall(Box::new(call)));
+    SendRig {
+        worker,
+        audio,
+        packets,
+        events,
+        active,
+        counters,
+    }
+}
+
+struct RecvRig {
+    worker: RecvWorker,
+    events: Receiver<ReceiveEvent>,
+}
+
+fn recv_rig(t0: Instant, stats: Arc<EngineStats>, sources: &[SourceId]) -> RecvRig {
+    let config = EngineConfig::default();
+    let (etx, events) = DropOldest::new(256, Arc::new(Counter::default()));
+    let mut worker = RecvWorker::new(stats, config.clone(), t0, t0);
+    worker.handle(RecvCommand::AddCall(Box::new(RecvCall::new(
+        &config,
+        1,
+        spec16(),
+        etx,
+    ))));
+    for &s in sources {
+        let chain = RecvStream::new(
+            s,
+            spec16(),
+            config.jitter,
+            config.resampler,
+            Arc::new(RecvCounters::default()),
+        )
+        .unwrap();
+        worker.handle(RecvCommand::AddStream(Box::new(chain), 1));
+    }
+    RecvRig { worker, events }
+}
+
+fn inbound(source: SourceId, seq: u16, payload: Bytes, arrival: Instant) -> Inbound {
+    Inbound {
+        call: 1,
+        source,
+        packet: crate::jitter::RtpAudio {
+            seq,
+            timestamp: u32::from(seq) * 960,
+            ssrc: source.0,
+            payload,
+        },
+        arrival,
+    }
+}
+
+#[test]
+fn send_worker_paces_packets_on_exact_deadlines() {
+    let t0 = Instant::now();
+    let mut rig = send_rig(t0, Arc::new(EngineStats::default()));
+    rig.active.store(true, std::sync::atomic::Ordering::Relaxed);
+    let speech = speech_16k();
+    // A 200 ms burst in one chunk with an odd byte count split across two pushes.
+    let bytes: Vec<u8> = speech[..3200]
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    rig.audio.push(bytes[..1001].to_vec());
+    rig.audio.push(bytes[1001..].to_vec());
+    for ms in 0..400u32 {
+        rig.worker.run_due(t0 + MS * ms);
+    }
+    let packets: Vec<EncodedPacket> = rig.packets.try_iter().collect();
+    assert_eq!(packets.len(), 10);
+    for (i, p) in packets.iter().enumerate() {
+        assert_eq!(p.seq, i as u16);
+        assert!(!p.payload().is_empty());
+        if i > 0 {
+            assert_eq!(p.deadline - packets[i - 1].deadline, FRAME);
+            assert_eq!(p.rtp_timestamp - packets[i - 1].rtp_timestamp, 960);
+        }
+    }
+    let events: Vec<SendEvent> = rig.events.try_iter().collect();
+    assert_eq!(events[0], SendEvent::StatusChanged(SendStatus::Active));
+    assert!(events.contains(&SendEvent::LowOnFrames { queued: 2 }));
+    assert_eq!(rig.counters.underruns.get(), 0);
+}
+
+#[test]
+fn inactive_stream_drops_app_audio() {
+    let t0 = Instant::now();
+    let mut rig = send_rig(t0, Arc::new(EngineStats::default()));
+    rig.audio.push(vec![0u8; 640 * 5]);
+    for ms in 0..100u32 {
+        rig.worker.run_due(t0 + MS * ms);
+    }
+    assert_eq!(rig.packets.try_iter().count(), 0);
+    assert_eq!(rig.counters.dropped_inactive.get(), 1);
+}
+
+#[test]
+fn receive_worker_delivers_unmixed_mixed_and_speakers() {
+    let t0 = Instant::now();
+    let (talker, quiet) = (SourceId(10), SourceId(20));
+    let mut rig = recv_rig(t0, Arc::new(EngineStats::default()), &[talker, quiet]);
+    let speech = encoded_speech(150);
+    let silence = encoded_silence(150);
+    let mut unmixed_talker = Vec::new();
+    let mut mixed = Vec::new();
+    let mut dominant = Vec::new();
+    let mut last_active = Vec::new();
+    for k in 0..150u16 {
+        let at = t0 + FRAME * u32::from(k);
+        rig.worker
+            .ingest(inbound(talker, k, speech[usize::from(k)].clone(), at));
+        rig.worker
+            .ingest(inbound(quiet, k, silence[usize::from(k)].clone(), at));
+        for ms in 0..20u32 {
+            rig.worker.run_due(at + MS * ms);
+        }
+        for ev in rig.events.try_iter() {
+            match ev {
+                ReceiveEvent::Unmixed(f) if f.source == talker => {
+                    unmixed_talker.extend_from_slice(f.samples())
+                }
+                ReceiveEvent::Unmixed(f) => assert_eq!(f.source, quiet),
+                ReceiveEvent::Mixed {
+                    frame,
+                    active_speakers,
+                } => {
+                    mixed.extend_from_slice(frame.samples());
+                    last_active = active_speakers.as_slice().to_vec();
+                }
+                ReceiveEvent::DominantSpeakerChanged(s) => dominant.push(s),
+            }
+        }
+    }
+    assert!(
+        unmixed_talker.len() >= 140 * 320,
+        "{}",
+        unmixed_talker.len()
+    );
+    // Every tick delivers a mix, once playout has started.
+    assert!(mixed.len() >= 145 * 320);
+    assert_eq!(dominant.first(), Some(&talker));
+    assert!(!dominant.contains(&quiet));
+    assert!(!last_active.contains(&quiet));
+    // The mix of a talker and a silent participant sounds like the talker.
+    let reference = &speech_16k()[..unmixed_talker.len()];
+    assert!(spectral_similarity(reference, &unmixed_talker, 16_000) > 0.85);
+    assert!(spectral_similarity(&unmixed_talker, &mixed, 16_000) > 0.95);
+}
+
+#[test]
+fn receive_worker_conceals_loss_with_fec() {
+    let t0 = Instant::now();
+    let src = SourceId(7);
+    let stats = Arc::new(EngineStats::default());
+    let mut rig = recv_rig(t0, stats, &[src]);
+    let speech = encoded_speech(100);
+    let mut frames = 0;
+    for k in 0..100u16 {
+        let at = t0 + FRAME * u32::from(k);
+        // Every tenth packet is lost.
+        if k % 10 != 5 {
+            rig.worker
+                .ingest(inbound(src, k, speech[usize::from(k)].clone(), at));
+        }
+        for ms in 0..20u32 {
+            rig.worker.run_due(at + MS * ms);
+        }
+        frames += rig
+            .events
+            .try_iter()
+            .filter(|e| matches!(e, ReceiveEvent::Unmixed(_)))
+            .count();
+    }
+    // Lost frames are concealed, not skipped: a frame every tick once started.
+    assert!(frames >= 98, "{frames}");
+    let call = &rig.worker.worker_calls()[0];
+    let c = call.stream_counters(0);
+    assert_eq!(c.lost.get(), 10);
+    // The first loss also costs a waiting tick (the depth grows by one frame, which is what
+    // lets FEC from the following packet cover the later losses).
+    assert_eq!(c.concealed.get(), 11);
+    assert!(c.fec_recovered.get() >= 5, "fec {}", c.fec_recovered.get());
+}
+
+#[test]
+fn steady_state_send_and_receive_do_not_allocate() {
+    let t0 = Instant::now();
+    let stats = Arc::new(EngineStats::default());
+    let mut send = send_rig(t0, stats.clone());
+    send.active
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let src = SourceId(3);
+    let mut recv = recv_rig(t0, stats.clone(), &[src]);
+    let speech = speech_16k();
+    let packets = encoded_speech(200);
+    // The app's chunks are allocated by the app, before the measured window.
+    let chunks: Vec<Vec<u8>> = speech
+        .chunks_exact(320)
+        .take(200)
+        .map(|f| f.iter().flat_map(|s| s.to_le_bytes()).collect())
+        .collect();
+    let mut chunks = chunks.into_iter();
+    let mut arrivals: Vec<Inbound> = packets
+        .iter()
+        .enumerate()
+        .map(|(k, p)| inbound(src, k as u16, p.clone(), t0 + FRAME * k as u32))
+        .collect();
+    arrivals.reverse();
+    let mut run_frame = |k: u32, send: &mut SendRig, recv: &mut RecvRig| {
+        let at = t0 + FRAME * k;
+        if let Some(c) = chunks.next() {
+            send.audio.push(c);
+        }
+        if let Some(p) = arrivals.pop() {
+            recv.worker.ingest(p);
+        }
+        for ms in 0..20u32 {
+            send.worker.run_due(at + MS * ms);
+            recv.worker.run_due(at + MS * ms);
+        }
+        // The transport and the app drain their queues (on their own threads in production).
+        send.packets.try_iter().for_each(drop);
+        recv.events.try_iter().for_each(drop);
+    };
+    for k in 0..60 {
+        run_frame(k, &mut send, &mut recv);
+    }
+    let before = crate::alloc_counter::thread_allocs();
+    for k in 60..180 {
+        run_frame(k, &mut send, &mut recv);
+    }
+    let allocs = crate::alloc_counter::thread_allocs() - before;
+    assert_eq!(allocs, 0, "allocations in 120 steady-state frames");
+    assert!(stats.packets_sent.get() >= 170);
+    assert!(stats.frames_received.get() >= 170);
+}
+
+#[test]
+fn threaded_engine_loops_speech_back() {
+    let engine = Engine::start(EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let call = engine
+        .open_call(spec16(), StreamDirection::SendReceive)
+        .unwrap();
+    let send = call.send().unwrap();
+    let registry = call.registry().unwrap();
+    let me = registry.add(SourceId(42)).unwrap();
+    assert_eq!(registry.sources(), vec![SourceId(42)]);
+    assert!(registry.get(SourceId(42)).is_some());
+    send.set_active(true);
+    let speech = speech_16k();
+    send.push_samples(&speech[..16_000]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < 45 && Instant::now() < deadline {
+        if let Ok(p) = send.packets().recv_timeout(Duration::from_millis(100)) {
+            me.deliver(
+                crate::jitter::RtpAudio {
+                    seq: p.seq,
+                    timestamp: p.rtp_timestamp,
+                    ssrc: 1,
+                    payload: Bytes::copy_from_slice(p.payload()),
+                },
+                Instant::now(),
+            );
+            got += 1;
+        }
+    }
+    assert_eq!(got, 45, "packets from the send thread");
+    let events = call.events().unwrap();
+    let mut unmixed = 0;
+    while let Ok(ev) = events.recv_timeout(Duration::from_millis(500)) {
+        if matches!(ev, ReceiveEvent::Unmixed(ref f) if f.source == SourceId(42)) {
+            unmixed += 1;
+        }
+        if unmixed >= 40 {
+            break;
+        }
+    }
+    assert!(unmixed >= 40, "unmixed frames {unmixed}");
+    let sent = engine.stats().send_frame.snapshot().count();
+    assert!(sent >= 40, "{sent}");
+    assert!(registry.remove(SourceId(42)));
+    assert!(registry.is_empty());
+}

@@ -1,0 +1,697 @@
+//! Per-stream jitter buffer: reorders received Opus packets and releases one 20 ms frame's
+//! worth of playout decision per tick. Sans-IO: arrival and tick times are passed in.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::codec::{OPUS_FRAME_SAMPLES, has_inband_fec};
+use crate::opus_packet::{self, OpusPacketError};
+
+/// RTP timestamp units per 20 ms frame (Opus RTP always counts at 48 kHz).
+const TS_PER_FRAME: i64 = OPUS_FRAME_SAMPLES as i64;
+
+/// One received RTP audio packet, reduced to what the jitter buffer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpAudio {
+    /// RTP sequence number.
+    pub seq: u16,
+    /// RTP timestamp (48 kHz units for Opus).
+    pub timestamp: u32,
+    /// Synchronization source; a change means a new stream.
+    pub ssrc: u32,
+    /// The Opus payload, shared with the transport's receive buffer (no copy).
+    pub payload: Bytes,
+}
+
+/// Settings of a [`JitterBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitterConfig {
+    /// Smallest target depth in frames (the 20 ms floor is 1).
+    pub min_depth_frames: u16,
+    /// Largest target depth in frames.
+    pub max_depth_frames: u16,
+    /// Packets held at most; also the widest sequence gap tolerated before a resync.
+    pub capacity: u16,
+    /// A timestamp that disagrees with the sequence number by more than this many frames
+    /// means the sender restarted: the buffer resyncs.
+    pub resync_jump_frames: u32,
+    /// Ticks the target must stay below the current depth before the buffer drops a frame to
+    /// shrink (growth is immediate).
+    pub shrink_after_ticks: u32,
+    /// Consecutive concealed ticks after which the buffer stops concealing and rebuffers.
+    pub max_conceal_run: u16,
+}
+
+impl Default for JitterConfig {
+    fn default() -> Self {
+        JitterConfig {
+            min_depth_frames: 1,
+            max_depth_frames: 25,
+            capacity: 64,
+            resync_jump_frames: 250,
+            shrink_after_ticks: 100,
+            max_conceal_run: 10,
+        }
+    }
+}
+
+/// What happened to a pushed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored for playout.
+    Accepted,
+    /// Stored, after the buffer reset itself for a new stream (SSRC change or timestamp jump).
+    Resynced,
+    /// Already held or played.
+    Duplicate,
+    /// Arrived after its playout time; dropped.
+    Late,
+    /// Not a valid Opus packet of at most 20 ms; dropped without reaching libopus.
+    Malformed(MalformedReason),
+}
+
+/// Why a packet was refused as malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedReason {
+    /// The Opus structure is invalid.
+    Structure(OpusPacketError),
+    /// Valid Opus, but longer than one 20 ms frame.
+    Duration(u32),
+}
+
+/// What the decoder should produce for this tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Decode this packet.
+    Packet(Bytes),
+    /// The packet for this tick is lost; the next one carries FEC for it: decode it in FEC mode.
+    Fec(Bytes),
+    /// The packet for this tick is lost: run loss concealment.
+    Conceal,
+    /// Nothing to play (not started, rebuffering, or the stream went quiet): output silence.
+    Silence,
+}
+
+/// Counters and gauges of a jitter buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JitterStats {
+    /// Packets accepted.
+    pub received: u64,
+    /// Sequence numbers whose packet never arrived in time.
+    pub lost: u64,
+    /// Packets that arrived after their playout time.
+    pub late: u64,
+    /// Packets received twice.
+    pub duplicate: u64,
+    /// Malformed packets dropped.
+    pub malformed: u64,
+    /// Ticks filled by concealment (PLC or FEC).
+    pub concealed: u64,
+    /// Of those, ticks rebuilt from FEC.
+    pub fec_recovered: u64,
+    /// Packets dropped to shrink the depth or make room.
+    pub dropped: u64,
+    /// Resyncs (SSRC change, timestamp jump, or a sequence gap wider than the capacity).
+    pub resyncs: u64,
+    /// Frames currently held ahead of playout.
+    pub depth_frames: u16,
+    /// Target depth in frames.
+    pub target_frames: u16,
+    /// Interarrival jitter (RFC 3550 estimator), milliseconds.
+    pub jitter_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    ext_seq: u64,
+    payload: Bytes,
+}
+
+/// An adaptive jitter buffer for one remote audio stream.
+///
+/// Packets are keyed by their extended (wrap-free) sequence number. Playout starts once the
+/// target depth is buffered. When the packet due at a tick has not arrived and nothing newer
+/// has either, the tick is concealed and the packet is still awaited, so the depth follows the
+/// network's delay; when something newer has arrived the packet counts as lost and the tick is
+/// concealed with FEC from its successor if that carries any, else with PLC. The target depth
+/// starts at the floor, grows at once to about three times the measured RFC 3550 jitter, and
+/// shrinks by a frame only after the target stayed lower for
+/// [`JitterConfig::shrink_after_ticks`] ticks; while more than two frames above the target are
+/// held, the oldest is dropped every quarter of that period.
+/// The slot array is allocated once; push and pop never allocate.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    config: JitterConfig,
+    slots: Vec<Option<Slot>>,
+    seen: Vec<u64>,
+    ssrc: Option<u32>,
+    /// Highest extended sequence number received, and its timestamp.
+    highest: Option<(u64, u32)>,
+    /// Next extended sequence number to play; `None` while (re)buffering.
+    next_play: Option<u64>,
+    /// Set by a resync; cleared by [`JitterBuffer::take_resync`].
+    resync_pending: bool,
+    last_arrival: Option<(Instant, u32)>,
+    jitter_ts: f64,
+    target: u16,
+    shrink_ticks: u32,
+    excess_ticks: u32,
+    conceal_run: u16,
+    stats: JitterStats,
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new(config: JitterConfig) -> JitterBuffer {
+        let capacity = config.capacity.max(4);
+        JitterBuffer {
+            config: JitterConfig { capacity, ..config },
+            slots: vec![None; usize::from(capacity)],
+            seen: vec![u64::MAX; usize::from(capacity)],
+            ssrc: None,
+            highest: None,
+            next_play: None,
+            resync_pending: false,
+            last_arrival: None,
+            jitter_ts: 0.0,
+            target: config.min_depth_frames.max(1),
+            shrink_ticks: 0,
+            excess_ticks: 0,
+            conceal_run: 0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> JitterStats {
+        JitterStats {
+            depth_frames: self.depth(),
+            target_frames: self.target,
+            jitter_ms: self.jitter_ts / 48.0,
+            ..self.stats
+        }
+    }
+
+    /// True once after each resync: the decoder should reset its state.
+    pub fn take_resync(&mut self) -> bool {
+        std::mem::take(&mut self.resync_pending)
+    }
+
+    /// Offers a received packet, which arrived at `now`.
+    pub fn push(&mut self, packet: RtpAudio, now: Instant) -> PushOutcome {
+        match opus_packet::parse(&packet.payload) {
+            Err(e) => {
+                self.stats.malformed += 1;
+                return PushOutcome::Malformed(MalformedReason::Structure(e));
+            }
+            Ok(info) if info.duration_samples_48k() as usize > OPUS_FRAME_SAMPLES => {
+                self.stats.malformed += 1;
+                return PushOutcome::Malformed(MalformedReason::Duration(
+                    info.duration_samples_48k(),
+                ));
+            }
+            Ok(_) => {}
+        }
+        let mut resynced = false;
+        if self.ssrc.is_some_and(|s| s != packet.ssrc) {
+            self.resync();
+            resynced = true;
+        }
+        self.ssrc = Some(packet.ssrc);
+
+        let ext = match self.highest {
+            None => (1u64 << 32) + u64::from(packet.seq),
+            Some((high, high_ts)) => {
+                let delta = i64::from(packet.seq.wrapping_sub(high as u16) as i16);
+                let ts_delta = i64::from(packet.timestamp.wrapping_sub(high_ts) as i32);
+                let skew = (ts_delta - delta * TS_PER_FRAME).abs();
+                let cap = i64::from(self.config.capacity);
+                if delta <= -cap {
+                    // Older than anything the window remembers.
+                    self.stats.late += 1;
+                    return PushOutcome::Late;
+                }
+                if skew > i64::from(self.config.resync_jump_frames) * TS_PER_FRAME || delta >= cap {
+                    self.resync();
+                    resynced = true;
+                    (1u64 << 32) + u64::from(packet.seq)
+                } else {
+                    (high as i64 + delta) as u64
+                }
+            }
+        };
+
+        let idx = self.index(ext);
+        // `seen` remembers the last sequence number received per slot, played or not, so a
+        // copy of a packet is a duplicate even after its payload left the buffer.
+        if self.seen[idx] == ext {
+            self.stats.duplicate += 1;
+            return PushOutcome::Duplicate;
+        }
+        if self.next_play.is_some_and(|next| ext < next) {
+            self.stats.late += 1;
+            return PushOutcome::Late;
+        }
+        if self.slots[idx].is_some() {
+            // The slot holds a packet one capacity older that was never played: it is stale.
+            self.stats.dropped += 1;
+        }
+        self.seen[idx] = ext;
+        self.update_jitter(now, packet.timestamp);
+        self.slots[idx] = Some(Slot {
+            ext_seq: ext,
+            payload: packet.payload,
+        });
+        self.stats.received += 1;
+        if self.highest.is_none_or(|(h, _)| ext > h) {
+            self.highest = Some((ext, packet.timestamp));
+        }
+        // Keep the playout point within the slot window.
+        if let Some(next) = self.next_play {
+            let cap = u64::from(self.config.capacity);
+            if ext >= next + cap {
+                let new_next = ext + 1 - cap;
+                for s in next..new_next {
+                    let i = self.index(s);
+                    if self.slots[i].as_ref().is_some_and(|sl| sl.ext_seq == s) {
+                        self.slots[i] = None;
+                        self.stats.dropped += 1;
+                    } else {
+                        self.stats.lost += 1;
+                    }
+                }
+                self.next_play = Some(new_next);
+            }
+        }
+        if resynced {
+            PushOutcome::Resynced
+        } else {
+            PushOutcome::Accepted
+        }
+    }
+
+    /// Decides what to play for the tick at `now` (call once per 20 ms).
+    pub fn pop(&mut self, _now: Instant) -> Playout {
+        let Some((highest, _)) = self.highest else {
+            return Playout::Silence;
+        };
+        let next = match self.next_play {
+            Some(n) => n,
+            None => {
+                // Buffering: start once the target depth of consecutive-or-not packets is held.
+                let Some(lowest) = self.lowest_held() else {
+                    return Playout::Silence;
+                };
+                if highest + 1 - lowest < u64::from(self.target) {
+                    return Playout::Silence;
+                }
+                self.next_play = Some(lowest);
+                self.conceal_run = 0;
+                lowest
+            }
+        };
+        self.adapt_depth();
+        let idx = self.index(next);
+        let out = match self.slots[idx].take() {
+            Some(slot) if slot.ext_seq == next => {
+                self.conceal_run = 0;
+                Playout::Packet(slot.payload)
+            }
+            other => {
+                self.slots[idx] = other;
+                self.stats.concealed += 1;
+                if next > highest {
+                    // Nothing newer has arrived: the packet may only be late. Conceal this
+                    // tick without giving up on it; the stream slips one frame, which is how
+                    // the depth grows when the network's delay does.
+                    self.conceal_run += 1;
+                    if self.conceal_run > self.config.max_conceal_run {
+                        // The stream went quiet (DTX, mute, hold): stop extrapolating and
+                        // wait for packets again.
+                        self.stats.concealed -= 1;
+                        self.next_play = None;
+                        return Playout::Silence;
+                    }
+                    return Playout::Conceal;
+                }
+                // A newer packet exists, so this one is lost.
+                self.conceal_run = 0;
+                self.stats.lost += 1;
+                let after = self.index(next + 1);
+                match &self.slots[after] {
+                    Some(s) if s.ext_seq == next + 1 && has_inband_fec(&s.payload) => {
+                        self.stats.fec_recovered += 1;
+                        Playout::Fec(s.payload.clone())
+                    }
+                    _ => Playout::Conceal,
+                }
+            }
+        };
+        self.next_play = Some(next + 1);
+        out
+    }
+
+    /// Frames held from the playout point to the newest packet.
+    fn depth(&self) -> u16 {
+        match (self.highest, self.next_play) {
+            (Some((h, _)), Some(n)) if h >= n => (h + 1 - n).min(u64::from(u16::MAX)) as u16,
+            (Some(_), None) => self.slots.iter().flatten().count() as u16,
+            _ => 0,
+        }
+    }
+
+    fn adapt_depth(&mut self) {
+        // About three jitters of headroom, rounded up to frames.
+        let want = ((3.0 * self.jitter_ts / TS_PER_FRAME as f64).ceil() as u16).clamp(
+            self.config.min_depth_frames.max(1),
+            self.config.max_depth_frames,
+        );
+        if want > self.target {
+            self.target = want;
+            self.shrink_ticks = 0;
+        } else if want < self.target {
+            self.shrink_ticks += 1;
+            if self.shrink_ticks >= self.config.shrink_after_ticks {
+                self.target -= 1;
+                self.shrink_ticks = 0;
+            }
+        } else {
+            self.shrink_ticks = 0;
+        }
+        // Held well beyond the target for a while (after a burst, or after shrinking): drop
+        // the oldest frame so latency comes down; a short burst is simply played out.
+        let excess = match (self.next_play, self.highest) {
+            (Some(next), Some((h, _))) => h >= next && h + 1 - next > u64::from(self.target) + 2,
+            _ => false,
+        };
+        self.excess_ticks = if excess { self.excess_ticks + 1 } else { 0 };
+        if let (true, Some(next)) = (
+            self.excess_ticks >= self.config.shrink_after_ticks / 4,
+            self.next_play,
+        ) {
+            self.excess_ticks = 0;
+            let idx = self.index(next);
+            if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == next) {
+                self.slots[idx] = None;
+                self.stats.dropped += 1;
+            } else {
+                self.stats.lost += 1;
+            }
+            self.next_play = Some(next + 1);
+        }
+    }
+
+    fn update_jitter(&mut self, now: Instant, ts: u32) {
+        if let Some((prev_at, prev_ts)) = self.last_arrival {
+            // RFC 3550 6.4.1: D = (Rj - Ri) - (Sj - Si), in timestamp units; J += (|D| - J) / 16.
+            let arrival = if now >= prev_at {
+                (now - prev_at).as_secs_f64() * 48_000.0
+            } else {
+                -((prev_at - now).as_secs_f64() * 48_000.0)
+            };
+            let sent = f64::from(ts.wrapping_sub(prev_ts) as i32);
+            let d = (arrival - sent).abs();
+            self.jitter_ts += (d - self.jitter_ts) / 16.0;
+        }
+        self.last_arrival = Some((now, ts));
+    }
+
+    fn lowest_held(&self) -> Option<u64> {
+        self.slots.iter().flatten().map(|s| s.ext_seq).min()
+    }
+
+    fn index(&self, ext: u64) -> usize {
+        (ext % u64::from(self.config.capacity)) as usize
+    }
+
+    fn resync(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.seen.iter_mut().for_each(|s| *s = u64::MAX);
+        self.highest = None;
+        self.next_play = None;
+        self.last_arrival = None;
+        self.jitter_ts = 0.0;
+        self.target = self.config.min_depth_frames.max(1);
+        self.shrink_ticks = 0;
+        self.excess_ticks = 0;
+        self.conceal_run = 0;
+        self.resync_pending = true;
+        self.stats.resyncs += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const PLAIN: &[u8] = &[0x08, 0x00, 0x11];
+    const WITH_FEC: &[u8] = &[0x08, 0x40, 0x22];
+
+    struct Rig {
+        jb: JitterBuffer,
+        t0: Instant,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig {
+                jb: JitterBuffer::new(JitterConfig::default()),
+                t0: Instant::now(),
+            }
+        }
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+        fn push_at(&mut self, seq: u16, ms: u64, payload: &'static [u8]) -> PushOutcome {
+            self.push_full(seq, u32::from(seq).wrapping_mul(960), 7, ms, payload)
+        }
+        fn push_full(
+            &mut self,
+            seq: u16,
+            ts: u32,
+            ssrc: u32,
+            ms: u64,
+            payload: &'static [u8],
+        ) -> PushOutcome {
+            let now = self.at(ms);
+            self.jb.push(
+                RtpAudio {
+                    seq,
+                    timestamp: ts,
+                    ssrc,
+                    payload: Bytes::from_static(payload),
+                },
+                now,
+            )
+        }
+        fn pop_at(&mut self, ms: u64) -> Playout {
+            let now = self.at(ms);
+            self.jb.pop(now)
+        }
+    }
+
+    fn tagged(seq: u16) -> &'static [u8] {
+        // A distinct valid payload per sequence number, so tests can tell packets apart.
+        Box::leak(vec![0x08, 0x00, seq as u8, (seq >> 8) as u8].into_boxed_slice())
+    }
+
+    fn seq_of(p: &Playout) -> Option<u16> {
+        match p {
+            Playout::Packet(b) => Some(u16::from(b[2]) | u16::from(b[3]) << 8),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn in_order_stream_plays_every_packet() {
+        let mut r = Rig::new();
+        let mut played = Vec::new();
+        for i in 0..100u16 {
+            assert_eq!(
+                r.push_at(i, u64::from(i) * 20, tagged(i)),
+                PushOutcome::Accepted
+            );
+            played.extend(seq_of(&r.pop_at(u64::from(i) * 20 + 1)));
+        }
+        assert_eq!(played, (0..100).collect::<Vec<_>>());
+        let s = r.jb.stats();
+        assert_eq!((s.received, s.lost, s.concealed, s.late), (100, 0, 0, 0));
+        assert_eq!(s.target_frames, 1);
+    }
+
+    #[test]
+    fn reordered_packets_play_in_sequence() {
+        let mut r = Rig::new();
+        for (k, seq) in [2u16, 0, 1, 4, 3].into_iter().enumerate() {
+            r.push_at(seq, k as u64, tagged(seq));
+        }
+        let played: Vec<_> = (0..5).filter_map(|k| seq_of(&r.pop_at(10 + k))).collect();
+        assert_eq!(played, vec![0, 1, 2, 3, 4]);
+        assert_eq!(r.jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_before_and_after_playout() {
+        let mut r = Rig::new();
+        assert_eq!(r.push_at(0, 0, tagged(0)), PushOutcome::Accepted);
+        assert_eq!(r.push_at(0, 1, tagged(0)), PushOutcome::Duplicate);
+        assert_eq!(seq_of(&r.pop_at(2)), Some(0));
+        assert_eq!(r.push_at(0, 3, tagged(0)), PushOutcome::Duplicate);
+        assert_eq!(r.jb.stats().duplicate, 2);
+        assert_eq!(r.jb.stats().received, 1);
+    }
+
+    #[test]
+    fn late_packet_is_counted_and_dropped() {
+        let mut r = Rig::new();
+        r.push_at(0, 0, tagged(0));
+        r.pop_at(1);
+        r.push_at(2, 40, tagged(2));
+        assert_eq!(r.pop_at(41), Playout::Conceal); // seq 1 missing, 2 has no FEC flag
+        assert_eq!(r.push_at(1, 45, tagged(1)), PushOutcome::Late);
+        assert_eq!(seq_of(&r.pop_at(61)), Some(2));
+        let s = r.jb.stats();
+        assert_eq!((s.late, s.lost, s.concealed), (1, 1, 1));
+    }
+
+    #[test]
+    fn loss_uses_fec_when_the_next_packet_has_it() {
+        let mut r = Rig::new();
+        r.push_at(0, 0, PLAIN);
+        assert!(matches!(r.pop_at(1), Playout::Packet(_)));
+        r.push_at(2, 40, WITH_FEC);
+        assert_eq!(r.pop_at(41), Playout::Fec(Bytes::from_static(WITH_FEC)));
+        assert_eq!(r.pop_at(61), Playout::Packet(Bytes::from_static(WITH_FEC)));
+        let s = r.jb.stats();
+        assert_eq!((s.lost, s.concealed, s.fec_recovered), (1, 1, 1));
+    }
+
+    #[test]
+    fn sequence_wrap_is_seamless() {
+        let mut r = Rig::new();
+        let mut played = Vec::new();
+        for k in 0..20u16 {
+            let seq = 65_530u16.wrapping_add(k);
+            r.push_at(seq, u64::from(k) * 20, tagged(seq));
+            played.extend(seq_of(&r.pop_at(u64::from(k) * 20 + 1)));
+        }
+        let expected: Vec<u16> = (0..20u16).map(|k| 65_530u16.wrapping_add(k)).collect();
+        assert_eq!(played, expected);
+        assert_eq!(r.jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn ssrc_change_and_timestamp_jump_resync() {
+        let mut r = Rig::new();
+        for i in 0..5u16 {
+            r.push_at(i, u64::from(i) * 20, tagged(i));
+            r.pop_at(u64::from(i) * 20 + 1);
+        }
+        assert!(!r.jb.take_resync());
+        // New sender: different SSRC and unrelated numbering.
+        assert_eq!(
+            r.push_full(9000, 123, 8, 100, tagged(9000)),
+            PushOutcome::Resynced
+        );
+        assert!(r.jb.take_resync());
+        assert!(!r.jb.take_resync());
+        assert_eq!(seq_of(&r.pop_at(101)), Some(9000));
+        // Same SSRC, next sequence number, but the timestamp leaps 100 s.
+        assert_eq!(
+            r.push_full(9001, 123 + 4_800_000, 8, 120, tagged(9001)),
+            PushOutcome::Resynced
+        );
+        assert_eq!(seq_of(&r.pop_at(121)), Some(9001));
+        assert_eq!(r.jb.stats().resyncs, 2);
+        assert_eq!(r.jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn malformed_and_overlong_packets_never_enter() {
+        let mut r = Rig::new();
+        assert!(matches!(r.push_at(0, 0, &[]), PushOutcome::Malformed(_)));
+        assert!(matches!(
+            r.push_at(1, 0, &[0x08 | 3, 0]),
+            PushOutcome::Malformed(_)
+        ));
+        // 40 ms SILK packet.
+        assert_eq!(
+            r.push_at(2, 0, &[0x10, 0]),
+            PushOutcome::Malformed(MalformedReason::Duration(1920))
+        );
+        assert_eq!(r.jb.stats().malformed, 3);
+        assert_eq!(r.pop_at(1), Playout::Silence);
+    }
+
+    #[test]
+    fn depth_grows_with_jitter_and_shrinks_slowly() {
+        let mut r = Rig::new();
+        // Packets every 20 ms on average but alternating 0 / 40 ms late.
+        let mut t = 0u64;
+        for i in 0..200u16 {
+            let jitter = if i % 2 == 0 { 0 } else { 40 };
+            r.push_at(i, u64::from(i) * 20 + jitter, tagged(i));
+            r.pop_at(t);
+            t += 20;
+        }
+        let grown = r.jb.stats();
+        assert!(grown.jitter_ms > 10.0, "jitter {}", grown.jitter_ms);
+        assert!(grown.target_frames >= 3, "target {}", grown.target_frames);
+        // Then a perfectly regular stream: the target comes down, one frame at a time.
+        let mut targets = Vec::new();
+        for i in 200..800u16 {
+            r.push_at(i, u64::from(i) * 20 + 40, tagged(i));
+            r.pop_at(t);
+            t += 20;
+            targets.push(r.jb.stats().target_frames);
+        }
+        assert!(
+            targets.windows(2).all(|w| w[1] + 1 >= w[0]),
+            "shrinks at most one frame per step"
+        );
+        assert_eq!(*targets.last().unwrap(), 1);
+        assert!(targets[50] > 1, "must not collapse at once");
+    }
+
+    #[test]
+    fn quiet_stream_stops_concealing_and_rebuffers() {
+        let mut r = Rig::new();
+        r.push_at(0, 0, tagged(0));
+        r.pop_at(1);
+        let outs: Vec<Playout> = (1..30).map(|k| r.pop_at(1 + k * 20)).collect();
+        let conceals = outs.iter().filter(|p| **p == Playout::Conceal).count();
+        assert_eq!(
+            conceals,
+            usize::from(JitterConfig::default().max_conceal_run)
+        );
+        assert_eq!(*outs.last().unwrap(), Playout::Silence);
+        // The stream comes back further on and plays again.
+        r.push_at(40, 900, tagged(40));
+        assert_eq!(seq_of(&r.pop_at(901)), Some(40));
+    }
+
+    proptest::proptest! {
+        // Arbitrary packet sequences: never panics, and the counters stay consistent.
+        #[test]
+        fn arbitrary_sequences_keep_invariants(
+            ops in proptest::collection::vec((proptest::prelude::any::<u16>(), 0u32..4, 0u8..3, proptest::prelude::any::<bool>()), 0..300)
+        ) {
+            let mut r = Rig::new();
+            let mut t = 0u64;
+            let mut pushed = 0u64;
+            for (seq, ssrc, kind, pop) in ops {
+                let payload: &'static [u8] = match kind { 0 => PLAIN, 1 => WITH_FEC, _ => &[0xff, 0xff] };
+                let out = r.push_full(seq, u32::from(seq).wrapping_mul(960), ssrc, t, payload);
+                pushed += 1;
+                if let PushOutcome::Malformed(_) = out { proptest::prop_assert_eq!(kind, 2); }
+                if pop { r.pop_at(t); t += 20; }
+            }
+            let s = r.jb.stats();
+            proptest::prop_assert_eq!(s.received + s.duplicate + s.late + s.malformed, pushed);
+            proptest::prop_assert!(s.fec_recovered <= s.concealed);
+            proptest::prop_assert!(s.depth_frames <= JitterConfig::default().capacity);
+        }
+    }
+}

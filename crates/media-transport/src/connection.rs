@@ -1,0 +1,496 @@
+//! One accepted WebSocket connection: the shell around [`BotSession`] that moves messages
+//! between it, the socket, the WebRTC peer and the application.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use media_session::SourceId;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use uuid::Uuid;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::call::{CallStats, Command};
+use crate::dtmf::DtmfReceiver;
+use crate::endpoint::{CallSlot, MEDIA_PROCESSOR_PATH, Shared};
+use crate::events::{IncomingAudio, MediaEvent};
+use crate::peer::{
+    Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer, negotiated_payload_types,
+    random_ssrc, set_local_and_gather,
+};
+use crate::protocol::{
+    BotSession, EndReason, MAX_MESSAGE_BYTES, OfferPlan, Output, ParticipantLine,
+};
+use crate::stats::{ReceiveStats, StreamQuality};
+
+fn ws_config() -> WebSocketConfig {
+    // Slightly above the protocol's limit, so an oversized message gets the protocol's
+    // `tooLarge` error; far larger frames break the connection in the WebSocket layer.
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES * 4))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES * 4))
+}
+
+#[allow(clippy::result_large_err)] // the signature is tungstenite's callback type
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == MEDIA_PROCESSOR_PATH {
+        Ok(resp)
+    } else {
+        let mut err = ErrorResponse::new(Some(format!(
+            "the media processor is at {MEDIA_PROCESSOR_PATH}"
+        )));
+        *err.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+        Err(err)
+    }
+}
+
+/// Per-source receive state shared with the track reader.
+struct Route {
+    active: AtomicBool,
+    dtmf_pt: Option<u8>,
+    stats: Mutex<ReceiveStats>,
+}
+
+/// The media side of an accepted connection.
+struct CallMedia {
+    peer: Peer,
+    slot: CallSlot,
+    writer: Arc<RtpWriter>,
+    bot_sender: Arc<dyn RtpSender>,
+    routes: Arc<Mutex<HashMap<SourceId, Arc<Route>>>>,
+    connected: bool,
+    send_task: Option<JoinHandle<()>>,
+}
+
+impl CallMedia {
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<SourceId, Arc<Route>>> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+enum Wake {
+    Ws(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Command(Option<Command>),
+    Status,
+    StatusClosed,
+    Track(Arc<dyn TrackRemote>),
+    Timer,
+}
+
+pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check_path,
+        Some(ws_config()),
+    )
+    .await
+    {
+        Ok(ws) => ws,
+        Err(e) => {
+            log::info!("WebSocket handshake failed: {e}");
+            return;
+        }
+    };
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let mut session = BotSession::new(Instant::now(), shared.config.protocol.clone());
+    let mut media: Option<CallMedia> = None;
+    let mut socket_closed = false;
+
+    'conn: loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Send(msg) => {
+                    if !socket_closed && ws_tx.send(Message::text(msg.to_json())).await.is_err() {
+                        session.handle_connection_lost(Instant::now());
+                    }
+                }
+                Output::Accepted {
+                    media_session_id,
+                    call_id,
+                } => match start_media(&shared, media_session_id).await {
+                    Ok(m) => {
+                        let _ = m.slot.events.send(MediaEvent::Accepted {
+                            media_session_id,
+                            call_id,
+                        });
+                        media = Some(m);
+                    }
+                    Err(e) => session.handle_media_failed(Instant::now(), &e),
+                },
+                Output::ApplyOffer {
+                    seq,
+                    sdp,
+                    plan,
+                    added,
+                    removed,
+                } => {
+                    let Some(m) = media.as_mut() else {
+                        session.handle_answer_failed(Instant::now(), seq, "no media session");
+                        continue;
+                    };
+                    let started = Instant::now();
+                    match apply_offer(m, sdp, &plan).await {
+                        Ok(answer) => {
+                            log::debug!("offer {seq} answered in {:?}", started.elapsed());
+                            session.handle_answer(Instant::now(), seq, answer);
+                            bind_streams(m, &added, &removed);
+                        }
+                        Err(e) => session.handle_answer_failed(Instant::now(), seq, &e),
+                    }
+                }
+                Output::Ended(reason) => {
+                    if let Some(m) = media.as_mut() {
+                        end_media(m, &reason).await;
+                    }
+                }
+                Output::CloseSocket => {
+                    if !socket_closed {
+                        socket_closed = true;
+                        let _ = ws_tx.send(Message::Close(None)).await;
+                    }
+                }
+                Output::DropSocket => break 'conn,
+            }
+        }
+
+        let deadline = session.poll_timeout();
+        let wake = {
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            match media.as_mut() {
+                Some(m) if !session.is_closed() => tokio::select! {
+                    msg = ws_rx.next() => Wake::Ws(msg),
+                    cmd = m.slot.commands.recv() => Wake::Command(cmd),
+                    changed = m.peer.status.changed() => {
+                        if changed.is_ok() { Wake::Status } else { Wake::StatusClosed }
+                    }
+                    Some(track) = m.peer.tracks.recv() => Wake::Track(track),
+                    () = timer => Wake::Timer,
+                },
+                _ => tokio::select! {
+                    msg = ws_rx.next() => Wake::Ws(msg),
+                    () = timer => Wake::Timer,
+                },
+            }
+        };
+        let now = Instant::now();
+        match wake {
+            Wake::Ws(Some(Ok(Message::Text(text)))) => {
+                let mut reg = shared.registry();
+                session.handle_text(now, text.as_str(), &mut reg.pending);
+            }
+            Wake::Ws(Some(Ok(Message::Binary(_)))) => {
+                let mut reg = shared.registry();
+                session.handle_text(now, "binary frames are not messages", &mut reg.pending);
+            }
+            Wake::Ws(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+                session.handle_connection_lost(now);
+            }
+            Wake::Ws(Some(Ok(_))) => {} // ping/pong are answered by the WebSocket layer
+            Wake::Command(Some(Command::HangUp(reason))) => session.hang_up(now, &reason),
+            Wake::Command(Some(Command::Dtmf(digit, duration))) => {
+                if let Some(m) = &media {
+                    let writer = m.writer.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = writer.write_dtmf(digit, duration).await {
+                            log::info!("DTMF {digit} not sent: {e}");
+                        }
+                    });
+                }
+            }
+            Wake::Command(Some(Command::Stats(tx))) => {
+                if let Some(m) = &media {
+                    let _ = tx.send(collect_stats(m).await);
+                }
+            }
+            Wake::Command(None) => {
+                // The application dropped its MediaCall: that is a hang-up.
+                session.hang_up(now, "the bot dropped the call");
+            }
+            Wake::Status => {
+                if let Some(m) = media.as_mut() {
+                    let state = m.peer.status.borrow_and_update().connection;
+                    match state {
+                        RTCPeerConnectionState::Connected if !m.connected => {
+                            m.connected = true;
+                            session.handle_media_connected(now);
+                            let _ = m.slot.events.send(MediaEvent::MediaConnected);
+                        }
+                        RTCPeerConnectionState::Disconnected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed => {
+                            session.handle_media_failed(now, &format!("media connection {state}"));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Wake::StatusClosed => session.handle_media_failed(now, "media connection closed"),
+            Wake::Track(track) => {
+                if let Some(m) = &media {
+                    spawn_reader(m, track);
+                }
+            }
+            Wake::Timer => session.handle_timeout(now),
+        }
+    }
+
+    if let Some(mut m) = media {
+        if !session.is_closed() {
+            session.handle_connection_lost(Instant::now());
+            while let Some(out) = session.poll_output() {
+                if let Output::Ended(reason) = out {
+                    end_media(&mut m, &reason).await;
+                }
+            }
+        }
+        let _ = m.peer.pc.close().await;
+        if let Some(t) = m.send_task.take() {
+            t.abort();
+        }
+    }
+}
+
+async fn start_media(shared: &Arc<Shared>, media_session_id: Uuid) -> Result<CallMedia, String> {
+    let slot = shared
+        .registry()
+        .slots
+        .remove(&media_session_id)
+        .ok_or_else(|| "the session was withdrawn".to_owned())?;
+    match build_media(&shared.config.webrtc, media_session_id).await {
+        Ok((peer, writer, bot_sender)) => Ok(CallMedia {
+            peer,
+            slot,
+            writer,
+            bot_sender,
+            routes: Arc::new(Mutex::new(HashMap::new())),
+            connected: false,
+            send_task: None,
+        }),
+        Err(e) => {
+            // The session core will report the failure to the service; the application hears
+            // it here, since no CallMedia exists to carry the end.
+            let reason = EndReason::MediaFailed { detail: e.clone() };
+            slot.sink.on_session_ended(&reason);
+            let _ = slot.events.send(MediaEvent::Ended(reason));
+            Err(e)
+        }
+    }
+}
+
+async fn build_media(
+    config: &WebRtcConfig,
+    media_session_id: Uuid,
+) -> Result<(Peer, Arc<RtpWriter>, Arc<dyn RtpSender>), String> {
+    let peer = build_peer(config)
+        .await
+        .map_err(|e| format!("cannot create the WebRTC peer: {e}"))?;
+    let ssrc = random_ssrc();
+    let track = audio_track("bot", &media_session_id.to_string(), ssrc);
+    // A sendonly transceiver made before the first offer is matched to the offer's recvonly
+    // m-line; adding the track after the offer would bind it to the first participant's line.
+    let transceiver = peer
+        .pc
+        .add_transceiver_from_track(
+            as_local(&track),
+            Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .map_err(|e| format!("cannot add the bot's track: {e}"))?;
+    let bot_sender = transceiver
+        .sender()
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| "the bot's transceiver has no sender".to_owned())?;
+    Ok((peer, Arc::new(RtpWriter::new(track, ssrc)), bot_sender))
+}
+
+async fn apply_offer(m: &mut CallMedia, sdp: String, plan: &OfferPlan) -> Result<String, String> {
+    let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("offer rejected: {e}"))?;
+    m.peer
+        .pc
+        .set_remote_description(offer)
+        .await
+        .map_err(|e| format!("offer rejected: {e}"))?;
+    let answer = m
+        .peer
+        .pc
+        .create_answer(None)
+        .await
+        .map_err(|e| format!("cannot answer: {e}"))?;
+    let sdp = set_local_and_gather(&mut m.peer, answer).await?;
+    if m.send_task.is_none() {
+        // The payload types are the offer's numbering as negotiated for the bot's sender.
+        let (opus_pt, dtmf_pt) = negotiated_payload_types(&m.bot_sender)
+            .await
+            .unwrap_or((plan.bot_line.opus_pt, plan.bot_line.dtmf_pt));
+        m.writer.set_payload_types(opus_pt, dtmf_pt);
+        let writer = m.writer.clone();
+        let mut rx = std::mem::replace(&mut m.slot.audio_out, mpsc::channel(1).1);
+        m.send_task = Some(tokio::spawn(async move {
+            while let Some(packet) = rx.recv().await {
+                // Before DTLS completes the stack refuses writes; the frame is simply lost,
+                // as it would be on the wire.
+                let _ = writer.write_opus(packet).await;
+            }
+        }));
+    }
+    Ok(sdp)
+}
+
+fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[ParticipantLine]) {
+    for p in removed {
+        if let Some(route) = m.routes().remove(&p.source) {
+            route.active.store(false, Ordering::Relaxed);
+        }
+        m.slot.sink.on_stream_unbound(p.source);
+        let _ = m
+            .slot
+            .events
+            .send(MediaEvent::StreamRemoved { source: p.source });
+    }
+    for p in added {
+        m.routes().insert(
+            p.source,
+            Arc::new(Route {
+                active: AtomicBool::new(true),
+                dtmf_pt: p.dtmf_pt,
+                stats: Mutex::new(ReceiveStats::new()),
+            }),
+        );
+        m.slot.sink.on_stream_bound(p.source);
+        let _ = m
+            .slot
+            .events
+            .send(MediaEvent::StreamAdded { source: p.source });
+    }
+}
+
+fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
+    let routes = m.routes.clone();
+    let sink = m.slot.sink.clone();
+    let events = m.slot.events.clone();
+    tokio::spawn(async move {
+        let label = track.stream_id().await;
+        let Ok(source) = label.parse::<SourceId>() else {
+            log::info!("track labelled {label:?} is not a participant stream; ignored");
+            drain(track).await;
+            return;
+        };
+        let route = routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&source)
+            .cloned();
+        let Some(route) = route else {
+            log::info!("track for sourceId {source} is not in the answered plan; ignored");
+            drain(track).await;
+            return;
+        };
+        let mut dtmf = DtmfReceiver::new();
+        while let Some(event) = track.poll().await {
+            match event {
+                TrackRemoteEvent::OnRtpPacket(pkt) => {
+                    if !route.active.load(Ordering::Relaxed) {
+                        continue; // unbound: keep draining, deliver nothing
+                    }
+                    let h = &pkt.header;
+                    if Some(h.payload_type) == route.dtmf_pt {
+                        if let Some(digit) = dtmf.push(h.timestamp, &pkt.payload) {
+                            let _ = events.send(MediaEvent::Dtmf { source, digit });
+                        }
+                        continue;
+                    }
+                    let arrival = Instant::now();
+                    route
+                        .stats
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record(h.sequence_number, h.timestamp, pkt.payload.len(), arrival);
+                    sink.on_audio(IncomingAudio {
+                        source,
+                        sequence: h.sequence_number,
+                        timestamp: h.timestamp,
+                        ssrc: h.ssrc,
+                        marker: h.marker,
+                        payload: pkt.payload,
+                        arrival,
+                    });
+                }
+                TrackRemoteEvent::OnError => {
+                    let _ = events.send(MediaEvent::StreamFailed {
+                        source,
+                        detail: "the WebRTC stack reported an error on the stream".into(),
+                    });
+                }
+                TrackRemoteEvent::OnEnded => break,
+                _ => {}
+            }
+        }
+    });
+}
+
+async fn drain(track: Arc<dyn TrackRemote>) {
+    while track.poll().await.is_some() {}
+}
+
+async fn end_media(m: &mut CallMedia, reason: &EndReason) {
+    for route in m.routes().values() {
+        route.active.store(false, Ordering::Relaxed);
+    }
+    if let Some(t) = m.send_task.take() {
+        t.abort();
+    }
+    m.slot.sink.on_session_ended(reason);
+    let _ = m.slot.events.send(MediaEvent::Ended(reason.clone()));
+    let _ = m.peer.pc.close().await;
+}
+
+async fn collect_stats(m: &CallMedia) -> CallStats {
+    let received = m
+        .routes()
+        .iter()
+        .map(|(s, r)| {
+            (
+                *s,
+                r.stats
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .quality(),
+            )
+        })
+        .collect();
+    let (packets, bytes) = m.writer.counters();
+    let rtt = crate::stats::rtt_from_report(&m.peer.pc).await;
+    CallStats {
+        received,
+        sent: StreamQuality {
+            packets,
+            bytes,
+            rtt,
+            ..StreamQuality::default()
+        },
+        rtt,
+    }
+}

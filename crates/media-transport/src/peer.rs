@@ -1,0 +1,434 @@
+//! WebRTC plumbing both sides share: the codec set, loopback-friendly settings, the event
+//! handler that turns callbacks into channel messages, and the RTP writer of a send track.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT,
+};
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use tokio::sync::{mpsc, watch};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState, RTCPeerConnectionState,
+    SettingEngineBuilder, configure_rtcp_reports,
+};
+
+use crate::dtmf::{DtmfDigit, event_train};
+
+/// Opus payload type both sides register (the browsers' number).
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+/// `telephone-event/48000` payload type both sides register.
+pub const DTMF_PAYLOAD_TYPE: u8 = 126;
+/// RTP timestamp units in one 20 ms Opus frame.
+pub const SAMPLES_PER_FRAME: u32 = 960;
+
+/// WebRTC settings of one side. Defaults suit loopback and one host: UDP on 127.0.0.1, no mDNS,
+/// no ICE servers, ICE checks every 20 ms, disconnection noticed within 3 s and failure 2 s later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcConfig {
+    /// Address the media UDP socket binds (the internal address).
+    pub udp_bind_ip: IpAddr,
+    /// Ports the media socket may use; `None` lets the OS choose.
+    pub udp_port_range: Option<RangeInclusive<u16>>,
+    /// Public addresses advertised in ICE candidates instead of the bind address (1:1 NAT).
+    pub public_ips: Vec<IpAddr>,
+    /// Delay between ICE connectivity checks. The default 200 ms of the stack delays DTLS (and
+    /// so the first audio) by that much on loopback.
+    pub ice_check_interval: Duration,
+    /// Silence after which ICE reports disconnected; the session ends then.
+    pub ice_disconnected_timeout: Duration,
+    /// Further time after which ICE reports failed.
+    pub ice_failed_timeout: Duration,
+    /// Keepalive interval while no media flows; must be well under the disconnected timeout.
+    pub ice_keepalive_interval: Duration,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            udp_bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            udp_port_range: None,
+            public_ips: Vec::new(),
+            ice_check_interval: Duration::from_millis(20),
+            ice_disconnected_timeout: Duration::from_secs(3),
+            ice_failed_timeout: Duration::from_secs(2),
+            ice_keepalive_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WebRtcConfig {
+    /// The UDP address to bind: the first free port of the range, or port 0.
+    ///
+    /// The port is probed by binding and releasing it, so another process could take it in
+    /// between; the stack then fails to bind and the offer is refused, which is visible.
+    fn udp_addr(&self) -> std::io::Result<SocketAddr> {
+        let Some(range) = &self.udp_port_range else {
+            return Ok(SocketAddr::new(self.udp_bind_ip, 0));
+        };
+        for port in range.clone() {
+            let addr = SocketAddr::new(self.udp_bind_ip, port);
+            if UdpSocket::bind(addr).is_ok() {
+                return Ok(addr);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("no free UDP port in {range:?}"),
+        ))
+    }
+}
+
+/// The Opus codec as both sides register it.
+pub(crate) fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Opus and telephone-event with their payload types. Set as a transceiver's codec
+/// preferences so its sender may write both (a sender otherwise only knows its track's codec).
+pub(crate) fn voice_codecs() -> Vec<RTCRtpCodecParameters> {
+    vec![
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PAYLOAD_TYPE,
+        },
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+                clock_rate: 48_000,
+                channels: 0,
+                sdp_fmtp_line: "0-16".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: DTMF_PAYLOAD_TYPE,
+        },
+    ]
+}
+
+fn media_engine() -> webrtc::error::Result<MediaEngine> {
+    let mut me = MediaEngine::default();
+    for codec in voice_codecs() {
+        me.register_codec(codec, RtpCodecKind::Audio)?;
+    }
+    Ok(me)
+}
+
+/// What the peer's callbacks report that the shells wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerStatus {
+    pub(crate) gathering_complete: bool,
+    pub(crate) connection: RTCPeerConnectionState,
+}
+
+struct Handler {
+    status: watch::Sender<PeerStatus>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.status.send_modify(|s| s.gathering_complete = true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.status.send_modify(|s| s.connection = state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // The receiver may be gone when the session ended; nothing to do then.
+        let _ = self.tracks.send(track);
+    }
+}
+
+/// A peer connection with its status and incoming tracks.
+pub(crate) struct Peer {
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    pub(crate) status: watch::Receiver<PeerStatus>,
+    pub(crate) tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+/// Builds a peer connection with Opus and telephone-event, RTCP reports, and `config`.
+pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
+    let mut setting = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_connection_attempts(Some(config.ice_check_interval), None)
+        .with_ice_timeouts(
+            Some(config.ice_disconnected_timeout),
+            Some(config.ice_failed_timeout),
+            Some(config.ice_keepalive_interval),
+        );
+    if !config.public_ips.is_empty() {
+        setting = setting.with_nat_1to1_ips(
+            config.public_ips.iter().map(IpAddr::to_string).collect(),
+            RTCIceCandidateType::Host,
+        );
+    }
+    let (status_tx, status) = watch::channel(PeerStatus {
+        gathering_complete: false,
+        connection: RTCPeerConnectionState::New,
+    });
+    let (tracks_tx, tracks) = mpsc::unbounded_channel();
+    let addr = config.udp_addr().map_err(|e| e.to_string())?;
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media_engine().map_err(|e| e.to_string())?)
+        .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
+        .with_setting_engine(setting.build())
+        .with_handler(Arc::new(Handler {
+            status: status_tx,
+            tracks: tracks_tx,
+        }))
+        .with_udp_addrs(vec![addr])
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Peer {
+        pc: Arc::new(pc),
+        status,
+        tracks,
+    })
+}
+
+/// Sets `desc` as the local description and returns it with the gathered candidates.
+///
+/// Candidates are not trickled: the exchange carries complete descriptions, so the first one
+/// waits for gathering (host candidates only, a few milliseconds).
+pub(crate) async fn set_local_and_gather(
+    peer: &mut Peer,
+    desc: webrtc::peer_connection::RTCSessionDescription,
+) -> Result<String, String> {
+    peer.pc
+        .set_local_description(desc)
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = peer.status.wait_for(|s| s.gathering_complete);
+    match tokio::time::timeout(Duration::from_secs(5), wait).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err("peer connection closed while gathering".into()),
+        Err(_) => return Err("ICE gathering did not complete in 5 s".into()),
+    }
+    peer.pc
+        .local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| "no local description".into())
+}
+
+/// A local audio track sending Opus (and telephone events) on one SSRC, labelled
+/// `a=msid:<stream_id> <track_id>`.
+pub(crate) fn audio_track(stream_id: &str, track_id: &str, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        track_id.to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )))
+}
+
+/// A fresh random SSRC.
+pub(crate) fn random_ssrc() -> u32 {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(1)
+}
+
+#[derive(Debug)]
+struct Sequencing {
+    seq: u16,
+    timestamp: u32,
+    started: bool,
+    packets: u64,
+    bytes: u64,
+    opus_pt: u8,
+    dtmf_pt: Option<u8>,
+}
+
+/// Numbers and writes the RTP packets of one send track: Opus frames advance the timestamp by
+/// one frame each; telephone events share the timestamp of the frame they start at.
+pub(crate) struct RtpWriter {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    seq: Mutex<Sequencing>,
+}
+
+impl RtpWriter {
+    pub(crate) fn new(track: Arc<TrackLocalStaticRTP>, ssrc: u32) -> Self {
+        let r = uuid::Uuid::new_v4().into_bytes();
+        RtpWriter {
+            track,
+            ssrc,
+            // Random starting points, as RFC 3550 asks.
+            seq: Mutex::new(Sequencing {
+                seq: u16::from_be_bytes([r[0], r[1]]),
+                timestamp: u32::from_be_bytes([r[2], r[3], r[4], r[5]]),
+                started: false,
+                packets: 0,
+                bytes: 0,
+                opus_pt: OPUS_PAYLOAD_TYPE,
+                dtmf_pt: Some(DTMF_PAYLOAD_TYPE),
+            }),
+        }
+    }
+
+    /// Uses the payload types the answer negotiated.
+    pub(crate) fn set_payload_types(&self, opus_pt: u8, dtmf_pt: Option<u8>) {
+        let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        s.opus_pt = opus_pt;
+        s.dtmf_pt = dtmf_pt;
+    }
+
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        let s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        (s.packets, s.bytes)
+    }
+
+    /// The next header; `dtmf` selects the telephone-event payload type (None when it was not
+    /// negotiated, and the packet must not be sent).
+    fn next_header(
+        &self,
+        dtmf: bool,
+        marker: bool,
+        advance: u32,
+        event_ts: Option<u32>,
+        len: usize,
+    ) -> Option<rtp::header::Header> {
+        let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let pt = if dtmf { s.dtmf_pt? } else { s.opus_pt };
+        let seq = s.seq;
+        s.seq = s.seq.wrapping_add(1);
+        let timestamp = event_ts.unwrap_or(s.timestamp);
+        s.timestamp = s.timestamp.wrapping_add(advance);
+        // The first audio packet of the stream starts a talk spurt.
+        let marker = marker || !s.started;
+        s.started = true;
+        s.packets += 1;
+        s.bytes += len as u64;
+        Some(rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp,
+            ssrc: self.ssrc,
+            ..Default::default()
+        })
+    }
+
+    /// Writes one 20 ms Opus frame.
+    pub(crate) async fn write_opus(&self, payload: Bytes) -> Result<(), String> {
+        let Some(header) = self.next_header(false, false, SAMPLES_PER_FRAME, None, payload.len())
+        else {
+            return Ok(());
+        };
+        self.track
+            .write_rtp(rtp::Packet { header, payload })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends `digit` for `duration` as RFC 4733 events, one packet per 20 ms.
+    pub(crate) async fn write_dtmf(
+        &self,
+        digit: DtmfDigit,
+        duration: Duration,
+    ) -> Result<(), String> {
+        let units = u16::try_from(duration.as_millis() * 48).unwrap_or(u16::MAX);
+        let start = {
+            let s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+            s.timestamp
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for p in event_train(digit, units, SAMPLES_PER_FRAME as u16) {
+            tick.tick().await;
+            let payload = Bytes::copy_from_slice(&p.event.to_bytes());
+            let header = self
+                .next_header(true, p.marker, 0, Some(start), payload.len())
+                .ok_or_else(|| "telephone-event was not negotiated".to_owned())?;
+            self.track
+                .write_rtp(rtp::Packet { header, payload })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The payload types of Opus and telephone-event negotiated for a sender.
+pub(crate) async fn negotiated_payload_types(
+    sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+) -> Option<(u8, Option<u8>)> {
+    let params = sender.get_parameters().await.ok()?;
+    let find = |mime: &str| {
+        params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+            .map(|c| c.payload_type)
+    };
+    Some((find(MIME_TYPE_OPUS)?, find(MIME_TYPE_TELEPHONE_EVENT)))
+}
+
+/// The track as the trait object the peer connection takes.
+pub(crate) fn as_local(track: &Arc<TrackLocalStaticRTP>) -> Arc<dyn TrackLocal> {
+    track.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_port_comes_from_the_configured_range() {
+        // Hold the first port of a range so the probe must move on.
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let first = held.local_addr().unwrap().port();
+        let Some(last) = first.checked_add(20) else {
+            return; // no room above an ephemeral port this high; nothing to check
+        };
+        let config = WebRtcConfig {
+            udp_port_range: Some(first..=last),
+            ..WebRtcConfig::default()
+        };
+        let addr = config.udp_addr().unwrap();
+        assert!(addr.port() > first && addr.port() <= last, "{addr}");
+        assert_eq!(addr.ip(), config.udp_bind_ip);
+        let full = WebRtcConfig {
+            udp_port_range: Some(first..=first),
+            ..WebRtcConfig::default()
+        };
+        assert!(full.udp_addr().is_err());
+        assert_eq!(WebRtcConfig::default().udp_addr().unwrap().port(), 0);
+    }
+}

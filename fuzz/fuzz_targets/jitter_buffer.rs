@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| audio_pipeline::_fuzz::jitter_buffer(data));
