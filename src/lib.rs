@@ -4,5 +4,6 @@
 
 pub use audio_pipeline;
 pub use graph_signaling;
+pub use graph_sim;
 pub use media_session;
 pub use media_transport;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod blob;
 mod inspect;
+mod sim;
 
 /// mediabot: Linux-native engine for Microsoft Graph calling bots with application-hosted media.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         input: String,
     },
+    /// Run graph-sim, the local emulator of the Graph calling service, for a bot to talk to.
+    Sim(sim::SimArgs),
 }
 
 impl Cli {
@@ -39,6 +42,7 @@ impl Cli {
         let result = match self.command {
             Command::Blob(cmd) => cmd.run(),
             Command::Inspect { input } => inspect::run(&input),
+            Command::Sim(args) => sim::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -19,10 +19,11 @@ pub fn spectral_similarity(reference: &[i16], candidate: &[i16], sample_rate: u3
     let rate = sample_rate.max(1000) as usize;
     let lag = best_lag(reference, candidate, rate);
     // Positive lag: the candidate is late by `lag` samples.
+    // Negative lag: the candidate is early, so the reference is advanced instead.
     let cand: &[i16] = if lag >= 0 {
         candidate.get(lag as usize..).unwrap_or(&[])
     } else {
-        &[]
+        candidate
     };
     let refr: &[i16] = if lag < 0 {
         reference.get((-lag) as usize..).unwrap_or(&[])
@@ -225,6 +226,20 @@ mod tests {
     fn identical_audio_scores_one() {
         let s = short_speech();
         assert!(spectral_similarity(&s, &s, 16_000) > 0.999);
+    }
+
+    #[test]
+    fn early_or_late_candidates_are_aligned() {
+        let s = short_speech();
+        // 30 ms late, and 30 ms early (the candidate misses the reference's first 30 ms).
+        let late: Vec<i16> = std::iter::repeat_n(0, 480)
+            .chain(s.iter().copied())
+            .collect();
+        let early = &s[480..];
+        for (name, candidate) in [("late", &late[..]), ("early", early)] {
+            let score = spectral_similarity(&s, candidate, 16_000);
+            assert!(score > 0.95, "{name} candidate scored {score}");
+        }
     }
 
     #[test]

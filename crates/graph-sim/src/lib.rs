@@ -6,8 +6,11 @@
 //! - [`server`]: the HTTP shell: Graph's API, token endpoint, OpenID keys, signed notifications.
 //! - [`scenario`]: the files that describe a simulation; [`netem`] and [`faults`]: seeded
 //!   impairment of the media path and of signaling.
+//! - [`media`]: the media side: plays simulated participants to the bot's mpUri, records what
+//!   the bot sends, and measures echo delay and similarity per participant.
 
 pub mod faults;
+pub mod media;
 pub mod netem;
 pub mod scenario;
 pub mod server;

@@ -17,6 +17,10 @@
 //! leave_ms = 9000
 //! says = { wav = "bob.wav" }
 //!
+//! [[users]]
+//! name = "Carol"
+//! says = "speech"      # the built-in recording (the default)
+//!
 //! [media.to_bot]
 //! loss = 0.05
 //! jitter = 30
@@ -88,6 +92,9 @@ pub struct SimUser {
     /// What the user says.
     #[serde(default)]
     pub says: Voice,
+    /// The user declines calls and invitations (the call or the invite operation fails).
+    #[serde(default)]
+    pub declines: bool,
 }
 
 /// The kind of identity a simulated user has.
@@ -103,9 +110,10 @@ pub enum IdentityKind {
     Guest,
 }
 
-/// What a simulated user sends into the call.
+/// What a simulated user sends into the call. In a scenario file: `says = "speech"`,
+/// `says = { tone_hz = 440.0 }` or `says = { wav = "file.wav" }`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[serde(try_from = "VoiceRepr", into = "VoiceRepr")]
 pub enum Voice {
     /// A sine tone, easy to recognise by frequency.
     Tone {
@@ -120,6 +128,40 @@ pub enum Voice {
     /// The built-in speech recording.
     #[default]
     Speech,
+}
+
+/// How a voice is written in a file: a name, or a table.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum VoiceRepr {
+    Named(String),
+    Tone { tone_hz: f32 },
+    Wav { wav: PathBuf },
+}
+
+impl TryFrom<VoiceRepr> for Voice {
+    type Error = String;
+
+    fn try_from(repr: VoiceRepr) -> Result<Voice, String> {
+        match repr {
+            VoiceRepr::Named(name) if name == "speech" => Ok(Voice::Speech),
+            VoiceRepr::Named(name) => Err(format!(
+                "unknown voice {name:?}: use \"speech\", {{ tone_hz = … }} or {{ wav = … }}"
+            )),
+            VoiceRepr::Tone { tone_hz } => Ok(Voice::Tone { tone_hz }),
+            VoiceRepr::Wav { wav } => Ok(Voice::Wav { wav }),
+        }
+    }
+}
+
+impl From<Voice> for VoiceRepr {
+    fn from(voice: Voice) -> VoiceRepr {
+        match voice {
+            Voice::Speech => VoiceRepr::Named("speech".into()),
+            Voice::Tone { tone_hz } => VoiceRepr::Tone { tone_hz },
+            Voice::Wav { wav } => VoiceRepr::Wav { wav },
+        }
+    }
 }
 
 /// Why a scenario was refused.
@@ -206,6 +248,7 @@ impl SimUser {
             join_ms: 0,
             leave_ms: None,
             says,
+            declines: false,
         }
     }
 
@@ -363,6 +406,7 @@ name = "A""#,
             ("[signaling]\nthrottle = -1.0", "throttle"),
             ("seed = \"x\"", "cannot read"),
             ("[[users]]\nname = \"U\"\nsurname = \"V\"", "cannot read"),
+            ("[[users]]\nname = \"U\"\nsays = \"singing\"", "cannot read"),
         ];
         for (text, needle) in cases {
             let err = Scenario::parse(text).expect_err(text).to_string();
@@ -389,5 +433,20 @@ name = "A""#,
         ] {
             assert!(!is_e164(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scenario =
+                Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!scenario.users.is_empty(), "{}", path.display());
+            count += 1;
+        }
+        assert!(count >= 5, "{count} scenarios");
     }
 }

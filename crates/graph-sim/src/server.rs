@@ -81,8 +81,6 @@ pub struct NotifierStats {
     pub delivered: u64,
     /// Notifications the bot refused or that could not be posted.
     pub failed: u64,
-    /// Notifications not posted because their callback is not on loopback.
-    pub blocked: u64,
 }
 
 struct Shared {

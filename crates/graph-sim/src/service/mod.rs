@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use graph_signaling::models::{
     Call, ClientContextBody, InvitationParticipantInfo, InviteParticipantsBody, MediaConfig,
-    UpdateRecordingStatusBody,
+    RedirectBody, TransferBody, UpdateRecordingStatusBody,
 };
 use media_session::BlobConfig;
 use rand::rngs::StdRng;
@@ -236,6 +236,8 @@ struct SimCall {
     awaiting_answer: bool,
     /// The bot called from an application instance with a number, so it may dial phones.
     can_dial_phones: bool,
+    /// The bot joined a meeting as a guest and waits in the lobby until admitted.
+    bot_in_lobby: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +255,13 @@ enum TimerKind {
     },
     KeepAliveCheck,
     AnswerWindow,
+    /// Post a roster showing the guest bot in the lobby.
+    BotInLobby,
+    /// A step of a redirect or transfer: post `state`, and end the bot's leg when `end` is set.
+    Handover {
+        state: &'static str,
+        end: Option<(i64, i64, &'static str)>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -499,14 +508,12 @@ impl Sim {
             (Method::Post, [id, "updateRecordingStatus"]) => {
                 self.update_recording_status(id, request.body)
             }
-            (Method::Post, [id, "redirect" | "transfer"]) => {
-                self.live_call(id)?;
-                Err((
-                    400,
-                    "BadRequest",
-                    "redirect and transfer are not simulated for this call".into(),
-                ))
-            }
+            (Method::Post, [id, "redirect"]) => self
+                .redirect(now, id, request.body)
+                .map(|()| (202, None, None)),
+            (Method::Post, [id, "transfer"]) => self
+                .transfer(now, id, request.body)
+                .map(|()| (202, None, None)),
             _ => Err((
                 405,
                 "MethodNotAllowed",
@@ -564,11 +571,12 @@ impl Sim {
         } else {
             CallKind::Group
         };
-        let can_dial_phones = call
-            .source
-            .get()
-            .and_then(|s| s.identity.get())
-            .is_some_and(|i| i.application_instance.get().is_some());
+        let source_identity = call.source.get().and_then(|s| s.identity.get());
+        let can_dial_phones =
+            source_identity.is_some_and(|i| i.application_instance.get().is_some());
+        // A bot joining a meeting as a guest waits in the lobby like any guest.
+        let bot_in_lobby =
+            kind == CallKind::Meeting && source_identity.is_some_and(|i| i.guest.get().is_some());
         let mut members = Vec::new();
         for target in targets {
             members.push(self.member_for(target, can_dial_phones)?);
@@ -612,6 +620,7 @@ impl Sim {
             blob,
             awaiting_answer: false,
             can_dial_phones,
+            bot_in_lobby,
         };
         sim_call.bot_source = sim_call.allocate_source();
         for mut m in members {
@@ -624,8 +633,17 @@ impl Sim {
         } else {
             (TimerKind::Establishing, TimerKind::Established)
         };
+        let lobby_wait = if bot_in_lobby {
+            self.config.lobby_admit_after
+        } else {
+            Duration::ZERO
+        };
         self.schedule(now + self.config.setup_delay, &id, first);
-        self.schedule(now + self.config.setup_delay * 2, &id, second);
+        self.schedule(now + self.config.setup_delay * 2 + lobby_wait, &id, second);
+        if bot_in_lobby {
+            // The roster shows the bot waiting in the lobby until it is admitted.
+            self.schedule(now + self.config.setup_delay, &id, TimerKind::BotInLobby);
+        }
         self.schedule_keepalive_check(&id, now);
         let location = format!("{}/communications/calls/{id}", self.config.base_url);
         Ok((201, Some(location), Some(resource)))
@@ -772,6 +790,73 @@ impl Sim {
             return Err(bad_request("only an incoming call can be rejected"));
         }
         self.terminate(now, id, (200, 5002, "The call was rejected by the bot."));
+        Ok(())
+    }
+
+    fn redirect(&mut self, now: Instant, id: &str, body: &[u8]) -> Result<(), Refusal> {
+        let call = self.live_call(id)?;
+        if !call.awaiting_answer {
+            return Err(bad_request("only an incoming call can be redirected"));
+        }
+        let redirect: RedirectBody = serde_json::from_slice(body)
+            .map_err(|e| bad_request(format!("the redirect body is not valid: {e}")))?;
+        if redirect.targets.is_empty() || redirect.targets.len() > MAX_GROUP_PARTICIPANTS {
+            return Err(bad_request(format!(
+                "redirect needs 1 to {MAX_GROUP_PARTICIPANTS} targets"
+            )));
+        }
+        for target in &redirect.targets {
+            // Checks identities and E.164 numbers the same way as for a call.
+            self.member_for(target, true)?;
+        }
+        if let Some(call) = self.calls.get_mut(id) {
+            call.awaiting_answer = false;
+        }
+        self.set_state(id, "redirecting");
+        self.notify_state(now, id, "redirecting");
+        self.schedule(
+            now + self.config.ring_delay,
+            id,
+            TimerKind::Handover {
+                state: "redirecting",
+                end: Some((200, 5003, "The call was redirected.")),
+            },
+        );
+        Ok(())
+    }
+
+    fn transfer(&mut self, now: Instant, id: &str, body: &[u8]) -> Result<(), Refusal> {
+        let call = self.live_call(id)?;
+        if call.state != "established" {
+            return Err(bad_request("only an established call can be transferred"));
+        }
+        let kind = call.kind;
+        let transfer: TransferBody = serde_json::from_slice(body)
+            .map_err(|e| bad_request(format!("the transfer body is not valid: {e}")))?;
+        if kind != CallKind::PeerToPeer && transfer.transferee.is_none() {
+            return Err(bad_request(
+                "transferring a group call or meeting needs a transferee",
+            ));
+        }
+        self.member_for(&transfer.transfer_target, true)?;
+        self.set_state(id, "transferring");
+        self.notify_state(now, id, "transferring");
+        self.schedule(
+            now + self.config.ring_delay,
+            id,
+            TimerKind::Handover {
+                state: "transferAccepted",
+                end: None,
+            },
+        );
+        self.schedule(
+            now + self.config.ring_delay * 2,
+            id,
+            TimerKind::Handover {
+                state: "transferAccepted",
+                end: Some((200, 5004, "The call was transferred.")),
+            },
+        );
         Ok(())
     }
 
@@ -957,6 +1042,7 @@ impl Sim {
             blob: None,
             awaiting_answer: true,
             can_dial_phones: false,
+            bot_in_lobby: false,
         };
         call.bot_source = call.allocate_source();
         let mut caller = caller;
@@ -1035,6 +1121,15 @@ impl Sim {
                 if call.state == "established" {
                     return;
                 }
+                let declined = call.kind == CallKind::PeerToPeer
+                    && call.members.iter().all(|m| m.user.declines);
+                if declined && !call.members.is_empty() {
+                    self.terminate(now, call_id, (603, 0, "The callee declined the call."));
+                    return;
+                }
+                if let Some(call) = self.calls.get_mut(call_id) {
+                    call.bot_in_lobby = false;
+                }
                 self.set_state(call_id, "established");
                 self.notify_state(now, call_id, "established");
                 self.on_established(now, call_id);
@@ -1056,23 +1151,31 @@ impl Sim {
                 members,
                 participants,
             } => {
+                let declined = members
+                    .iter()
+                    .any(|&i| call.members.get(i).is_some_and(|m| m.user.declines));
+                let (status, result) = if declined {
+                    (
+                        "failed",
+                        (603, 0, "The participant declined the invitation."),
+                    )
+                } else {
+                    ("completed", (200, 0, "Success"))
+                };
                 let op = payloads::operation(
                     "inviteParticipantsOperation",
                     &operation_id,
-                    "completed",
+                    status,
                     client_context.as_deref(),
-                    Some((200, 0, "Success")),
+                    Some(result),
                     Some(participants),
                 );
-                let path = format!("/calls/{call_id}/operations/{operation_id}");
-                let callback = call.callback_uri.clone();
-                self.post(
-                    now,
-                    call_id,
-                    payloads::notifications("deleted", &path, &callback, op),
-                );
-                for i in members {
-                    self.join(now, call_id, i);
+                let suffix = format!("/operations/{operation_id}");
+                self.notify(now, call_id, "deleted", &suffix, op);
+                if !declined {
+                    for i in members {
+                        self.join(now, call_id, i);
+                    }
                 }
             }
             TimerKind::KeepAliveCheck => {
@@ -1083,6 +1186,14 @@ impl Sim {
                     self.schedule(deadline, call_id, TimerKind::KeepAliveCheck);
                 }
             }
+            TimerKind::BotInLobby => self.emit_roster(now, call_id, &[], true),
+            TimerKind::Handover { state, end } => match end {
+                Some(result) => self.terminate(now, call_id, result),
+                None => {
+                    self.set_state(call_id, state);
+                    self.notify_state(now, call_id, state);
+                }
+            },
             TimerKind::AnswerWindow => {
                 if call.awaiting_answer {
                     self.terminate(now, call_id, (408, 0, "The bot did not answer in time."));
@@ -1239,7 +1350,7 @@ impl Sim {
             identity: bot_identity,
             source_id: call.bot_source,
             muted: call.bot_muted,
-            in_lobby: false,
+            in_lobby: call.bot_in_lobby,
             sequence: None,
             removed: false,
         };
@@ -1272,13 +1383,7 @@ impl Sim {
             );
             Value::Array(entries)
         };
-        let callback = call.callback_uri.clone();
-        let path = format!("/calls/{call_id}/participants");
-        self.post(
-            now,
-            call_id,
-            payloads::notifications("updated", &path, &callback, data),
-        );
+        self.notify(now, call_id, "updated", "/participants", data);
     }
 
     fn set_state(&mut self, call_id: &str, state: &'static str) {
@@ -1297,16 +1402,24 @@ impl Sim {
     }
 
     fn post_call_update(&mut self, now: Instant, call_id: &str, data: Value) {
-        let Some(call) = self.calls.get(call_id) else {
+        self.notify(now, call_id, "updated", "", data);
+    }
+
+    /// Posts a notification about `/calls/{call_id}{suffix}` to the call's callback.
+    fn notify(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        change_type: &str,
+        suffix: &str,
+        data: Value,
+    ) {
+        let Some(callback) = self.calls.get(call_id).map(|c| c.callback_uri.clone()) else {
             return;
         };
-        let callback = call.callback_uri.clone();
-        let path = format!("/calls/{call_id}");
-        self.post(
-            now,
-            call_id,
-            payloads::notifications("updated", &path, &callback, data),
-        );
+        let path = format!("/calls/{call_id}{suffix}");
+        let body = payloads::notifications(change_type, &path, &callback, data);
+        self.post(now, call_id, body);
     }
 
     fn terminate(
@@ -1335,17 +1448,8 @@ impl Sim {
         }
         self.set_state(call_id, "terminated");
         let data = payloads::call_state(call_id, "terminated", Some((code, subcode, message)));
-        let Some(call) = self.calls.get(call_id) else {
-            return;
-        };
-        let callback = call.callback_uri.clone();
-        let path = format!("/calls/{call_id}");
         // The real service reports the end as the deletion of the call resource.
-        self.post(
-            now,
-            call_id,
-            payloads::notifications("deleted", &path, &callback, data),
-        );
+        self.notify(now, call_id, "deleted", "", data);
         self.events.push_back(SimEvent::Ended {
             call_id: call_id.to_owned(),
             code,

@@ -635,3 +635,209 @@ fn callbacks_stay_on_loopback_unless_allowed() {
             .contains("loopback")
     );
 }
+
+#[test]
+fn incoming_calls_can_be_redirected_and_established_calls_transferred() {
+    let mut h = Harness::new(Scenario::two_users());
+    let incoming = h
+        .sim
+        .offer_incoming_call(h.now, "http://127.0.0.1:9/callback", 0)
+        .unwrap();
+    h.drain();
+    let target = json!({"identity": {"user": {"id": "someone-else", "displayName": "Other"}}});
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{incoming}/redirect"),
+        &json!({"targets": [target.clone()], "timeout": 30}),
+    );
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.sim.call_state(&incoming), Some("terminated"));
+    assert!(h.states(&incoming).contains(&CallState::Redirecting));
+
+    let alice = user_id(&h, "Alice");
+    let call = h.create_p2p(&alice);
+    let early = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/transfer"),
+        &json!({"transferTarget": target}),
+    );
+    assert_eq!(early.status, 400, "not established yet");
+    h.advance(Duration::from_secs(1));
+    let bad_phone = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/transfer"),
+        &json!({"transferTarget": {"identity": {"phone": {"id": "12345"}}}}),
+    );
+    assert_eq!(bad_phone.status, 400);
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/transfer"),
+        &json!({"transferTarget": target}),
+    );
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    h.advance(Duration::from_secs(1));
+    let states = h.states(&call);
+    assert!(states.contains(&CallState::Transferring), "{states:?}");
+    assert!(states.contains(&CallState::TransferAccepted), "{states:?}");
+    assert_eq!(states.last(), Some(&CallState::Terminated));
+}
+
+#[test]
+fn declining_users_fail_invites_and_p2p_calls() {
+    let mut scenario = Scenario::two_users();
+    scenario.users[1].declines = true;
+    let mut h = Harness::new(scenario);
+    let alice = user_id(&h, "Alice");
+    let bob = user_id(&h, "Bob");
+    let call = h.create_p2p(&alice);
+    h.advance(Duration::from_secs(1));
+    let invite = json!({"participants": [{"identity": {"user": {"id": bob, "displayName": "Bob"}}}], "clientContext": "c"});
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/participants/invite"),
+        &invite,
+    );
+    assert_eq!(r.status, 200);
+    h.advance(Duration::from_secs(1));
+    let op = h.events.iter().find_map(|(_, e)| match e {
+        CallEvent::OperationFinished(op) => Some(op.clone()),
+        _ => None,
+    });
+    let op = op.expect("operation notification");
+    assert_eq!(
+        op.status.get().map(|s| s.kind()),
+        Some(graph_signaling::models::OperationStatusKind::Failed)
+    );
+    assert_eq!(h.bound_sources(&call).len(), 1, "Bob never joined");
+
+    let declined = h.create_p2p(&bob);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.sim.call_state(&declined), Some("terminated"));
+}
+
+#[test]
+fn every_shipped_scenario_runs_a_meeting_to_a_consistent_roster() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = path.display().to_string();
+        let users = scenario.users.clone();
+        let mut h = Harness::new(scenario);
+        let mut body = p2p_body("x");
+        body.as_object_mut().unwrap().remove("targets");
+        body["meetingInfo"] = json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": "42", "passcode": null});
+        // A throttling scenario refuses some requests: retry as a client would.
+        let call = loop {
+            let r = h.request(Method::Post, "/communications/calls", &body);
+            match r.status {
+                201 => break r.body.unwrap()["id"].as_str().unwrap().to_owned(),
+                429 | 503 => h.advance(Duration::from_secs(r.retry_after.unwrap_or(1))),
+                other => panic!("{name}: {other} {:?}", r.body),
+            }
+        };
+        h.advance(Duration::from_secs(30));
+        let machine = h.registry.get(&call).unwrap();
+        assert_eq!(machine.state(), Some(&CallState::Established), "{name}");
+        // After 30 s everyone without a leave time is in (guests admitted), nobody else.
+        let staying = users
+            .iter()
+            .filter(|u| u.leave_ms.is_none_or(|l| l > 30_000))
+            .count();
+        let dropped = h.posted.len() < 3;
+        assert!(!dropped, "{name}: too few notifications");
+        if !name.contains("faults") {
+            // The faults scenario may drop notifications, so only the others must match exactly.
+            assert_eq!(h.bound_sources(&call).len(), staying, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_bot_joining_as_guest_waits_in_the_lobby() {
+    let config = SimConfig {
+        lobby_admit_after: Duration::from_secs(3),
+        ..SimConfig::default()
+    };
+    let mut h = Harness::with_config(config, Scenario::two_users());
+    let mut body = p2p_body("x");
+    body.as_object_mut().unwrap().remove("targets");
+    body["source"]["identity"] = json!({"guest": {"id": "guest-bot", "displayName": "Guest bot"}});
+    body["meetingInfo"] =
+        json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": "42"});
+    let r = h.request(Method::Post, "/communications/calls", &body);
+    let call = r.body.unwrap()["id"].as_str().unwrap().to_owned();
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        h.sim.call_state(&call),
+        Some("establishing"),
+        "still in the lobby"
+    );
+    let in_lobby = h.posted.iter().any(|b| {
+        b["value"][0]["resourceData"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["isInLobby"] == true))
+    });
+    assert!(in_lobby, "the roster shows the bot in the lobby");
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.sim.call_state(&call), Some("established"));
+    assert_eq!(
+        h.bound_sources(&call).len(),
+        2,
+        "admitted: both users' streams bound"
+    );
+}
+
+#[test]
+fn group_calls_take_several_invitees_and_pstn_needs_an_application_instance() {
+    let mut h = Harness::new(Scenario::two_users());
+    let alice = user_id(&h, "Alice");
+    let mut body = p2p_body(&alice);
+    body["chatInfo"] = json!({"threadId": "19:group@thread.v2", "messageId": "0"});
+    let r = h.request(Method::Post, "/communications/calls", &body);
+    let group = r.body.unwrap()["id"].as_str().unwrap().to_owned();
+    h.advance(Duration::from_secs(1));
+    let user = |id: &str| json!({"identity": {"user": {"id": id, "displayName": id}}});
+    let three =
+        json!({"participants": [user("g1"), user("g2"), user("g3")], "clientContext": "many"});
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{group}/participants/invite"),
+        &three,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.bound_sources(&group).len(), 4);
+
+    let phone = json!({"participants": [{"identity": {"phone": {"id": "+14255550100"}}}]});
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{group}/participants/invite"),
+        &phone,
+    );
+    assert_eq!(
+        r.status, 400,
+        "a call from the app identity cannot dial phones"
+    );
+
+    let mut pstn_call = p2p_body(&alice);
+    pstn_call["chatInfo"] = json!({"threadId": "19:pstn@thread.v2", "messageId": "0"});
+    pstn_call["source"]["identity"]["applicationInstance"] =
+        json!({"id": "inst", "displayName": "Bot line"});
+    let r = h.request(Method::Post, "/communications/calls", &pstn_call);
+    let with_number = r.body.unwrap()["id"].as_str().unwrap().to_owned();
+    h.advance(Duration::from_secs(1));
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{with_number}/participants/invite"),
+        &phone,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(
+        h.bound_sources(&with_number).len(),
+        2,
+        "the phone participant joined"
+    );
+}

@@ -1,0 +1,183 @@
+//! `mediabot sim`: run the Graph calling emulator on its own, for a bot under development.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use graph_sim::media::{MediaOptions, MediaSide};
+use graph_sim::scenario::Scenario;
+use graph_sim::server::{ServerOptions, SimServer};
+use graph_sim::service::{SimConfig, SimEvent};
+
+use super::print_out;
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Scenario file (TOML or JSON): simulated users, impairments, faults. Default: two users.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The bot's application id the sim accepts.
+    #[arg(long, env = "MEDIABOT_APP_ID")]
+    app_id: Option<String>,
+    /// The bot's client secret the sim accepts.
+    #[arg(long, env = "MEDIABOT_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+    /// Offer an incoming call from the scenario's first user to this callback URL, once started.
+    #[arg(long, value_name = "URL")]
+    offer_incoming: Option<String>,
+    /// Post notifications to callback URLs outside loopback.
+    #[arg(long)]
+    allow_remote_callbacks: bool,
+    /// Connect media to mpUri hosts outside loopback.
+    #[arg(long)]
+    allow_remote_media: bool,
+    /// Write what each bot sends to `<call id>.wav` in this folder.
+    #[arg(long, value_name = "DIR")]
+    record_dir: Option<PathBuf>,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+}
+
+pub(crate) fn run(args: SimArgs) -> Result<(), String> {
+    let scenario = match &args.scenario {
+        Some(path) => {
+            let text = super::read_input(&path.to_string_lossy())?;
+            Scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Scenario::two_users(),
+    };
+    let mut config = SimConfig::default();
+    if let Some(id) = args.app_id.clone() {
+        config.app_id = id;
+    }
+    if let Some(secret) = args.app_secret.clone() {
+        config.app_secret = secret;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(args, config, scenario))
+}
+
+async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(), String> {
+    let options = ServerOptions {
+        bind: args.listen,
+        allow_remote_callbacks: args.allow_remote_callbacks,
+        ..ServerOptions::default()
+    };
+    let (app_id, secret, tenant) = (
+        config.app_id.clone(),
+        config.app_secret.clone(),
+        config.tenant_id.clone(),
+    );
+    let mut media = MediaSide::new(MediaOptions {
+        allow_remote_media: args.allow_remote_media,
+        record_dir: args.record_dir.clone(),
+        // Relative WAV voices are found next to the scenario file.
+        voice_dir: args
+            .scenario
+            .as_ref()
+            .and_then(|p| p.parent().map(PathBuf::from)),
+        ..MediaOptions::for_scenario(&scenario)
+    });
+    let mut sim = SimServer::start(config, scenario, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut banner = format!(
+        "graph-sim listening on http://{}\n  Graph API base URL   {}\n  token endpoint       {}\n  OpenID configuration {}\n  app id               {app_id}\n  app secret           {secret}\n  tenant id            {tenant}\n  simulated users:\n",
+        sim.addr(),
+        sim.api_url(),
+        sim.token_url(),
+        sim.openid_config_url(),
+    );
+    let users: Vec<String> = sim.with_sim(|s, _| {
+        s.directory()
+            .map(|(u, id)| format!("    {:<20} {:?} id {id}\n", u.name, u.identity))
+            .collect()
+    });
+    banner.extend(users);
+    print_out(&banner)?;
+    if let Some(callback) = &args.offer_incoming {
+        let id = sim.with_sim(|s, now| s.offer_incoming_call(now, callback, 0));
+        match id {
+            Some(id) => print_out(&format!("offered incoming call {id} to {callback}\n"))?,
+            None => return Err("the scenario has no user to place the incoming call".into()),
+        }
+    }
+    let stop = async {
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                // If signals cannot be watched, run until killed.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            event = sim.next_event() => match event {
+                Some(e) => {
+                    print_out(&format!("{}\n", describe(&e)))?;
+                    if let Err(err) = media.handle_event(e) {
+                        print_out(&format!("media: {err}\n"))?;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let report = media.shutdown().await;
+    for call in &report.calls {
+        for p in &call.participants {
+            print_out(&format!(
+                "  {:<16} source {:<3} sent {:>6} frames, bot frames received {:>6}, echo delay p50 {}, similarity {}\n",
+                p.name,
+                p.source_id,
+                p.frames_sent,
+                p.frames_received,
+                p.echo_delay_ms_p50
+                    .map_or("-".into(), |d| format!("{d:.0} ms")),
+                p.similarity.map_or("-".into(), |s| format!("{s:.2}")),
+            ))?;
+        }
+    }
+    let stats = sim.notifier_stats();
+    print_out(&format!(
+        "graph-sim stopping: {} notifications delivered, {} failed\n",
+        stats.delivered, stats.failed
+    ))
+}
+
+fn describe(event: &SimEvent) -> String {
+    match event {
+        SimEvent::MediaRequested { call_id, blob } => {
+            format!("call {call_id}: app-hosted media at {}", blob.mp_uri)
+        }
+        SimEvent::SourceAdded {
+            call_id,
+            name,
+            source_id,
+            ..
+        } => format!("call {call_id}: {name} joined as source {source_id}"),
+        SimEvent::SourceRemoved { call_id, source_id } => {
+            format!("call {call_id}: source {source_id} left")
+        }
+        SimEvent::StateChanged { call_id, state } => format!("call {call_id}: {state}"),
+        SimEvent::Ended {
+            call_id,
+            code,
+            subcode,
+        } => format!("call {call_id}: ended {code}/{subcode}"),
+        other => format!("{other:?}"),
+    }
+}
