@@ -7,3 +7,5 @@ pub use graph_signaling;
 pub use graph_sim;
 pub use media_session;
 pub use media_transport;
+
+pub mod bot;

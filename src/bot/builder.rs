@@ -1,0 +1,256 @@
+//! Configuring and starting a [`Bot`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use audio_pipeline::{Engine, EngineConfig};
+use graph_signaling::auth::{AuthConfig, TokenValidator};
+use graph_signaling::client::{ClientCredentials, GraphClient, GraphClientConfig, TokenProvider};
+use graph_signaling::notify::{NotificationLimits, pipeline};
+use media_transport::protocol::ProtocolConfig;
+use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
+use tokio::sync::mpsc;
+
+use super::{AudioFormat, Bot, BotCounters, BotError, Routes, Shared, Target, http, route_events};
+
+/// Where the media endpoint listens and what address it advertises in the blob's `mpUri`.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// The internal address the `mpUri` WebSocket listener binds (port 0: any free port).
+    pub bind: SocketAddr,
+    /// The public host (IP or FQDN) written into the `mpUri`; the bind IP when `None`.
+    pub public_host: Option<String>,
+    /// The public port written into the `mpUri`, when a load balancer maps ports.
+    pub public_port: Option<u16>,
+    /// UDP ports the WebRTC media may use; any free port when `None`.
+    pub udp_port_range: Option<RangeInclusive<u16>>,
+    /// Public IPs announced as ICE candidates (behind 1:1 NAT).
+    pub public_ips: Vec<IpAddr>,
+    /// How long a call's media session waits for the calling service to connect before it
+    /// ends with `NeverConnected` (and the bot hangs the call up). Default 60 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_host: None,
+            public_port: None,
+            udp_port_range: None,
+            public_ips: Vec::new(),
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builds a [`Bot`]; see [`Bot::builder`].
+#[derive(Debug, Clone)]
+pub struct BotBuilder {
+    target: Target,
+    http_bind: SocketAddr,
+    callback_url: Option<String>,
+    media: MediaSettings,
+    format: AudioFormat,
+    engine: EngineConfig,
+    display_name: String,
+    capacity: usize,
+    qoe_interval: Duration,
+}
+
+impl BotBuilder {
+    pub(crate) fn new(target: Target) -> BotBuilder {
+        BotBuilder {
+            target,
+            http_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            callback_url: None,
+            media: MediaSettings::default(),
+            format: AudioFormat::default(),
+            engine: EngineConfig::default(),
+            display_name: "mediabot".into(),
+            capacity: 100,
+            qoe_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Where the bot's HTTP server (callback, `/metrics`, `/healthz`) listens. Default
+    /// `127.0.0.1:0`.
+    pub fn http_bind(mut self, addr: SocketAddr) -> Self {
+        self.http_bind = addr;
+        self
+    }
+
+    /// The public URL the calling service posts notifications to; its path is served. Required
+    /// for real Graph (HTTPS, reachable from the internet, usually through a TLS proxy to
+    /// [`BotBuilder::http_bind`]); against the sim it defaults to
+    /// `http://<bound address>/callback`.
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
+    }
+
+    /// The media endpoint's addresses.
+    pub fn media(mut self, settings: MediaSettings) -> Self {
+        self.media = settings;
+        self
+    }
+
+    /// The PCM layout the application reads and writes. Default [`AudioFormat::Pcm16K`].
+    pub fn audio_format(mut self, format: AudioFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The audio engine's settings (threads, codec, jitter buffer, real-time priority).
+    pub fn engine(mut self, config: EngineConfig) -> Self {
+        self.engine = config;
+        self
+    }
+
+    /// The bot's display name in calls. Default `mediabot`.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = name.into();
+        self
+    }
+
+    /// Calls the bot is sized for; `/healthz` reports HeavilyLoaded from 80 % of it and
+    /// Overloaded above it. Default 100.
+    pub fn capacity(mut self, calls: usize) -> Self {
+        self.capacity = calls.max(1);
+        self
+    }
+
+    /// How often [`super::CallEvent::Quality`] is reported while media is connected.
+    pub fn qoe_interval(mut self, every: Duration) -> Self {
+        self.qoe_interval = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Starts the engine, the media endpoint, the Graph client and the HTTP server. Must run
+    /// inside a multi-threaded tokio runtime.
+    pub async fn build(self) -> Result<Bot, BotError> {
+        let endpoints = self.target.endpoints().clone();
+        if !self.target.is_sim() {
+            if self.callback_url.is_none() {
+                return Err(BotError::Config(
+                    "real Microsoft Graph needs the public HTTPS callback URL".into(),
+                ));
+            }
+            if self.media.public_host.is_none() {
+                return Err(BotError::Config(
+                    "real Microsoft Graph needs the media endpoint's public host".into(),
+                ));
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(self.http_bind).await?;
+        let local_addr = listener.local_addr()?;
+        let callback_url = self
+            .callback_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local_addr}/callback"));
+        let path = reqwest::Url::parse(&callback_url)
+            .map_err(|e| BotError::Config(format!("callback URL {callback_url}: {e}")))?
+            .path()
+            .to_owned();
+
+        let engine = Engine::start(self.engine.clone())?;
+        let endpoint = MediaEndpoint::bind(EndpointConfig {
+            bind: self.media.bind,
+            public_host: self.media.public_host.clone(),
+            public_port: self.media.public_port,
+            webrtc: WebRtcConfig {
+                udp_bind_ip: self.media.bind.ip(),
+                udp_port_range: self.media.udp_port_range.clone(),
+                public_ips: self.media.public_ips.clone(),
+                ..WebRtcConfig::default()
+            },
+            protocol: ProtocolConfig {
+                pending_timeout: self.media.connect_timeout,
+                ..ProtocolConfig::default()
+            },
+            ..EndpointConfig::default()
+        })
+        .await?;
+
+        let http_client = reqwest::Client::new();
+        let mut auth = AuthConfig::new(&endpoints.app_id);
+        auth.openid_config_url = endpoints.openid_config_url.clone();
+        let validator = Arc::new(TokenValidator::with_client(auth, http_client.clone()));
+        let notifications = pipeline(
+            &path,
+            validator,
+            Some(endpoints.app_id.clone()),
+            NotificationLimits::default(),
+            256,
+        );
+        let tokens = TokenProvider::client_credentials(
+            ClientCredentials {
+                token_url: endpoints.token_url.clone(),
+                client_id: endpoints.app_id.clone(),
+                client_secret: endpoints.app_secret.clone(),
+                scope: self.target.scope().to_owned(),
+            },
+            http_client.clone(),
+        );
+        let client = GraphClient::with_http(
+            GraphClientConfig {
+                base_url: endpoints.api_url.clone(),
+                ..GraphClientConfig::default()
+            },
+            tokens,
+            http_client,
+        );
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            target: self.target,
+            client,
+            engine,
+            endpoint,
+            format: self.format,
+            callback_url,
+            display_name: self.display_name,
+            capacity: self.capacity,
+            qoe_interval: self.qoe_interval,
+            routes: Mutex::new(Routes::default()),
+            incoming: incoming_tx,
+            counters: BotCounters::default(),
+            health: Mutex::new(http::HealthWindow::default()),
+            metrics: http::MetricsState::new(),
+        });
+
+        // Count refused notifications: a steady stream of them means a misconfigured app id
+        // or someone probing the callback.
+        let weak = Arc::downgrade(&shared);
+        let callback = notifications.router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let weak = weak.clone();
+                async move {
+                    let response = next.run(request).await;
+                    if response.status() == axum::http::StatusCode::UNAUTHORIZED
+                        && let Some(s) = weak.upgrade()
+                    {
+                        s.counters
+                            .notification_auth_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    response
+                }
+            },
+        ));
+        let router = callback.merge(http::router(Arc::downgrade(&shared)));
+        let server = tokio::spawn(async move {
+            // Ends only when the bot aborts it.
+            let _ = axum::serve(listener, router).await;
+        });
+        let routing = tokio::spawn(route_events(Arc::downgrade(&shared), notifications.events));
+        Ok(Bot {
+            shared,
+            local_addr,
+            incoming: Some(incoming),
+            tasks: vec![server, routing, notifications.processor],
+        })
+    }
+}

@@ -1,0 +1,384 @@
+//! The bot-facing API: one [`Bot`] per process places, joins and answers calls, and each
+//! [`Call`] gives the application its events, its audio and its controls.
+//!
+//! A bot is built for an explicit [`Target`]: a graph-sim instance ([`LocalSim`] runs one
+//! in-process, with its media side) or real Microsoft Graph ([`Target::graph`]). Nothing falls
+//! back to the sim. The bot owns one audio [`Engine`], one media
+//! endpoint (the blob's `mpUri`), one Graph client and one HTTP server that serves the
+//! notification callback, `/metrics` (Prometheus text) and `/healthz`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mediabot::bot::BotError> {
+//! use mediabot::bot::{Bot, CallTarget, LocalSim, ReceivedAudio};
+//!
+//! let sim = LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users()).await?;
+//! let bot = Bot::builder(sim.target()).build().await?;
+//! let user = &sim.users()[0];
+//! let mut call = bot.place_call(CallTarget::user(&user.id, Some(user.name.clone()))).await?;
+//! let (mut audio, out) = (call.audio_receiver().expect("first take"), call.audio_sender());
+//! while let Some(frame) = audio.recv().await {
+//!     if let ReceivedAudio::Mixed { frame, .. } = frame {
+//!         out.push_frame(&frame); // echo
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Real Microsoft Graph
+//! Signaling (placing, answering, inviting, muting, hanging up, authenticated notifications)
+//! works against real Graph. Media does not: Teams' media processor connects to a bot's
+//! `mpUri` with a closed protocol and never to mediabot's WebRTC endpoint. A call's media then
+//! ends with [`media_transport::protocol::EndReason::NeverConnected`] after the endpoint's
+//! pending timeout (60 s by default); the bot reports it as [`CallEvent::MediaEnded`] and hangs
+//! the call up, so the call ends with a clear error instead of staying silent.
+
+mod audio;
+mod builder;
+mod call;
+mod config;
+mod events;
+mod http;
+mod sim;
+mod target;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use audio_pipeline::{Engine, StreamRegistry};
+use graph_signaling::client::GraphClient;
+use graph_signaling::models::CallState;
+use graph_signaling::state::{CallEvent as SignalingEvent, ParticipantKey, StreamBinder};
+use media_session::SourceId;
+use media_transport::pipeline::PipelineBinding;
+use media_transport::{CallStats, MediaEndpoint};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use audio::{AudioFormat, AudioReceiver, AudioSender, ReceivedAudio};
+pub use builder::{BotBuilder, MediaSettings};
+pub use call::{Call, IncomingCall, IncomingCalls};
+pub use config::{BotArgs, TargetKind};
+pub use events::CallEvent;
+pub use http::Health;
+pub use sim::{LocalSim, SimUserInfo};
+pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};
+
+/// Why the bot or one of its calls could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BotError {
+    /// The configuration is incomplete or inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The audio engine failed.
+    #[error("audio engine: {0}")]
+    Engine(#[from] audio_pipeline::EngineError),
+    /// The media endpoint could not start or register a session.
+    #[error("media endpoint: {0}")]
+    Endpoint(#[from] media_transport::EndpointError),
+    /// The media session could not be built.
+    #[error("media session: {0}")]
+    Session(#[from] media_session::SessionError),
+    /// A Graph request failed.
+    #[error("Graph: {0}")]
+    Graph(#[from] graph_signaling::client::GraphError),
+    /// A socket or thread could not be created.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The simulator failed to start.
+    #[error("graph-sim: {0}")]
+    Sim(String),
+    /// The calling service answered without a call id.
+    #[error("the service's answer carries no call id")]
+    NoCallId,
+}
+
+/// Counters kept by the bot itself (the engine keeps its own).
+#[derive(Debug, Default)]
+struct BotCounters {
+    notification_auth_failures: AtomicU64,
+    app_frames_dropped: AtomicU64,
+    media_stream_failures: AtomicU64,
+    calls_placed: AtomicU64,
+    calls_answered: AtomicU64,
+}
+
+/// What the bot keeps per call, keyed by call id.
+struct Route {
+    binding: Arc<PipelineBinding>,
+    registry: StreamRegistry,
+    events: mpsc::UnboundedSender<CallEvent>,
+    state: Option<CallState>,
+    participants: usize,
+    quality: Arc<Mutex<Option<CallStats>>>,
+    ended: Arc<AtomicBool>,
+    media_commands: mpsc::UnboundedSender<call::MediaCommand>,
+}
+
+/// Events of calls the bot has not attached yet (a notification can overtake the response
+/// that names the call; an incoming call is announced before it is answered).
+const EARLY_EVENTS_PER_CALL: usize = 256;
+
+/// Events of an unattached call are kept this long (longer than the 15 s answer window and
+/// any create-call response), so stray notifications of forgotten calls do not pile up.
+const EARLY_EVENTS_KEPT: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Routes {
+    calls: HashMap<String, Route>,
+    early: HashMap<String, (Instant, Vec<SignalingEvent>)>,
+}
+
+/// State shared by the bot, its calls and its tasks.
+struct Shared {
+    target: Target,
+    client: GraphClient,
+    engine: Engine,
+    endpoint: MediaEndpoint,
+    format: AudioFormat,
+    callback_url: String,
+    display_name: String,
+    capacity: usize,
+    qoe_interval: Duration,
+    routes: Mutex<Routes>,
+    incoming: mpsc::UnboundedSender<(String, Instant)>,
+    counters: BotCounters,
+    health: Mutex<http::HealthWindow>,
+    metrics: http::MetricsState,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("target", &self.target)
+            .field("callback_url", &self.callback_url)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Binder<'a>(&'a mut Route);
+
+impl StreamBinder for Binder<'_> {
+    fn bind(&mut self, source: SourceId, _participant: &ParticipantKey) {
+        // A failed bind leaves the source held and then dropped by the gate; the call goes on.
+        let _ = self.0.binding.bind(source);
+    }
+
+    fn unbind(&mut self, source: SourceId, _participant: &ParticipantKey) {
+        self.0.binding.unbind(source);
+    }
+}
+
+impl Route {
+    /// Applies one signaling event; true when the call is over.
+    fn deliver(&mut self, event: SignalingEvent) -> bool {
+        if event.apply_binding(&mut Binder(self)) {
+            return false;
+        }
+        let out = match event {
+            SignalingEvent::StateChanged { from, to } => {
+                self.state = Some(to.clone());
+                CallEvent::StateChanged { from, to }
+            }
+            SignalingEvent::ParticipantJoined(k, p) => {
+                self.participants += 1;
+                CallEvent::ParticipantJoined(k, p)
+            }
+            SignalingEvent::ParticipantUpdated(k, p) => CallEvent::ParticipantUpdated(k, p),
+            SignalingEvent::ParticipantLeft(k, why) => {
+                self.participants = self.participants.saturating_sub(1);
+                CallEvent::ParticipantLeft(k, why)
+            }
+            SignalingEvent::OperationFinished(op) => CallEvent::OperationFinished(op),
+            SignalingEvent::Terminated(info) => {
+                self.state = Some(CallState::Terminated);
+                self.ended.store(true, Ordering::Relaxed);
+                // The service is done with the call: close the media session too.
+                let _ = self
+                    .media_commands
+                    .send(call::MediaCommand::HangUp("call terminated".into()));
+                let _ = self.events.send(CallEvent::Terminated(info));
+                return true;
+            }
+            // Content sharing and anything newer are not surfaced yet.
+            _ => return false,
+        };
+        // The application may have dropped its handle; the call's state is still kept.
+        let _ = self.events.send(out);
+        false
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take every call down: the data stays usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Routes one signaling event to its call, or keeps it until the call is attached.
+    fn route(&self, call_id: &str, event: SignalingEvent) {
+        self.client.handle_event(call_id, &event);
+        let mut routes = lock(&self.routes);
+        if let Some(route) = routes.calls.get_mut(call_id) {
+            if route.deliver(event) {
+                routes.calls.remove(call_id);
+            }
+            return;
+        }
+        let terminated = matches!(event, SignalingEvent::Terminated(_));
+        let incoming = matches!(
+            event,
+            SignalingEvent::StateChanged {
+                to: CallState::Incoming,
+                ..
+            }
+        );
+        if terminated {
+            routes.early.remove(call_id);
+            return;
+        }
+        let now = Instant::now();
+        if !routes.early.contains_key(call_id) {
+            routes
+                .early
+                .retain(|_, (first, _)| now.duration_since(*first) < EARLY_EVENTS_KEPT);
+        }
+        let (_, early) = routes
+            .early
+            .entry(call_id.to_owned())
+            .or_insert_with(|| (now, Vec::new()));
+        if early.len() < EARLY_EVENTS_PER_CALL {
+            early.push(event);
+        }
+        if incoming {
+            let _ = self.incoming.send((call_id.to_owned(), Instant::now()));
+        }
+    }
+
+    /// Starts routing a call's events to `route`, replaying what arrived before.
+    fn attach(&self, call_id: &str, mut route: Route) {
+        let mut routes = lock(&self.routes);
+        let mut over = false;
+        let early = routes.early.remove(call_id).map(|(_, e)| e);
+        for event in early.unwrap_or_default() {
+            over |= route.deliver(event);
+        }
+        if !over {
+            routes.calls.insert(call_id.to_owned(), route);
+        }
+    }
+
+    fn active_calls(&self) -> usize {
+        lock(&self.routes).calls.len()
+    }
+}
+
+async fn route_events(
+    shared: Weak<Shared>,
+    mut events: mpsc::UnboundedReceiver<(String, SignalingEvent)>,
+) {
+    while let Some((call_id, event)) = events.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.route(&call_id, event);
+    }
+}
+
+/// A running bot. Dropping it stops its server and tasks (calls in progress are not hung up:
+/// call [`Call::hang_up`] first).
+#[derive(Debug)]
+pub struct Bot {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    incoming: Option<mpsc::UnboundedReceiver<(String, Instant)>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Bot {
+    /// Starts configuring a bot for `target`.
+    pub fn builder(target: Target) -> BotBuilder {
+        BotBuilder::new(target)
+    }
+
+    /// Places a call or joins a meeting; returns once the service accepted the request (the
+    /// call then moves through its states, reported as [`CallEvent::StateChanged`]).
+    pub async fn place_call(&self, target: CallTarget) -> Result<Call, BotError> {
+        call::place(&self.shared, target).await
+    }
+
+    /// Incoming calls, to answer or reject one by one. `None` after the first take (there is
+    /// one stream per bot), or when [`Bot::answer_incoming_with`] took it.
+    pub fn incoming_calls(&mut self) -> Option<IncomingCalls> {
+        let rx = self.incoming.take()?;
+        Some(IncomingCalls {
+            rx,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// The one handler for incoming calls: each is answered with app-hosted media and handed
+    /// to `handler` (which usually spawns a task for it). Returns false if the incoming stream
+    /// was taken already.
+    pub fn answer_incoming_with(&mut self, mut handler: impl FnMut(Call) + Send + 'static) -> bool {
+        let Some(mut calls) = self.incoming_calls() else {
+            return false;
+        };
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(incoming) = calls.next().await {
+                // A call that cannot be answered (window passed, service error) is skipped;
+                // the service ends it.
+                if let Ok(call) = incoming.answer().await {
+                    handler(call);
+                }
+            }
+        }));
+        true
+    }
+
+    /// The URL the calling service posts notifications to.
+    pub fn callback_url(&self) -> &str {
+        &self.shared.callback_url
+    }
+
+    /// Where the HTTP server (callback, `/metrics`, `/healthz`) listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The media endpoint's `mpUri` written into every blob.
+    pub fn mp_uri(&self) -> String {
+        self.shared.endpoint.mp_uri().to_string()
+    }
+
+    /// The target this bot talks to.
+    pub fn target(&self) -> &Target {
+        &self.shared.target
+    }
+
+    /// Calls the bot currently holds (placed or answered, not yet terminated).
+    pub fn active_calls(&self) -> usize {
+        self.shared.active_calls()
+    }
+
+    /// The platform health, as `/healthz` reports it.
+    pub fn health(&self) -> Health {
+        http::health(&self.shared).0
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        http::render_metrics(&self.shared)
+    }
+}

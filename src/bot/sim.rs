@@ -1,0 +1,129 @@
+//! graph-sim in-process, with its media side running, for examples, tests and the demo.
+
+use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
+use graph_sim::scenario::Scenario;
+use graph_sim::server::{ServerOptions, SimServer};
+use graph_sim::service::SimConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{BotError, ServiceEndpoints, Target};
+
+/// A simulated user the bot can call or invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimUserInfo {
+    /// Display name.
+    pub name: String,
+    /// Object id to call.
+    pub id: String,
+}
+
+enum Command {
+    OfferIncoming {
+        callback_url: String,
+        from: usize,
+        reply: oneshot::Sender<Option<String>>,
+    },
+    Finish,
+}
+
+/// A graph-sim server on loopback (port 0) and its media side, fed with the sim's events on a
+/// task of their own. [`LocalSim::finish`] ends every call's media and returns the
+/// measurements (frames, echo delay, similarity per participant).
+#[derive(Debug)]
+pub struct LocalSim {
+    target: Target,
+    users: Vec<SimUserInfo>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<MediaReport>,
+}
+
+impl LocalSim {
+    /// Starts the sim with `scenario` and the default app registration.
+    pub async fn start(scenario: Scenario) -> Result<LocalSim, BotError> {
+        let config = SimConfig::default();
+        let mut sim = SimServer::start(config.clone(), scenario.clone(), ServerOptions::default())
+            .await
+            .map_err(|e| BotError::Sim(e.to_string()))?;
+        let target = Target::Sim(ServiceEndpoints {
+            api_url: sim.api_url(),
+            token_url: sim.token_url(),
+            openid_config_url: sim.openid_config_url(),
+            app_id: config.app_id,
+            app_secret: config.app_secret,
+            tenant_id: config.tenant_id,
+        });
+        let users = sim.with_sim(|s, _| {
+            s.directory()
+                .map(|(u, id)| SimUserInfo {
+                    name: u.name.clone(),
+                    id: id.to_owned(),
+                })
+                .collect()
+        });
+        let mut media = MediaSide::new(MediaOptions::for_scenario(&scenario));
+        let (commands, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = sim.next_event() => match event {
+                        // A refused or failed media request is in the report; the loop goes on.
+                        Some(e) => { let _ = media.handle_event(e); }
+                        None => break,
+                    },
+                    command = rx.recv() => match command {
+                        Some(Command::OfferIncoming { callback_url, from, reply }) => {
+                            let id = sim.with_sim(|s, now| s.offer_incoming_call(now, &callback_url, from));
+                            let _ = reply.send(id);
+                        }
+                        Some(Command::Finish) | None => break,
+                    },
+                }
+            }
+            // Events already queued (a call's end) still reach the media side.
+            while let Some(e) = sim.try_event() {
+                let _ = media.handle_event(e);
+            }
+            media.shutdown().await
+        });
+        Ok(LocalSim {
+            target,
+            users,
+            commands,
+            task,
+        })
+    }
+
+    /// The target to build a bot with.
+    pub fn target(&self) -> Target {
+        self.target.clone()
+    }
+
+    /// The simulated users, in the scenario's order.
+    pub fn users(&self) -> &[SimUserInfo] {
+        &self.users
+    }
+
+    /// Has scenario user `from` (an index into [`LocalSim::users`]) call the bot at
+    /// `callback_url`. Returns the call id.
+    pub async fn offer_incoming_call(&self, callback_url: &str, from: usize) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::OfferIncoming {
+                callback_url: callback_url.to_owned(),
+                from,
+                reply,
+            })
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Stops the sim: hangs up the media of calls still running, waits for them to wind down
+    /// (a few seconds at most) and returns the media side's report.
+    pub async fn finish(self) -> Result<MediaReport, BotError> {
+        let _ = self.commands.send(Command::Finish);
+        self.task
+            .await
+            .map_err(|e| BotError::Sim(format!("the sim's task failed: {e}")))
+    }
+}

@@ -1,0 +1,120 @@
+//! Where the bot's signaling goes, and what a call is placed to.
+
+use graph_signaling::client::{DEFAULT_GRAPH_BASE, GRAPH_SCOPE};
+
+/// The calling service the bot talks to. Chosen explicitly: nothing falls back to the sim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// A graph-sim instance (in-process through [`super::LocalSim`], or `mediabot sim`).
+    Sim(ServiceEndpoints),
+    /// Real Microsoft Graph. Signaling works; media does not (see the module docs): a call's
+    /// media ends with [`media_transport::protocol::EndReason::NeverConnected`].
+    Graph(ServiceEndpoints),
+}
+
+/// URLs and credentials of a calling service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    /// Graph API base, up to and including `/v1.0`.
+    pub api_url: String,
+    /// OAuth token endpoint (client credentials).
+    pub token_url: String,
+    /// OpenID configuration whose keys sign the service's notifications.
+    pub openid_config_url: String,
+    /// The bot's application (client) id.
+    pub app_id: String,
+    /// The bot's client secret.
+    pub app_secret: String,
+    /// The tenant the bot places calls in.
+    pub tenant_id: String,
+}
+
+impl std::fmt::Debug for ServiceEndpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("ServiceEndpoints")
+            .field("api_url", &self.api_url)
+            .field("token_url", &self.token_url)
+            .field("openid_config_url", &self.openid_config_url)
+            .field("app_id", &self.app_id)
+            .field("tenant_id", &self.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenID configuration of the Microsoft calling service's notification tokens.
+pub const GRAPH_OPENID_CONFIG_URL: &str =
+    "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration";
+
+impl Target {
+    /// Real Microsoft Graph for the app registration `app_id`/`app_secret` in `tenant_id`.
+    pub fn graph(
+        app_id: impl Into<String>,
+        app_secret: impl Into<String>,
+        tenant_id: impl Into<String>,
+    ) -> Target {
+        let tenant_id = tenant_id.into();
+        Target::Graph(ServiceEndpoints {
+            api_url: DEFAULT_GRAPH_BASE.to_owned(),
+            token_url: format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
+            openid_config_url: GRAPH_OPENID_CONFIG_URL.to_owned(),
+            app_id: app_id.into(),
+            app_secret: app_secret.into(),
+            tenant_id,
+        })
+    }
+
+    /// The service's URLs and credentials.
+    pub fn endpoints(&self) -> &ServiceEndpoints {
+        match self {
+            Target::Sim(e) | Target::Graph(e) => e,
+        }
+    }
+
+    /// True for a graph-sim target.
+    pub fn is_sim(&self) -> bool {
+        matches!(self, Target::Sim(_))
+    }
+
+    pub(crate) fn scope(&self) -> &'static str {
+        GRAPH_SCOPE
+    }
+}
+
+/// What [`super::Bot::place_call`] calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallTarget {
+    /// A P2P call to one Teams user.
+    User {
+        /// The user's object id.
+        id: String,
+        /// Display name, if known.
+        name: Option<String>,
+    },
+    /// A group call with several users (at most five).
+    Group {
+        /// `(object id, display name)` of each user.
+        users: Vec<(String, Option<String>)>,
+        /// The call's subject.
+        subject: Option<String>,
+    },
+    /// Joins a meeting by its join id and passcode.
+    Meeting {
+        /// The meeting's join id.
+        join_meeting_id: String,
+        /// Its passcode, if it has one.
+        passcode: Option<String>,
+    },
+}
+
+impl CallTarget {
+    /// A P2P call to the user with this object id.
+    pub fn user(id: impl Into<String>, name: Option<String>) -> CallTarget {
+        CallTarget::User {
+            id: id.into(),
+            name,
+        }
+    }
+}
