@@ -381,4 +381,53 @@ impl Bot {
     pub fn metrics_text(&self) -> String {
         http::render_metrics(&self.shared)
     }
+
+    /// Receive-side figures of each participant stream of a call, read while it runs.
+    pub fn streams(&self, call_id: &str) -> Vec<StreamSnapshot> {
+        let routes = lock(&self.shared.routes);
+        let Some(route) = routes.calls.get(call_id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<StreamSnapshot> = route
+            .registry
+            .sources()
+            .into_iter()
+            .filter_map(|source| {
+                let stream = route.registry.get(source)?;
+                let c = stream.counters();
+                Some(StreamSnapshot {
+                    source,
+                    received: c.received.get(),
+                    concealed: c.concealed.get(),
+                    depth_frames: c.depth_frames.get(),
+                    jitter_ms: c.jitter_us.get() as f64 / 1000.0,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.source);
+        out
+    }
+
+    /// Notifications refused because their token did not validate.
+    pub fn notification_auth_failures(&self) -> u64 {
+        self.shared
+            .counters
+            .notification_auth_failures
+            .load(Ordering::Relaxed)
+    }
+}
+
+/// Receive-side figures of one participant stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamSnapshot {
+    /// The participant's source id.
+    pub source: SourceId,
+    /// Packets received.
+    pub received: u64,
+    /// Frames filled by loss concealment.
+    pub concealed: u64,
+    /// Current jitter-buffer depth in frames.
+    pub depth_frames: u64,
+    /// Interarrival jitter (RFC 3550), in ms.
+    pub jitter_ms: f64,
 }

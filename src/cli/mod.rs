@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod blob;
+mod demo;
 mod inspect;
 mod sim;
 
@@ -35,6 +36,8 @@ enum Command {
     },
     /// Run graph-sim, the local emulator of the Graph calling service, for a bot to talk to.
     Sim(sim::SimArgs),
+    /// The demo: graph-sim in-process and an echo bot calling two simulated users.
+    Demo(demo::DemoArgs),
 }
 
 impl Cli {
@@ -43,6 +46,7 @@ impl Cli {
             Command::Blob(cmd) => cmd.run(),
             Command::Inspect { input } => inspect::run(&input),
             Command::Sim(args) => sim::run(args),
+            Command::Demo(args) => demo::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

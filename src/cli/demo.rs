@@ -1,0 +1,358 @@
+//! `mediabot demo`: graph-sim in-process plus an echo bot. The bot calls one simulated user,
+//! invites the others one at a time, receives everyone's unmixed audio, sends the mix back, and
+//! hangs up after `--duration` seconds; then the sim's measurements are reported.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use graph_sim::media::MediaReport;
+use graph_sim::netem::Impairment;
+use graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio};
+use serde_json::{Value, json};
+
+use super::print_out;
+
+/// Names and voices of the simulated participants, in the order they join.
+const CAST: [(&str, Voice); 5] = [
+    ("Alice", Voice::Speech),
+    ("Bob", Voice::Tone { tone_hz: 440.0 }),
+    ("Carol", Voice::Tone { tone_hz: 660.0 }),
+    ("Dave", Voice::Tone { tone_hz: 880.0 }),
+    ("Erin", Voice::Tone { tone_hz: 1100.0 }),
+];
+
+/// The echo delay no implementation can beat here: toward the bot 20 ms of framing, 6.5 ms of
+/// Opus look-ahead and the bot's 20 ms jitter-buffer floor; back again 20 ms of framing and 6.5 ms
+/// of look-ahead (graph-sim records the bot's audio as it arrives, with no jitter buffer of its
+/// own; a receiver with one would add its 20 ms, for the 93 ms of a full round trip).
+const DELAY_FLOOR_MS: f64 = (20.0 + 6.5 + 20.0) + (20.0 + 6.5);
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Seconds to stay in the call once it is established.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Packet loss in each direction, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Network jitter in each direction, in ms.
+    #[arg(long, default_value_t = 0)]
+    jitter: u64,
+    /// Simulated participants (1 to 5): the first is called, the others invited.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=5))]
+    participants: u8,
+    /// Seed of every random choice (impairments, ids).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print only a JSON report on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the echo task saw of each participant's unmixed audio.
+#[derive(Default)]
+struct Heard {
+    frames: u64,
+    level_dbfs: f32,
+}
+
+pub(crate) fn run(args: DemoArgs) -> Result<(), String> {
+    if !(0.0..=100.0).contains(&args.loss) {
+        return Err("--loss must be a percentage between 0 and 100".into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let report = runtime.block_on(demo(&args))?;
+    let ok = report["ok"].as_bool().unwrap_or(false);
+    if args.json {
+        print_out(&format!("{report:#}\n"))?;
+    } else {
+        print_out(&human(&report))?;
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("the demo call did not go established → terminated with audio both ways for every participant".into())
+    }
+}
+
+fn scenario(args: &DemoArgs) -> Scenario {
+    let impairment = Impairment {
+        loss: args.loss / 100.0,
+        jitter: Duration::from_millis(args.jitter),
+        ..Impairment::default()
+    };
+    let mut scenario = Scenario {
+        seed: args.seed,
+        ..Scenario::default()
+    };
+    scenario.users = CAST
+        .iter()
+        .take(usize::from(args.participants))
+        .map(|(name, voice)| SimUser::new(*name, voice.clone()))
+        .collect();
+    scenario.media.to_bot = impairment.clone();
+    scenario.media.from_bot = impairment;
+    scenario
+}
+
+async fn demo(args: &DemoArgs) -> Result<Value, String> {
+    let sim = LocalSim::start(scenario(args))
+        .await
+        .map_err(|e| format!("graph-sim: {e}"))?;
+    let bot = Bot::builder(sim.target())
+        .build()
+        .await
+        .map_err(|e| format!("bot: {e}"))?;
+    let users = sim.users().to_vec();
+    let first = &users[0];
+    let mut call = bot
+        .place_call(CallTarget::user(first.id.clone(), Some(first.name.clone())))
+        .await
+        .map_err(|e| format!("placing the call: {e}"))?;
+    let call_id = call.id().to_owned();
+
+    let heard: Arc<Mutex<BTreeMap<u32, Heard>>> = Arc::default();
+    let sent_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut receiver = call
+        .audio_receiver()
+        .ok_or("the call's audio receiver was already taken")?;
+    let sender = call.audio_sender();
+    let echo = {
+        let heard = heard.clone();
+        let sent_frames = sent_frames.clone();
+        tokio::spawn(async move {
+            while let Some(audio) = receiver.recv().await {
+                match audio {
+                    ReceivedAudio::Unmixed(frame) => {
+                        let mut heard = heard.lock().unwrap_or_else(|p| p.into_inner());
+                        let entry = heard.entry(frame.source.get()).or_default();
+                        entry.frames += 1;
+                        entry.level_dbfs = audio_pipeline::mix::level_dbfs(frame.samples());
+                    }
+                    // Send the mix straight back; keeping at most 80 ms queued means a
+                    // scheduling hiccup never adds lasting delay.
+                    ReceivedAudio::Mixed { frame, .. } => {
+                        if sender.queued_frames() < 4 {
+                            sender.push_frame(&frame);
+                            sent_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let mut states: Vec<String> = Vec::new();
+    let mut participants = 0usize;
+    let mut established_at: Option<Instant> = None;
+    let mut invited = false;
+    let mut hung_up = false;
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let setup_limit = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            event = call.next_event() => {
+                let Some(event) = event else { break };
+                match event {
+                    CallEvent::StateChanged { to, .. } => {
+                        let state = to.as_str().to_owned();
+                        if state == "established" && established_at.is_none() {
+                            established_at = Some(Instant::now());
+                        }
+                        states.push(state);
+                    }
+                    // The roster lists the bot itself too; count the people.
+                    CallEvent::ParticipantJoined(_, p) if !is_bot(&p) => participants += 1,
+                    CallEvent::ParticipantLeft(..) => participants = participants.saturating_sub(1),
+                    CallEvent::Terminated(_) => break,
+                    CallEvent::MediaEnded(reason) => {
+                        eprintln!("media ended: {reason}");
+                    }
+                    _ => {}
+                }
+                if established_at.is_some() && !invited {
+                    invited = true;
+                    for user in &users[1..] {
+                        if let Err(e) = call.invite(&user.id, Some(user.name.clone())).await {
+                            eprintln!("inviting {}: {e}", user.name);
+                        }
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                status_line(&bot, &call_id, &states, participants, &heard, &sent_frames);
+                let due = established_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.duration));
+                let stuck = established_at.is_none() && started.elapsed() > setup_limit;
+                if (due || stuck) && !hung_up {
+                    hung_up = true;
+                    if let Err(e) = call.hang_up().await {
+                        eprintln!("hang up: {e}");
+                        break;
+                    }
+                }
+                if hung_up && started.elapsed() > Duration::from_secs(args.duration) + setup_limit {
+                    break;
+                }
+            }
+        }
+    }
+    if !states.iter().any(|s| s == "terminated") && call.is_ended() {
+        states.push("terminated".into());
+    }
+    eprintln!();
+    let streams = bot.streams(&call_id);
+    let concealed: u64 = streams.iter().map(|s| s.concealed).sum();
+    let auth_failures = bot.notification_auth_failures();
+    echo.abort();
+    let media = sim.finish().await.map_err(|e| format!("graph-sim: {e}"))?;
+    let heard = heard.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(report(
+        &states,
+        &media,
+        &heard,
+        sent_frames.load(std::sync::atomic::Ordering::Relaxed),
+        concealed,
+        auth_failures,
+    ))
+}
+
+fn is_bot(p: &graph_signaling::models::Participant) -> bool {
+    p.identity_label().starts_with("application:")
+}
+
+fn status_line(
+    bot: &Bot,
+    call_id: &str,
+    states: &[String],
+    participants: usize,
+    heard: &Mutex<BTreeMap<u32, Heard>>,
+    sent: &std::sync::atomic::AtomicU64,
+) {
+    let streams = bot.streams(call_id);
+    let concealed: u64 = streams.iter().map(|s| s.concealed).sum();
+    let depth = streams.iter().map(|s| s.depth_frames).max().unwrap_or(0);
+    let heard = heard.lock().unwrap_or_else(|p| p.into_inner());
+    let frames_in: u64 = heard.values().map(|h| h.frames).sum();
+    let meters: String = heard
+        .iter()
+        .map(|(source, h)| format!(" {source}:{}", meter(h.level_dbfs)))
+        .collect();
+    let state = states.last().map_or("placing", String::as_str);
+    let mut err = std::io::stderr().lock();
+    // On a terminal the line rewrites itself; in a log each second gets its own line.
+    let start = if err.is_terminal() { "\r" } else { "" };
+    let end = if err.is_terminal() { "" } else { "\n" };
+    // A status line that cannot be written is not worth failing the demo over.
+    let _ = write!(
+        err,
+        "{start}{state:<12} participants {participants}  in {frames_in:>5}  out {:>5}  concealed {concealed:>4}  jb {:>3} ms {meters}   {end}",
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+        depth * 20,
+    );
+    let _ = err.flush();
+}
+
+/// A small level meter: one block per 10 dB above -60 dBFS.
+fn meter(dbfs: f32) -> String {
+    let blocks = ((dbfs + 60.0) / 10.0).clamp(0.0, 6.0) as usize;
+    format!("{:<6}", "█".repeat(blocks))
+}
+
+fn report(
+    states: &[String],
+    media: &MediaReport,
+    heard: &BTreeMap<u32, Heard>,
+    frames_sent: u64,
+    frames_concealed: u64,
+    auth_failures: u64,
+) -> Value {
+    let mut participants = Vec::new();
+    let mut similarity = serde_json::Map::new();
+    let mut flowing = true;
+    let mut count = 0;
+    for p in media.calls.iter().flat_map(|c| &c.participants) {
+        count += 1;
+        let bot_heard = heard.get(&p.source_id).map_or(0, |h| h.frames);
+        flowing &= bot_heard > 0 && p.frames_received > 0;
+        similarity.insert(p.name.clone(), json!(p.similarity));
+        participants.push(json!({
+            "name": p.name,
+            "source_id": p.source_id,
+            "frames_sent": p.frames_sent,
+            "frames_received": p.frames_received,
+            "bot_frames_heard": bot_heard,
+            "to_bot_loss_pct": p.to_bot.loss_pct,
+            "echo_delay_ms_p50": p.echo_delay_ms_p50,
+            "echo_delay_ms_p95": p.echo_delay_ms_p95,
+            "similarity": p.similarity,
+        }));
+    }
+    let went_through = {
+        let established = states.iter().position(|s| s == "established");
+        let terminated = states.iter().position(|s| s == "terminated");
+        matches!((established, terminated), (Some(e), Some(t)) if e < t)
+    };
+    let totals = &media.totals;
+    json!({
+        "states": states,
+        "participants": participants,
+        "frames_sent": frames_sent,
+        "frames_received": heard.values().map(|h| h.frames).sum::<u64>(),
+        "frames_concealed": frames_concealed,
+        "echo_delay_ms_p50": totals.echo_delay_ms_p50,
+        "echo_delay_ms_p95": totals.echo_delay_ms_p95,
+        "echo_delay_floor_ms": DELAY_FLOOR_MS,
+        "echo_similarity": similarity,
+        "notification_auth_failures": auth_failures,
+        "ok": went_through && flowing && count > 0,
+    })
+}
+
+fn human(report: &Value) -> String {
+    let mut out = String::new();
+    let states: Vec<&str> = report["states"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    out.push_str(&format!("call states: {}\n", states.join(" → ")));
+    for p in report["participants"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<6} source {:<3} said {:>5} frames, bot heard {:>5}, echo back {:>5}, delay p50 {}, similarity {}\n",
+            p["name"].as_str().unwrap_or("?"),
+            p["source_id"],
+            p["frames_sent"],
+            p["bot_frames_heard"],
+            p["frames_received"],
+            p["echo_delay_ms_p50"].as_f64().map_or("-".into(), |d| format!("{d:.0} ms")),
+            p["similarity"].as_f64().map_or("-".into(), |s| format!("{s:.2}")),
+        ));
+    }
+    out.push_str(&format!(
+        "bot frames: {} received, {} sent, {} concealed; notification auth failures: {}\n",
+        report["frames_received"],
+        report["frames_sent"],
+        report["frames_concealed"],
+        report["notification_auth_failures"],
+    ));
+    if let Some(p50) = report["echo_delay_ms_p50"].as_f64() {
+        out.push_str(&format!(
+            "echo delay p50 {p50:.0} ms (p95 {}); floor {DELAY_FLOOR_MS:.0} ms = to the bot 20 framing + 6.5 Opus look-ahead + 20 jitter buffer, back 20 framing + 6.5 look-ahead; difference {:+.0} ms\n",
+            report["echo_delay_ms_p95"].as_f64().map_or("-".into(), |d| format!("{d:.0} ms")),
+            p50 - DELAY_FLOOR_MS,
+        ));
+    }
+    out.push_str(if report["ok"].as_bool() == Some(true) {
+        "ok: established → terminated, audio both ways for every participant\n"
+    } else {
+        "NOT ok\n"
+    });
+    out
+}

@@ -1,0 +1,67 @@
+//! `mediabot demo --json` end to end: graph-sim, the echo bot, and the report's contract.
+
+use std::process::Command;
+
+#[test]
+fn demo_reports_a_call_with_audio_both_ways() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediabot"))
+        .args(["demo", "--duration", "4", "--json", "--seed", "7"])
+        .output()
+        .expect("run mediabot demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    assert!(
+        stderr.contains("established"),
+        "status lines on stderr: {stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout holds only the JSON report");
+    for key in [
+        "states",
+        "participants",
+        "frames_sent",
+        "frames_received",
+        "frames_concealed",
+        "echo_delay_ms_p50",
+        "echo_delay_ms_p95",
+        "echo_similarity",
+        "notification_auth_failures",
+        "ok",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}: {report}");
+    }
+    assert_eq!(report["ok"], true);
+    let states: Vec<&str> = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let established = states.iter().position(|s| *s == "established").unwrap();
+    let terminated = states.iter().position(|s| *s == "terminated").unwrap();
+    assert!(established < terminated, "{states:?}");
+    let participants = report["participants"].as_array().unwrap();
+    assert_eq!(participants.len(), 2, "Alice called, Bob invited");
+    for p in participants {
+        assert!(p["frames_sent"].as_u64().unwrap() > 50, "{p}");
+        assert!(p["frames_received"].as_u64().unwrap() > 50, "{p}");
+        assert!(p["bot_frames_heard"].as_u64().unwrap() > 50, "{p}");
+    }
+    assert_eq!(report["notification_auth_failures"], 0);
+    // Speech comes back recognisably even mixed with the other participant's tone.
+    let alice = report["echo_similarity"]["Alice"].as_f64().unwrap();
+    assert!(alice > 0.5, "Alice's echo similarity {alice}");
+}
+
+#[test]
+fn demo_refuses_bad_options() {
+    for args in [["--participants", "9"], ["--loss", "150"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mediabot"))
+            .arg("demo")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}
