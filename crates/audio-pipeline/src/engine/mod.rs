@@ -11,6 +11,7 @@
 mod queue;
 mod recv;
 mod send;
+mod slots;
 #[cfg(test)]
 mod tests;
 

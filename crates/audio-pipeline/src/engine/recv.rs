@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use media_session::SourceId;
 
-use super::send::least_loaded_slot;
+use super::slots::Slots;
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
 };
@@ -122,7 +122,7 @@ impl RecvCall {
 /// The sans-IO state of a receive thread.
 pub(crate) struct RecvWorker {
     calls: Vec<RecvCall>,
-    slot_load: [usize; SLOTS],
+    slots: Slots,
     pacer: Pacer,
     stats: Arc<EngineStats>,
     slack: Duration,
@@ -139,7 +139,7 @@ impl RecvWorker {
     ) -> RecvWorker {
         RecvWorker {
             calls: Vec::new(),
-            slot_load: [0; SLOTS],
+            slots: Slots::default(),
             pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
             stats,
             slack: config.deadline_slack,
@@ -151,15 +151,13 @@ impl RecvWorker {
     pub(crate) fn handle(&mut self, cmd: RecvCommand) {
         match cmd {
             RecvCommand::AddCall(mut call) => {
-                let slot = least_loaded_slot(&self.slot_load);
-                self.slot_load[slot] += 1;
-                call.slot = slot;
+                call.slot = self.slots.take();
                 self.calls.push(*call);
             }
             RecvCommand::RemoveCall(id) => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == id) {
                     let call = self.calls.swap_remove(i);
-                    self.slot_load[call.slot] -= 1;
+                    self.slots.release(call.slot);
                 }
             }
             RecvCommand::AddStream(stream, call_id) => {

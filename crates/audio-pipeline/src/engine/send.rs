@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::slots::Slots;
 use super::{
     DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, SLOTS, SendCounters,
     SendEvent, SendStatus,
@@ -80,7 +81,7 @@ impl SendCall {
 /// The sans-IO state of a send thread: its calls and its millisecond pacer.
 pub(crate) struct SendWorker {
     calls: Vec<SendCall>,
-    slot_load: [usize; SLOTS],
+    slots: Slots,
     pacer: Pacer,
     stats: Arc<EngineStats>,
     slack: Duration,
@@ -90,7 +91,7 @@ impl SendWorker {
     pub(crate) fn new(stats: Arc<EngineStats>, config: EngineConfig, start: Instant) -> SendWorker {
         SendWorker {
             calls: Vec::new(),
-            slot_load: [0; SLOTS],
+            slots: Slots::default(),
             // A stalled worker catches up on up to 100 ms of sub-ticks before skipping.
             pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
             stats,
@@ -101,15 +102,13 @@ impl SendWorker {
     pub(crate) fn handle(&mut self, cmd: SendCommand) {
         match cmd {
             SendCommand::AddCall(mut call) => {
-                let slot = least_loaded_slot(&self.slot_load);
-                self.slot_load[slot] += 1;
-                call.slot = slot;
+                call.slot = self.slots.take();
                 self.calls.push(*call);
             }
             SendCommand::RemoveCall(id) => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == id) {
                     let call = self.calls.swap_remove(i);
-                    self.slot_load[call.slot] -= 1;
+                    self.slots.release(call.slot);
                 }
             }
         }
@@ -130,10 +129,6 @@ impl SendWorker {
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
     }
-}
-
-pub(crate) fn least_loaded_slot(load: &[usize; SLOTS]) -> usize {
-    (0..SLOTS).min_by_key(|&i| load[i]).unwrap_or(0)
 }
 
 /// One frame period of one call.
