@@ -1,17 +1,16 @@
 //! The media side against an echo bot on 127.0.0.1: media-transport's bot-side endpoint sends
 //! back what it hears. Timing bounds are generous on purpose; they only catch a broken clock.
 
-use std::collections::{HashMap, VecDeque};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig, OpusDecoder, OpusEncoder};
-use bytes::Bytes;
 use graph_sim::media::{MediaError, MediaOptions, MediaReport, MediaSide};
 use graph_sim::netem::Impairment;
 use graph_sim::scenario::{MediaImpairments, Voice};
 use graph_sim::service::SimEvent;
-use media_session::{MediaSession, MpUri, SourceId};
+use media_session::{MediaSession, MpUri};
 use media_transport::{ChannelSink, EndpointConfig, MediaCall, MediaEndpoint};
 use tokio::task::JoinHandle;
 
@@ -41,51 +40,15 @@ async fn echo_bot(mix: bool) -> EchoBot {
     let (sink, mut audio) = ChannelSink::new(4096);
     let call = endpoint.register(&session, Arc::new(sink)).unwrap();
     let out = call.audio_sender();
-    let task = tokio::spawn(async move {
-        if !mix {
+    let task = if mix {
+        common::spawn_mixing_echo(audio, out, false)
+    } else {
+        tokio::spawn(async move {
             while let Some(p) = audio.recv().await {
                 let _ = out.send_opus(p.payload);
             }
-            return;
-        }
-        let mut talkers: HashMap<SourceId, (OpusDecoder, VecDeque<Vec<i16>>)> = HashMap::new();
-        let mut enc = OpusEncoder::new(1, &OpusConfig::default()).unwrap();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        let mut buf = [0u8; MAX_ENCODED_BYTES];
-        loop {
-            tokio::select! {
-                p = audio.recv() => {
-                    let Some(p) = p else { return };
-                    let (dec, queue) = talkers
-                        .entry(p.source)
-                        .or_insert_with(|| (OpusDecoder::new(1).unwrap(), VecDeque::new()));
-                    let mut frame = vec![0i16; 960];
-                    if dec.decode(&p.payload, &mut frame).is_ok() {
-                        queue.push_back(frame);
-                        // Keep the echo prompt: never more than 60 ms queued per talker.
-                        while queue.len() > 3 {
-                            queue.pop_front();
-                        }
-                    }
-                }
-                _ = tick.tick() => {
-                    let mut sum = vec![0i32; 960];
-                    let mut any = false;
-                    for (_, queue) in talkers.values_mut() {
-                        if let Some(f) = queue.pop_front() {
-                            any = true;
-                            sum.iter_mut().zip(&f).for_each(|(s, &v)| *s += i32::from(v));
-                        }
-                    }
-                    if any {
-                        let pcm: Vec<i16> = sum.iter().map(|&v| v.clamp(-32_768, 32_767) as i16).collect();
-                        let n = enc.encode(&pcm, &mut buf).unwrap();
-                        let _ = out.send_opus(Bytes::copy_from_slice(&buf[..n]));
-                    }
-                }
-            }
-        }
-    });
+        })
+    };
     EchoBot {
         _endpoint: endpoint,
         _call: call,

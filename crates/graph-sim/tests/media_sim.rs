@@ -2,18 +2,17 @@
 //! a group call with app-hosted media, the sim's events start the media side, and a mixing echo
 //! bot on 127.0.0.1 plays everyone back.
 
-use std::collections::{HashMap, VecDeque};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig, OpusDecoder, OpusEncoder};
 use axum::http::StatusCode;
-use bytes::Bytes;
 use graph_sim::media::{MediaOptions, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::{SimConfig, SimEvent};
-use media_session::{MediaSession, SourceId};
+use media_session::MediaSession;
 use media_transport::{ChannelSink, EndpointConfig, MediaEndpoint};
 use serde_json::{Value, json};
 
@@ -41,44 +40,10 @@ async fn a_simulated_group_call_is_played_to_a_mixing_echo_bot_and_measured() {
     let session = MediaSession::builder(endpoint.mp_uri().clone())
         .build()
         .unwrap();
-    let (sink, mut audio) = ChannelSink::new(4096);
+    let (sink, audio) = ChannelSink::new(4096);
     let bot_call = endpoint.register(&session, Arc::new(sink)).unwrap();
     let out = bot_call.audio_sender();
-    let echo = tokio::spawn(async move {
-        let mut talkers: HashMap<SourceId, (OpusDecoder, VecDeque<Vec<i16>>)> = HashMap::new();
-        let mut enc = OpusEncoder::new(1, &OpusConfig::default()).unwrap();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        let mut buf = [0u8; MAX_ENCODED_BYTES];
-        loop {
-            tokio::select! {
-                p = audio.recv() => {
-                    let Some(p) = p else { return };
-                    let (dec, queue) = talkers
-                        .entry(p.source)
-                        .or_insert_with(|| (OpusDecoder::new(1).unwrap(), VecDeque::new()));
-                    let mut frame = vec![0i16; 960];
-                    if dec.decode(&p.payload, &mut frame).is_ok() {
-                        queue.push_back(frame);
-                        while queue.len() > 3 {
-                            queue.pop_front();
-                        }
-                    }
-                }
-                _ = tick.tick() => {
-                    let mut sum = vec![0i32; 960];
-                    for (_, queue) in talkers.values_mut() {
-                        if let Some(f) = queue.pop_front() {
-                            sum.iter_mut().zip(&f).for_each(|(s, &v)| *s += i32::from(v));
-                        }
-                    }
-                    // Silence too: the bot's stream runs steadily, as mediabot's paced sender does.
-                    let pcm: Vec<i16> = sum.iter().map(|&v| v.clamp(-32_768, 32_767) as i16).collect();
-                    let n = enc.encode(&pcm, &mut buf).unwrap();
-                    let _ = out.send_opus(Bytes::copy_from_slice(&buf[..n]));
-                }
-            }
-        }
-    });
+    let echo = common::spawn_mixing_echo(audio, out, true);
 
     // The simulator with its default two users (speech and a 440 Hz tone).
     let scenario = Scenario::two_users();
