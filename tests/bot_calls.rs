@@ -287,6 +287,40 @@ async fn healthz_metrics_and_callback_auth_over_http() {
     })
     .await
     .expect("established");
+    // Once audio flows, the per-stage latencies are real Prometheus histograms: cumulative
+    // buckets that end in +Inf and agree with the count.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let decoded = loop {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("mediabot_stage_latency_seconds_bucket{stage=\"decode\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(text.contains("# TYPE mediabot_stage_latency_seconds histogram"));
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        let count = text
+            .lines()
+            .find(|l| l.starts_with("mediabot_stage_latency_seconds_count{stage=\"decode\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("a decode count");
+        assert_eq!(buckets.last(), Some(&count));
+        if count > 0 || tokio::time::Instant::now() > deadline {
+            break count;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        decoded > 0,
+        "no frame was decoded after the call was established"
+    );
     call.hang_up().await.unwrap();
     wait_for(&mut call, Duration::from_secs(10), |e| {
         matches!(e, CallEvent::Terminated(_))

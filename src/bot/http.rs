@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use audio_pipeline::engine::EngineStats;
+use audio_pipeline::stats::LatencyHistogram;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,47 +51,55 @@ pub(crate) struct HealthWindow {
     miss_ratio: f64,
 }
 
+impl HealthWindow {
+    /// Takes the engine's cumulative frame and deadline-miss counters at `now` and returns the
+    /// miss ratio of the last complete window (at least [`HEALTH_WINDOW`] long).
+    fn observe(&mut self, now: Instant, frames: u64, misses: u64) -> f64 {
+        match self.started {
+            Some(at) if now.duration_since(at) < HEALTH_WINDOW => {}
+            _ => {
+                let df = frames.saturating_sub(self.frames);
+                let dm = misses.saturating_sub(self.misses);
+                if self.started.is_some() {
+                    self.miss_ratio = if df == 0 { 0.0 } else { dm as f64 / df as f64 };
+                }
+                self.started = Some(now);
+                self.frames = frames;
+                self.misses = misses;
+            }
+        }
+        self.miss_ratio
+    }
+}
+
+/// Judges health from the calls in progress against the configured capacity and the share of
+/// frames that missed their deadline.
+fn judge(calls: usize, capacity: usize, miss_ratio: f64) -> Health {
+    let by_calls = if calls > capacity {
+        Health::Overloaded
+    } else if calls * 5 >= capacity * 4 {
+        Health::HeavilyLoaded
+    } else {
+        Health::Normal
+    };
+    let by_deadlines = if miss_ratio > 0.10 {
+        Health::Overloaded
+    } else if miss_ratio > 0.01 {
+        Health::HeavilyLoaded
+    } else {
+        Health::Normal
+    };
+    by_calls.max(by_deadlines)
+}
+
 /// Health now, with the figures it was judged on: (health, calls, deadline-miss ratio).
 pub(crate) fn health(shared: &Shared) -> (Health, usize, f64) {
     let stats = shared.engine.stats();
     let misses = stats.send_deadline_misses.get() + stats.recv_deadline_misses.get();
     let frames = stats.packets_sent.get() + stats.frames_received.get();
-    let ratio = {
-        let mut w = lock(&shared.health);
-        let now = Instant::now();
-        match w.started {
-            Some(at) if now.duration_since(at) < HEALTH_WINDOW => {}
-            _ => {
-                let (dm, df) = (misses - w.misses.min(misses), frames - w.frames.min(frames));
-                if w.started.is_some() {
-                    w.miss_ratio = if df == 0 { 0.0 } else { dm as f64 / df as f64 };
-                }
-                *w = HealthWindow {
-                    started: Some(now),
-                    misses,
-                    frames,
-                    miss_ratio: w.miss_ratio,
-                };
-            }
-        }
-        w.miss_ratio
-    };
+    let ratio = lock(&shared.health).observe(Instant::now(), frames, misses);
     let calls = shared.active_calls();
-    let by_calls = if calls > shared.capacity {
-        Health::Overloaded
-    } else if calls * 5 >= shared.capacity * 4 {
-        Health::HeavilyLoaded
-    } else {
-        Health::Normal
-    };
-    let by_deadlines = if ratio > 0.10 {
-        Health::Overloaded
-    } else if ratio > 0.01 {
-        Health::HeavilyLoaded
-    } else {
-        Health::Normal
-    };
-    (by_calls.max(by_deadlines), calls, ratio)
+    (judge(calls, shared.capacity, ratio), calls, ratio)
 }
 
 /// The Prometheus recorder of one bot (not the process-global one, so several bots, or a bot
@@ -181,28 +191,68 @@ pub(crate) fn render_metrics(shared: &Shared) -> String {
             .absolute(c.calls_answered.load(Ordering::Relaxed));
         metrics::gauge!("mediabot_health_level").set(f64::from(level as u8));
         metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
-        // The engine keeps its own lock-free histograms; they are exported as quantiles.
-        for (stage, h) in [
-            ("send_frame", &stats.send_frame),
-            ("recv_frame", &stats.recv_frame),
-            ("resample_up", &stats.stage_resample_up),
-            ("encode", &stats.stage_encode),
-            ("decode", &stats.stage_decode),
-            ("resample_down", &stats.stage_resample_down),
-            ("mix", &stats.stage_mix),
-            ("send_lateness", &stats.send_lateness),
-            ("recv_lateness", &stats.recv_lateness),
-        ] {
-            let snap = h.snapshot();
-            for q in [0.5, 0.9, 0.99] {
-                metrics::gauge!("mediabot_stage_latency_seconds", "stage" => stage, "quantile" => q.to_string())
-                    .set(snap.quantile_us(q) as f64 / 1e6);
-            }
-            metrics::counter!("mediabot_stage_latency_count", "stage" => stage)
-                .absolute(snap.count());
-        }
     });
-    shared.metrics.handle.render()
+    let mut text = shared.metrics.handle.render();
+    render_stage_histograms(&mut text, &stats);
+    text
+}
+
+/// Stages of the engine's frame path exported as latency histograms: the whole send and
+/// receive ticks, their parts, and how late each tick ran against its deadline.
+type StageOf = fn(&EngineStats) -> &LatencyHistogram;
+const STAGES: [(&str, StageOf); 9] = [
+    ("send_frame", |s| &s.send_frame),
+    ("recv_frame", |s| &s.recv_frame),
+    ("resample_up", |s| &s.stage_resample_up),
+    ("encode", |s| &s.stage_encode),
+    ("decode", |s| &s.stage_decode),
+    ("resample_down", |s| &s.stage_resample_down),
+    ("mix", |s| &s.stage_mix),
+    ("send_lateness", |s| &s.send_lateness),
+    ("recv_lateness", |s| &s.recv_lateness),
+];
+
+/// Appends the engine's per-stage latencies as one Prometheus histogram,
+/// `mediabot_stage_latency_seconds{stage=...}`.
+///
+/// The real-time threads already count every sample into lock-free power-of-two buckets; the
+/// recorder's own histograms would need each sample again (it keeps them until a scrape), so
+/// the buckets are written out as they are: bucket `i` holds samples under `2^i` µs.
+fn render_stage_histograms(out: &mut String, stats: &EngineStats) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP mediabot_stage_latency_seconds Time spent per audio frame in each engine stage."
+    );
+    let _ = writeln!(out, "# TYPE mediabot_stage_latency_seconds histogram");
+    for (stage, of) in STAGES {
+        let snap = of(stats).snapshot();
+        let mut cumulative = 0u64;
+        for (i, count) in snap.counts.iter().enumerate() {
+            cumulative += count;
+            // The last bucket is unbounded: it only feeds `+Inf`.
+            if i + 1 < snap.counts.len() {
+                let le = (1u64 << i) as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "mediabot_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "mediabot_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "mediabot_stage_latency_seconds_sum{{stage=\"{stage}\"}} {}",
+            snap.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "mediabot_stage_latency_seconds_count{{stage=\"{stage}\"}} {cumulative}"
+        );
+    }
 }
 
 pub(crate) fn router(shared: Weak<Shared>) -> Router {
@@ -257,4 +307,39 @@ fn health_response(shared: &Arc<Shared>) -> Response {
         StatusCode::OK
     };
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_against_capacity_set_the_level() {
+        assert_eq!(judge(0, 10, 0.0), Health::Normal);
+        assert_eq!(judge(7, 10, 0.0), Health::Normal);
+        assert_eq!(judge(8, 10, 0.0), Health::HeavilyLoaded);
+        assert_eq!(judge(10, 10, 0.0), Health::HeavilyLoaded);
+        assert_eq!(judge(11, 10, 0.0), Health::Overloaded);
+    }
+
+    #[test]
+    fn missed_deadlines_over_a_window_set_the_level() {
+        let t0 = Instant::now();
+        let mut w = HealthWindow::default();
+        assert_eq!(w.observe(t0, 0, 0), 0.0);
+        // Within the window nothing is judged yet.
+        assert_eq!(w.observe(t0 + Duration::from_millis(500), 100, 50), 0.0);
+        // 1000 frames, 50 late: 5 %.
+        let r = w.observe(t0 + HEALTH_WINDOW, 1000, 50);
+        assert!((r - 0.05).abs() < 1e-9, "{r}");
+        assert_eq!(judge(1, 10, r), Health::HeavilyLoaded);
+        // The next window: 1000 more frames, 200 more late: 20 %.
+        let r = w.observe(t0 + HEALTH_WINDOW * 2, 2000, 250);
+        assert!((r - 0.2).abs() < 1e-9, "{r}");
+        assert_eq!(judge(1, 10, r), Health::Overloaded);
+        // A quiet window with no frames at all reads as healthy again.
+        let r = w.observe(t0 + HEALTH_WINDOW * 3, 2000, 250);
+        assert_eq!(r, 0.0);
+        assert_eq!(judge(1, 10, r), Health::Normal);
+    }
 }
