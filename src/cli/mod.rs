@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod blob;
+mod bot;
 mod demo;
 mod inspect;
 mod sim;
@@ -38,6 +39,9 @@ enum Command {
     Sim(sim::SimArgs),
     /// The demo: graph-sim in-process and an echo bot calling two simulated users.
     Demo(demo::DemoArgs),
+    /// An echo bot configured from flags and MEDIABOT_* variables, for graph-sim or real
+    /// Microsoft Graph (where media cannot connect: see the README).
+    Bot(bot::BotCommandArgs),
 }
 
 impl Cli {
@@ -47,6 +51,7 @@ impl Cli {
             Command::Inspect { input } => inspect::run(&input),
             Command::Sim(args) => sim::run(args),
             Command::Demo(args) => demo::run(args),
+            Command::Bot(args) => bot::run(args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

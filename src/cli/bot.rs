@@ -1,0 +1,254 @@
+//! `mediabot bot`: an echo bot configured entirely from flags and `MEDIABOT_*` variables, for
+//! any target: graph-sim in-process, a running graph-sim, or real Microsoft Graph.
+//!
+//! It answers every incoming call and, when asked, places one call or joins one meeting; each
+//! call plays back what it hears. One line per call event goes to stderr. Against real Graph
+//! the signaling goes through, and the media side ends the call with a clear "never connected"
+//! error, because Teams' media processor cannot reach a WebRTC mpUri.
+
+use std::time::Duration;
+
+use clap::Args;
+use graph_sim::scenario::Scenario;
+use media_transport::protocol::EndReason;
+use mediabot::bot::{BotArgs, Call, CallEvent, CallTarget, LocalSim, ReceivedAudio, TargetKind};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Args)]
+pub(crate) struct BotCommandArgs {
+    #[command(flatten)]
+    bot: BotArgs,
+    /// Place a P2P call to this user (object id). With `--target local` the default is the
+    /// first simulated user.
+    #[arg(long, env = "MEDIABOT_CALL_USER", value_name = "USER_ID")]
+    call: Option<String>,
+    /// Join the meeting with this join id instead of calling a user.
+    #[arg(long, env = "MEDIABOT_JOIN_MEETING_ID", conflicts_with = "call")]
+    join_meeting_id: Option<String>,
+    /// The meeting's passcode.
+    #[arg(long, env = "MEDIABOT_MEETING_PASSCODE", requires = "join_meeting_id")]
+    passcode: Option<String>,
+    /// Hang up and stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+}
+
+pub(crate) fn run(args: BotCommandArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(args))
+}
+
+/// What the command reports of each call when it ends.
+struct Outcome {
+    id: String,
+    established: bool,
+    error: Option<String>,
+}
+
+async fn serve(args: BotCommandArgs) -> Result<(), String> {
+    // A local target brings its own sim, which must outlive the bot.
+    let (local, target) = match args.bot.target().map_err(|e| e.to_string())? {
+        Some(target) => (None, target),
+        None => {
+            let sim = LocalSim::start(Scenario::two_users())
+                .await
+                .map_err(|e| format!("graph-sim: {e}"))?;
+            let target = sim.target();
+            (Some(sim), target)
+        }
+    };
+    let mut bot = args
+        .bot
+        .builder(target)
+        .build()
+        .await
+        .map_err(|e| format!("bot: {e}"))?;
+    eprintln!(
+        "bot ready: callback {}, mpUri {}, metrics http://{}/metrics",
+        bot.callback_url(),
+        bot.mp_uri(),
+        bot.local_addr()
+    );
+    if args.bot.target == TargetKind::Graph {
+        eprintln!(
+            "note: against Microsoft Graph, signaling works but Teams' media processor cannot \
+             connect to a WebRTC mpUri; calls end with a media 'never connected' error"
+        );
+    }
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+    let (hang_up_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    {
+        let done = done_tx.clone();
+        let hang_up = hang_up_tx.clone();
+        bot.answer_incoming_with(move |call| {
+            eprintln!("call {}: answered", call.id());
+            tokio::spawn(echo(call, done.clone(), hang_up.subscribe()));
+        });
+    }
+
+    let placed = match (&args.call, &args.join_meeting_id, &local) {
+        (Some(user), _, _) => Some(CallTarget::user(user.clone(), None)),
+        (None, Some(id), _) => Some(CallTarget::Meeting {
+            join_meeting_id: id.clone(),
+            passcode: args.passcode.clone(),
+        }),
+        (None, None, Some(sim)) => sim
+            .users()
+            .first()
+            .map(|u| CallTarget::user(u.id.clone(), Some(u.name.clone()))),
+        (None, None, None) => None,
+    };
+    let mut waiting_for_placed = false;
+    if let Some(target) = placed {
+        let call = bot
+            .place_call(target)
+            .await
+            .map_err(|e| format!("placing the call: {e}"))?;
+        eprintln!("call {}: placed", call.id());
+        waiting_for_placed = true;
+        tokio::spawn(echo(call, done_tx.clone(), hang_up_tx.subscribe()));
+    } else {
+        eprintln!("waiting for incoming calls");
+    }
+
+    let deadline = async {
+        match args.duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut failures = Vec::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            () = &mut deadline, if !stopping => {
+                stopping = true;
+                let _ = hang_up_tx.send(());
+            }
+            _ = tokio::signal::ctrl_c(), if !stopping => {
+                stopping = true;
+                let _ = hang_up_tx.send(());
+            }
+            Some(outcome) = done_rx.recv() => {
+                let ended = if outcome.established { "ended" } else { "ended before it was established" };
+                match &outcome.error {
+                    Some(error) => {
+                        eprintln!("call {}: {ended}: {error}", outcome.id);
+                        failures.push(format!("call {}: {error}", outcome.id));
+                    }
+                    None => eprintln!("call {}: {ended}", outcome.id),
+                }
+                // A command that placed its call is done once that call is over.
+                if waiting_for_placed && bot.active_calls() == 0 {
+                    break;
+                }
+            }
+        }
+        if stopping && bot.active_calls() == 0 {
+            break;
+        }
+    }
+    drop(bot);
+    if let Some(sim) = local {
+        sim.finish().await.map_err(|e| format!("graph-sim: {e}"))?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// Plays back what a call hears until it ends or the command stops, reporting its events.
+async fn echo(
+    mut call: Call,
+    done: mpsc::UnboundedSender<Outcome>,
+    mut hang_up: tokio::sync::broadcast::Receiver<()>,
+) {
+    let id = call.id().to_owned();
+    if let Some(mut audio) = call.audio_receiver() {
+        let out = call.audio_sender();
+        tokio::spawn(async move {
+            while let Some(received) = audio.recv().await {
+                // At most 80 ms queued: a scheduling hiccup must not add lasting delay.
+                if let ReceivedAudio::Mixed { frame, .. } = received
+                    && out.queued_frames() < 4
+                {
+                    out.push_frame(&frame);
+                }
+            }
+        });
+    }
+    let mut outcome = Outcome {
+        id: id.clone(),
+        established: false,
+        error: None,
+    };
+    let mut hung_up = false;
+    loop {
+        let event = tokio::select! {
+            event = call.next_event() => event,
+            _ = hang_up.recv(), if !hung_up => {
+                hung_up = true;
+                if let Err(e) = call.hang_up().await {
+                    outcome.error = Some(format!("hang up failed: {e}"));
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        match event {
+            CallEvent::StateChanged { to, .. } => {
+                outcome.established |= to.as_str() == "established";
+                eprintln!("call {id}: {}", to.as_str());
+            }
+            CallEvent::ParticipantJoined(key, p) => {
+                eprintln!("call {id}: + {} (participant {key})", p.identity_label());
+            }
+            CallEvent::ParticipantLeft(key, reason) => {
+                eprintln!(
+                    "call {id}: - participant {key} {}",
+                    reason.unwrap_or_default()
+                );
+            }
+            CallEvent::MediaConnected => eprintln!("call {id}: media connected"),
+            CallEvent::MediaEnded(reason) => {
+                eprintln!("call {id}: media ended: {reason}");
+                // A hang-up by either side ends media normally; anything else is the error
+                // the user must see (on real Graph: the media processor never connected).
+                let normal = matches!(
+                    reason,
+                    EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. }
+                );
+                if !normal && !hung_up {
+                    outcome.error = Some(format!("media: {reason}"));
+                }
+            }
+            CallEvent::MediaStreamFailed { source, detail } => {
+                eprintln!("call {id}: stream {} failed: {detail}", source.get());
+            }
+            CallEvent::Terminated(info) => {
+                let code = info
+                    .as_ref()
+                    .and_then(|i| i.code.get().copied())
+                    .unwrap_or(0);
+                if !hung_up && outcome.error.is_none() && code >= 400 {
+                    let message = info.as_ref().and_then(|i| i.message.get().cloned());
+                    outcome.error = Some(format!(
+                        "terminated by the service: {code} {}",
+                        message.unwrap_or_default()
+                    ));
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = done.send(outcome);
+}
