@@ -193,7 +193,7 @@ pub(crate) fn render_metrics(shared: &Shared) -> String {
         metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
     });
     let mut text = shared.metrics.handle.render();
-    render_stage_histograms(&mut text, &stats);
+    render_stage_histograms(&mut text, stats);
     text
 }
 
