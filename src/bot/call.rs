@@ -27,9 +27,9 @@ use super::{
 /// the unmixed frames of a few talkers).
 const APP_AUDIO_QUEUE: usize = 400;
 
-/// How often engine output is moved to the application. Frames come every 20 ms; polling
-/// twice as often keeps the added delay under 10 ms without a blocking wait on the engine's
-/// queues (their producers are the real-time threads).
+/// How often engine output of a send-only call is moved to the application (a call that
+/// receives is polled in step with its receive tick instead). Polling, not a blocking wait:
+/// the engine's queues are fed by real-time threads, which must not wake async tasks.
 const PUMP_PERIOD: Duration = Duration::from_millis(10);
 
 /// After a hang-up the calling service closes the media session itself (it removes the
@@ -274,6 +274,22 @@ async fn media_task(
     }
 }
 
+/// The engine produces a call's frames every 20 ms.
+const FRAME_PERIOD: Duration = Duration::from_millis(20);
+
+/// How long after a call's receive tick its frames are collected: the tick's work starts a
+/// millisecond early and takes well under one, so they are ready by then.
+const PUMP_LAG: Duration = Duration::from_millis(1);
+
+/// The first instant of `phase + k × 20 ms` (k ≥ 0) at or after `now`.
+fn next_tick(phase: Instant, now: Instant) -> Instant {
+    if now <= phase {
+        return phase;
+    }
+    let periods = (now - phase).as_nanos().div_ceil(FRAME_PERIOD.as_nanos());
+    phase + FRAME_PERIOD * u32::try_from(periods).unwrap_or(u32::MAX)
+}
+
 /// Moves the engine's output (frames, speaker changes, send events) to the application.
 async fn pump_task(
     shared: Weak<Shared>,
@@ -282,8 +298,21 @@ async fn pump_task(
     events: mpsc::UnboundedSender<CallEvent>,
     ended: Arc<AtomicBool>,
 ) {
-    let mut tick = tokio::time::interval(PUMP_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = match media.receive_phase() {
+        // In step with the engine: wake just after each frame is produced, so it reaches the
+        // application at once and a reply makes this period's send tick.
+        Some(phase) => {
+            let first = next_tick(phase + PUMP_LAG, Instant::now());
+            let mut t = tokio::time::interval_at(first.into(), FRAME_PERIOD);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            t
+        }
+        None => {
+            let mut t = tokio::time::interval(PUMP_PERIOD);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        }
+    };
     loop {
         let app_gone = audio.is_closed() && events.is_closed();
         if ended.load(Ordering::Relaxed) || app_gone {
@@ -498,5 +527,21 @@ impl IncomingCalls {
             received_at,
             shared: self.shared.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pump_wakes_on_the_next_tick_of_the_phase() {
+        let phase = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(next_tick(phase + ms(5), phase), phase + ms(5));
+        assert_eq!(next_tick(phase, phase), phase);
+        assert_eq!(next_tick(phase, phase + ms(1)), phase + ms(20));
+        assert_eq!(next_tick(phase, phase + ms(20)), phase + ms(20));
+        assert_eq!(next_tick(phase, phase + ms(41)), phase + ms(60));
     }
 }

@@ -200,7 +200,7 @@ pub(crate) fn render_metrics(shared: &Shared) -> String {
 /// Stages of the engine's frame path exported as latency histograms: the whole send and
 /// receive ticks, their parts, and how late each tick ran against its deadline.
 type StageOf = fn(&EngineStats) -> &LatencyHistogram;
-const STAGES: [(&str, StageOf); 9] = [
+const STAGES: [(&str, StageOf); 10] = [
     ("send_frame", |s| &s.send_frame),
     ("recv_frame", |s| &s.recv_frame),
     ("resample_up", |s| &s.stage_resample_up),
@@ -208,6 +208,7 @@ const STAGES: [(&str, StageOf); 9] = [
     ("decode", |s| &s.stage_decode),
     ("resample_down", |s| &s.stage_resample_down),
     ("mix", |s| &s.stage_mix),
+    ("jitter_buffer", |s| &s.jitter_hold),
     ("send_lateness", |s| &s.send_lateness),
     ("recv_lateness", |s| &s.recv_lateness),
 ];

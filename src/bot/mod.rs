@@ -377,6 +377,11 @@ impl Bot {
         http::health(&self.shared).0
     }
 
+    /// The audio engine's counters and per-stage latency histograms.
+    pub fn engine_stats(&self) -> &audio_pipeline::engine::EngineStats {
+        self.shared.engine.stats()
+    }
+
     /// The Prometheus text `/metrics` serves.
     pub fn metrics_text(&self) -> String {
         http::render_metrics(&self.shared)

@@ -10,26 +10,28 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use graph_sim::media::MediaReport;
 use graph_sim::netem::Impairment;
-use graph_sim::scenario::{Scenario, SimUser, Voice};
+use graph_sim::scenario::{Scenario, SimUser, Turns, Voice};
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio};
 use serde_json::{Value, json};
 
 use super::print_out;
 
-/// Names and voices of the simulated participants, in the order they join.
-const CAST: [(&str, Voice); 5] = [
-    ("Alice", Voice::Speech),
-    ("Bob", Voice::Tone { tone_hz: 440.0 }),
-    ("Carol", Voice::Tone { tone_hz: 660.0 }),
-    ("Dave", Voice::Tone { tone_hz: 880.0 }),
-    ("Erin", Voice::Tone { tone_hz: 1100.0 }),
-];
+/// Names of the simulated participants, in the order they join. All of them speak (the
+/// built-in speech recording, each from a different point of it), taking turns.
+const CAST: [&str; 5] = ["Alice", "Bob", "Carol", "Dave", "Erin"];
 
-/// The echo delay no implementation can beat here: toward the bot 20 ms of framing, 6.5 ms of
-/// Opus look-ahead and the bot's 20 ms jitter-buffer floor; back again 20 ms of framing and 6.5 ms
-/// of look-ahead (graph-sim records the bot's audio as it arrives, with no jitter buffer of its
-/// own; a receiver with one would add its 20 ms, for the 93 ms of a full round trip).
-const DELAY_FLOOR_MS: f64 = (20.0 + 6.5 + 20.0) + (20.0 + 6.5);
+/// Each participant's turn to talk, and the pause before the next one takes over.
+const TURN_MS: u64 = 3000;
+const TURN_GAP_MS: u64 = 200;
+
+/// Opus's algorithmic delay (look-ahead plus the decoder's overlap) at 20 ms frames.
+const OPUS_LOOKAHEAD_MS: f64 = 6.5;
+
+/// The echo delay no implementation can beat, as a person in the call hears it: each way 20 ms
+/// of framing, Opus's look-ahead and a 20 ms jitter-buffer floor (the bot's toward it, the
+/// listener's on the way back). graph-sim models the person's side (it places what a user
+/// says 20 ms before the packet leaves, and plays the bot's audio a frame after it arrives).
+const DELAY_FLOOR_MS: f64 = 2.0 * (FRAME_MS + OPUS_LOOKAHEAD_MS + FRAME_MS);
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -92,10 +94,24 @@ fn scenario(args: &DemoArgs) -> Scenario {
         seed: args.seed,
         ..Scenario::default()
     };
+    // The participants take turns, as people in a conversation do: the bot sends everyone one
+    // mix, and each person's echo can only be judged while the others are quiet.
+    let n = u64::from(args.participants);
     scenario.users = CAST
         .iter()
         .take(usize::from(args.participants))
-        .map(|(name, voice)| SimUser::new(*name, voice.clone()))
+        .zip(0..)
+        .map(|(name, i)| {
+            let mut user = SimUser::new(*name, Voice::Speech);
+            if n > 1 {
+                user.talks = Some(Turns {
+                    every_ms: n * TURN_MS,
+                    for_ms: TURN_MS - TURN_GAP_MS,
+                    from_ms: i * TURN_MS,
+                });
+            }
+            user
+        })
         .collect();
     scenario.media.to_bot = impairment.clone();
     scenario.media.from_bot = impairment;
@@ -124,9 +140,11 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         .audio_receiver()
         .ok_or("the call's audio receiver was already taken")?;
     let sender = call.audio_sender();
+    let queue: Arc<Mutex<Mean>> = Arc::default();
     let echo = {
         let heard = heard.clone();
         let sent_frames = sent_frames.clone();
+        let queue = queue.clone();
         tokio::spawn(async move {
             while let Some(audio) = receiver.recv().await {
                 match audio {
@@ -139,9 +157,15 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
                     // Send the mix straight back; keeping at most 80 ms queued means a
                     // scheduling hiccup never adds lasting delay.
                     ReceivedAudio::Mixed { frame, .. } => {
-                        if sender.queued_frames() < 4 {
+                        let queued = sender.queued_frames();
+                        if queued < 4 {
                             sender.push_frame(&frame);
                             sent_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            // Frames ahead of this one: its wait in the send queue.
+                            queue
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .add(queued as f64);
                         }
                     }
                 }
@@ -214,6 +238,18 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     echo.abort();
     let media = sim.finish().await.map_err(|e| format!("graph-sim: {e}"))?;
     let heard = heard.lock().unwrap_or_else(|p| p.into_inner());
+    let holds = Holds {
+        jitter_buffer_ms: {
+            let hold = bot.engine_stats().jitter_hold.snapshot();
+            (hold.count() > 0).then(|| hold.mean_us() / 1000.0)
+        },
+        send_queue_ms: queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get()
+            .map(|f| f * FRAME_MS),
+        resampling_ms: resampling_ms(),
+    };
     Ok(report(
         &states,
         &media,
@@ -221,7 +257,80 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         sent_frames.load(std::sync::atomic::Ordering::Relaxed),
         concealed,
         auth_failures,
+        &holds,
     ))
+}
+
+/// A running mean of samples.
+#[derive(Debug, Default)]
+struct Mean {
+    sum: f64,
+    n: u64,
+}
+
+impl Mean {
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.n += 1;
+    }
+
+    fn get(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+}
+
+const FRAME_MS: f64 = 20.0;
+
+/// Where the bot held audio, measured during the call, for the delay breakdown.
+struct Holds {
+    /// Mean wait of a packet in the bot's jitter buffer, arrival to its playout tick.
+    jitter_buffer_ms: Option<f64>,
+    /// Mean wait of an echoed frame in the send queue (frames ahead of it when pushed).
+    send_queue_ms: Option<f64>,
+    /// The engine's resamplers (48 kHz ⇄ the app's 16 kHz), both ways together.
+    resampling_ms: Option<f64>,
+}
+
+fn resampling_ms() -> Option<f64> {
+    use audio_pipeline::resample::{FrameResampler, ResamplerKind};
+    let kind = ResamplerKind::default();
+    let down = FrameResampler::new(kind, 48_000, 16_000, 1).ok()?.delay() as f64 / 16.0;
+    let up = FrameResampler::new(kind, 16_000, 48_000, 1).ok()?.delay() as f64 / 48.0;
+    Some(down + up)
+}
+
+/// The measured echo delay set against [`DELAY_FLOOR_MS`]: the floor's parts, what the bot's
+/// buffers held beyond their share of it, and the rest (network, thread wake-ups, the
+/// alignment of the bot's receive and send ticks).
+fn breakdown(p50: Option<f64>, holds: &Holds) -> Value {
+    let excess = p50.map(|d| d - DELAY_FLOOR_MS);
+    let jb_above = holds.jitter_buffer_ms.map(|h| h - FRAME_MS);
+    let queue_above = holds.send_queue_ms.map(|h| h - FRAME_MS);
+    let rest = match (excess, jb_above, queue_above, holds.resampling_ms) {
+        (Some(e), Some(j), Some(q), Some(r)) => Some(e - j - q - r),
+        _ => None,
+    };
+    json!({
+        "floor_ms": DELAY_FLOOR_MS,
+        "floor_parts_ms": {
+            "capture_framing": FRAME_MS,
+            "opus_lookahead_to_bot": OPUS_LOOKAHEAD_MS,
+            "bot_jitter_buffer_floor": FRAME_MS,
+            "bot_send_framing": FRAME_MS,
+            "opus_lookahead_from_bot": OPUS_LOOKAHEAD_MS,
+            "listener_jitter_buffer_floor": FRAME_MS,
+        },
+        "measured_p50_ms": p50,
+        "excess_ms": excess,
+        "bot_jitter_buffer_mean_ms": holds.jitter_buffer_ms,
+        "bot_send_queue_mean_ms": holds.send_queue_ms,
+        "excess_parts_ms": {
+            "bot_jitter_buffer_above_floor": jb_above,
+            "bot_send_queue_above_one_frame": queue_above,
+            "resampling": holds.resampling_ms,
+            "network_scheduling_and_tick_alignment": rest,
+        },
+    })
 }
 
 fn is_bot(p: &graph_signaling::models::Participant) -> bool {
@@ -238,7 +347,7 @@ fn status_line(
 ) {
     let streams = bot.streams(call_id);
     let concealed: u64 = streams.iter().map(|s| s.concealed).sum();
-    let depth = streams.iter().map(|s| s.depth_frames).max().unwrap_or(0);
+    let hold = bot.engine_stats().jitter_hold.snapshot();
     let heard = heard.lock().unwrap_or_else(|p| p.into_inner());
     let frames_in: u64 = heard.values().map(|h| h.frames).sum();
     let meters: String = heard
@@ -253,9 +362,9 @@ fn status_line(
     // A status line that cannot be written is not worth failing the demo over.
     let _ = write!(
         err,
-        "{start}{state:<12} participants {participants}  in {frames_in:>5}  out {:>5}  concealed {concealed:>4}  jb {:>3} ms {meters}   {end}",
+        "{start}{state:<12} participants {participants}  in {frames_in:>5}  out {:>5}  concealed {concealed:>4}  jb {:>4.1} ms {meters}   {end}",
         sent.load(std::sync::atomic::Ordering::Relaxed),
-        depth * 20,
+        hold.mean_us() / 1000.0,
     );
     let _ = err.flush();
 }
@@ -273,6 +382,7 @@ fn report(
     frames_sent: u64,
     frames_concealed: u64,
     auth_failures: u64,
+    holds: &Holds,
 ) -> Value {
     let mut participants = Vec::new();
     let mut similarity = serde_json::Map::new();
@@ -310,6 +420,7 @@ fn report(
         "echo_delay_ms_p50": totals.echo_delay_ms_p50,
         "echo_delay_ms_p95": totals.echo_delay_ms_p95,
         "echo_delay_floor_ms": DELAY_FLOOR_MS,
+        "echo_delay_breakdown": breakdown(totals.echo_delay_ms_p50, holds),
         "echo_similarity": similarity,
         "notification_auth_failures": auth_failures,
         "ok": went_through && flowing && count > 0,
@@ -343,10 +454,24 @@ fn human(report: &Value) -> String {
         report["notification_auth_failures"],
     ));
     if let Some(p50) = report["echo_delay_ms_p50"].as_f64() {
+        let b = &report["echo_delay_breakdown"];
+        let ms = |v: &Value| v.as_f64().map_or("-".into(), |d| format!("{d:.1}"));
         out.push_str(&format!(
-            "echo delay p50 {p50:.0} ms (p95 {}); floor {DELAY_FLOOR_MS:.0} ms = to the bot 20 framing + 6.5 Opus look-ahead + 20 jitter buffer, back 20 framing + 6.5 look-ahead; difference {:+.0} ms\n",
-            report["echo_delay_ms_p95"].as_f64().map_or("-".into(), |d| format!("{d:.0} ms")),
+            "echo delay p50 {p50:.0} ms (p95 {}) against a floor of {DELAY_FLOOR_MS:.0} ms \
+             (each way 20 framing + 6.5 Opus look-ahead + 20 jitter-buffer floor): {:+.0} ms\n",
+            report["echo_delay_ms_p95"]
+                .as_f64()
+                .map_or("-".into(), |d| format!("{d:.0} ms")),
             p50 - DELAY_FLOOR_MS,
+        ));
+        let parts = &b["excess_parts_ms"];
+        out.push_str(&format!(
+            "  beyond the floor: bot jitter buffer {} ms, send queue {} ms, resampling {} ms, \
+             network + scheduling + tick alignment {} ms\n",
+            ms(&parts["bot_jitter_buffer_above_floor"]),
+            ms(&parts["bot_send_queue_above_one_frame"]),
+            ms(&parts["resampling"]),
+            ms(&parts["network_scheduling_and_tick_alignment"]),
         ));
     }
     out.push_str(if report["ok"].as_bool() == Some(true) {

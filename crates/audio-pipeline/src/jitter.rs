@@ -1,7 +1,7 @@
 //! Per-stream jitter buffer: reorders received Opus packets and releases one 20 ms frame's
 //! worth of playout decision per tick. Sans-IO: arrival and tick times are passed in.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -126,6 +126,7 @@ pub struct JitterStats {
 struct Slot {
     ext_seq: u64,
     payload: Bytes,
+    arrived: Instant,
 }
 
 /// An adaptive jitter buffer for one remote audio stream.
@@ -158,6 +159,7 @@ pub struct JitterBuffer {
     shrink_ticks: u32,
     excess_ticks: u32,
     conceal_run: u16,
+    last_hold: Option<Duration>,
     stats: JitterStats,
 }
 
@@ -179,6 +181,7 @@ impl JitterBuffer {
             shrink_ticks: 0,
             excess_ticks: 0,
             conceal_run: 0,
+            last_hold: None,
             stats: JitterStats::default(),
         }
     }
@@ -262,6 +265,7 @@ impl JitterBuffer {
         self.slots[idx] = Some(Slot {
             ext_seq: ext,
             payload: packet.payload,
+            arrived: now,
         });
         self.stats.received += 1;
         if self.highest.is_none_or(|(h, _)| ext > h) {
@@ -292,7 +296,8 @@ impl JitterBuffer {
     }
 
     /// Decides what to play for the tick at `now` (call once per 20 ms).
-    pub fn pop(&mut self, _now: Instant) -> Playout {
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        self.last_hold = None;
         let Some((highest, _)) = self.highest else {
             return Playout::Silence;
         };
@@ -316,6 +321,7 @@ impl JitterBuffer {
         let out = match self.slots[idx].take() {
             Some(slot) if slot.ext_seq == next => {
                 self.conceal_run = 0;
+                self.last_hold = Some(now.saturating_duration_since(slot.arrived));
                 Playout::Packet(slot.payload)
             }
             other => {
@@ -350,6 +356,12 @@ impl JitterBuffer {
         };
         self.next_play = Some(next + 1);
         out
+    }
+
+    /// How long the packet played by the last [`JitterBuffer::pop`] waited here, from its
+    /// arrival to that tick; `None` when the tick played no packet.
+    pub fn last_hold(&self) -> Option<Duration> {
+        self.last_hold
     }
 
     /// Frames held from the playout point to the newest packet.
@@ -519,6 +531,20 @@ mod tests {
         let s = r.jb.stats();
         assert_eq!((s.received, s.lost, s.concealed, s.late), (100, 0, 0, 0));
         assert_eq!(s.target_frames, 1);
+    }
+
+    #[test]
+    fn a_played_packet_reports_how_long_it_waited() {
+        let mut r = Rig::new();
+        r.push_at(0, 5, tagged(0));
+        r.push_at(1, 27, tagged(1));
+        assert_eq!(seq_of(&r.pop_at(20)), Some(0));
+        assert_eq!(r.jb.last_hold(), Some(Duration::from_millis(15)));
+        assert_eq!(seq_of(&r.pop_at(40)), Some(1));
+        assert_eq!(r.jb.last_hold(), Some(Duration::from_millis(13)));
+        // Packet 2 never came: the tick is concealed and nothing was held.
+        assert!(matches!(r.pop_at(60), Playout::Conceal));
+        assert_eq!(r.jb.last_hold(), None);
     }
 
     #[test]

@@ -92,9 +92,48 @@ pub struct SimUser {
     /// What the user says.
     #[serde(default)]
     pub says: Voice,
+    /// When the user talks, for conversations that take turns; absent: all the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub talks: Option<Turns>,
     /// The user declines calls and invitations (the call or the invite operation fails).
     #[serde(default)]
     pub declines: bool,
+}
+
+/// Talk spurts on the call's media clock (ms since the simulated service connected to the
+/// bot's media endpoint): the user talks for `for_ms` every `every_ms`, from `from_ms` on, and
+/// sends silence in between. In a scenario file:
+/// `talks = { every_ms = 6000, for_ms = 3000, from_ms = 3000 }`.
+///
+/// Users who take turns let an echo be judged per person even when the bot sends back one mix
+/// of everyone, as people in a conversation mostly do not talk over each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Turns {
+    /// Length of one cycle of talk and silence.
+    pub every_ms: u64,
+    /// Talk at the start of each cycle.
+    pub for_ms: u64,
+    /// Start of the first cycle; silence before it.
+    #[serde(default)]
+    pub from_ms: u64,
+}
+
+impl Turns {
+    /// Whether the user talks at `ms` on the call's media clock.
+    pub fn talking_at(&self, ms: u64) -> bool {
+        ms >= self.from_ms && (ms - self.from_ms) % self.every_ms.max(1) < self.for_ms
+    }
+
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.every_ms < 20 || self.for_ms < 20 || self.for_ms > self.every_ms {
+            return Err("talks needs 20 <= for_ms <= every_ms");
+        }
+        if self.every_ms > 3_600_000 || self.from_ms > 3_600_000 {
+            return Err("talks: every_ms and from_ms must be within an hour");
+        }
+        Ok(())
+    }
 }
 
 /// The kind of identity a simulated user has.
@@ -248,6 +287,7 @@ impl SimUser {
             join_ms: 0,
             leave_ms: None,
             says,
+            talks: None,
             declines: false,
         }
     }
@@ -277,6 +317,9 @@ impl SimUser {
         }
         if self.leave_ms.is_some_and(|leave| leave <= self.join_ms) {
             return Err(self.error("leave_ms must come after join_ms"));
+        }
+        if let Some(t) = &self.talks {
+            t.validate().map_err(|reason| self.error(reason))?;
         }
         if let Voice::Tone { tone_hz } = self.says {
             if !(50.0..=7000.0).contains(&tone_hz) {
@@ -448,5 +491,33 @@ name = "A""#,
             count += 1;
         }
         assert!(count >= 5, "{count} scenarios");
+    }
+
+    #[test]
+    fn turns_alternate_talk_and_silence_on_the_call_clock() {
+        let t = Turns {
+            every_ms: 6000,
+            for_ms: 2800,
+            from_ms: 3000,
+        };
+        let talking: Vec<bool> = [0, 2999, 3000, 5799, 5800, 8999, 9000, 11_000]
+            .iter()
+            .map(|&ms| t.talking_at(ms))
+            .collect();
+        assert_eq!(
+            talking,
+            [false, false, true, true, false, false, true, true]
+        );
+        let text = "[[users]]\nname = \"A\"\ntalks = { every_ms = 6000, for_ms = 3000 }\n";
+        let s = Scenario::parse(text).unwrap();
+        assert_eq!(s.users[0].talks.unwrap().from_ms, 0);
+        for bad in [
+            "{ every_ms = 1000, for_ms = 2000 }",
+            "{ every_ms = 10, for_ms = 10 }",
+            "{ every_ms = 1000, for_ms = 0 }",
+        ] {
+            let text = format!("[[users]]\nname = \"A\"\ntalks = {bad}\n");
+            assert!(Scenario::parse(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -71,6 +71,7 @@ fn added(call_id: &str, name: &str, source_id: u32, voice: Voice) -> SimEvent {
         name: name.into(),
         source_id,
         voice,
+        talks: None,
     }
 }
 

@@ -15,8 +15,8 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::player::PlayerConfig;
 use crate::registry::StreamRegistry;
 use crate::resample::{ResampleError, ResamplerKind};
 use crate::stats::{Counter, LatencyHistogram};
+use slots::Slots;
 
 pub(crate) use queue::DropOldest;
 pub(crate) use recv::{Inbound, RecvCommand, RecvStream, RecvWorker};
@@ -60,6 +61,13 @@ pub(crate) fn recv_call(
 ) -> recv::RecvCall {
     recv::RecvCall::new(config, id, spec, events)
 }
+
+/// How many sub-slots a call's send tick follows its receive tick (see `Engine::open_call`):
+/// room for the application to be handed a frame and answer it.
+const REPLY_LEAD_SLOTS: usize = 5;
+
+/// Length of one sub-slot.
+const SUB_TICK: Duration = Duration::from_millis(1);
 
 /// Sub-slots per frame period (one per millisecond).
 pub(crate) const SLOTS: usize = 20;
@@ -158,6 +166,8 @@ pub struct EngineStats {
     pub stage_resample_down: LatencyHistogram,
     /// Mixing and speaker tracking of one call's tick.
     pub stage_mix: LatencyHistogram,
+    /// How long each played packet waited in its jitter buffer, from arrival to its tick.
+    pub jitter_hold: LatencyHistogram,
     /// How late after its deadline each outgoing packet was handed off.
     pub send_lateness: LatencyHistogram,
     /// How late after its deadline each incoming frame was delivered.
@@ -318,21 +328,24 @@ pub struct SendCounters {
 
 pub(crate) struct CallShared {
     id: u64,
-    send_worker: Option<usize>,
-    recv_worker: Option<usize>,
+    /// Worker and sub-slot of each direction.
+    send_worker: Option<(usize, usize)>,
+    recv_worker: Option<(usize, usize)>,
     engine: Arc<EngineShared>,
 }
 
 impl Drop for CallShared {
     fn drop(&mut self) {
-        if let Some(w) = self.send_worker {
+        if let Some((w, slot)) = self.send_worker {
             self.engine.send[w].load.fetch_sub(1, Ordering::Relaxed);
+            lock(&self.engine.send[w].slots).release(slot);
             let _ = self.engine.send[w]
                 .commands
                 .send(SendCommand::RemoveCall(self.id));
         }
-        if let Some(w) = self.recv_worker {
+        if let Some((w, slot)) = self.recv_worker {
             self.engine.recv[w].load.fetch_sub(1, Ordering::Relaxed);
+            lock(&self.engine.recv[w].slots).release(slot);
             let _ = self.engine.recv[w]
                 .commands
                 .send(RecvCommand::RemoveCall(self.id));
@@ -412,6 +425,7 @@ impl SendStream {
 pub struct CallMedia {
     id: u64,
     spec: PcmSpec,
+    receive_phase: Option<Instant>,
     send: Option<SendStream>,
     registry: Option<StreamRegistry>,
     events: Option<Receiver<ReceiveEvent>>,
@@ -427,6 +441,14 @@ impl std::fmt::Debug for CallMedia {
 }
 
 impl CallMedia {
+    /// When this call's received frames are produced: at this instant plus whole multiples of
+    /// 20 ms (up to [`EngineConfig::work_ahead`] earlier). An application that polls for them
+    /// just after gets each frame at once; its reply to a frame reaches the send tick, which
+    /// follows a few milliseconds later, in the same period. `None` for a send-only call.
+    pub fn receive_phase(&self) -> Option<Instant> {
+        self.receive_phase
+    }
+
     /// Engine-unique id of the call.
     pub fn id(&self) -> u64 {
         self.id
@@ -456,9 +478,14 @@ impl CallMedia {
 pub(crate) struct WorkerLink<C> {
     pub(crate) commands: Sender<C>,
     pub(crate) load: AtomicUsize,
+    /// Which sub-slots the worker's calls use. Only the control plane (opening and closing
+    /// calls) touches it; the worker learns a call's slot with the call.
+    pub(crate) slots: Mutex<Slots>,
 }
 
 pub(crate) struct EngineShared {
+    /// Where every worker's tick schedule starts.
+    pub(crate) epoch: Instant,
     pub(crate) config: EngineConfig,
     pub(crate) stats: Arc<EngineStats>,
     pub(crate) send: Vec<WorkerLink<SendCommand>>,
@@ -497,6 +524,7 @@ impl Engine {
             send_links.push(WorkerLink {
                 commands: tx,
                 load: AtomicUsize::new(0),
+                slots: Mutex::default(),
             });
             send_rx.push(rx);
         }
@@ -508,6 +536,7 @@ impl Engine {
             recv_links.push(WorkerLink {
                 commands: tx,
                 load: AtomicUsize::new(0),
+                slots: Mutex::default(),
             });
             // Packets of all the worker's streams share one queue, sized for a burst of a
             // frame from every stream a busy worker might serve.
@@ -516,6 +545,7 @@ impl Engine {
             recv_rx.push((rx, prx));
         }
         let shared = Arc::new(EngineShared {
+            epoch,
             config: config.clone(),
             stats: stats.clone(),
             send: send_links,
@@ -582,8 +612,17 @@ impl Engine {
     ) -> Result<CallMedia, EngineError> {
         let sh = &self.shared;
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-        let send_worker = direction.sends().then(|| least_loaded(&sh.send));
-        let recv_worker = direction.receives().then(|| least_loaded(&sh.recv));
+        let recv_worker = direction.receives().then(|| {
+            let w = least_loaded(&sh.recv);
+            (w, lock(&sh.recv[w].slots).take())
+        });
+        // The send tick follows the receive tick by REPLY_LEAD_SLOTS: a reply to the frame
+        // just handed out (an echo, a relay) is encoded within the same period, not the next.
+        let send_worker = direction.sends().then(|| {
+            let w = least_loaded(&sh.send);
+            let preferred = recv_worker.map_or(0, |(_, r)| (r + REPLY_LEAD_SLOTS) % SLOTS);
+            (w, lock(&sh.send[w].slots).take_preferring(preferred))
+        });
         let call = Arc::new(CallShared {
             id,
             send_worker,
@@ -593,18 +632,19 @@ impl Engine {
         let mut media = CallMedia {
             id,
             spec,
+            receive_phase: None,
             send: None,
             registry: None,
             events: None,
         };
-        if let Some(w) = send_worker {
+        if let Some((w, slot)) = send_worker {
             let counters = Arc::new(SendCounters::default());
             let cap = sh.config.queue_capacity;
             let (audio, audio_rx) = DropOldest::new(cap * 4, counters.queue_dropped.clone());
             let (packets_tx, packets) = DropOldest::new(cap, counters.packets_dropped.clone());
             let (events_tx, events) = DropOldest::new(cap, Arc::new(Counter::default()));
             let active = Arc::new(AtomicBool::new(false));
-            let stream = send::SendCall::new(
+            let mut stream = send::SendCall::new(
                 &sh.config,
                 id,
                 spec,
@@ -614,6 +654,7 @@ impl Engine {
                 active.clone(),
                 counters.clone(),
             )?;
+            stream.slot = slot;
             sh.send[w]
                 .commands
                 .send(SendCommand::AddCall(Box::new(stream)))
@@ -628,10 +669,12 @@ impl Engine {
                 _call: call.clone(),
             });
         }
-        if let Some(w) = recv_worker {
+        if let Some((w, slot)) = recv_worker {
             let (events_tx, events) =
                 DropOldest::new(sh.config.queue_capacity * 4, Arc::new(Counter::default()));
-            let recv_call = recv::RecvCall::new(&sh.config, id, spec, events_tx);
+            let mut recv_call = recv::RecvCall::new(&sh.config, id, spec, events_tx);
+            recv_call.slot = slot;
+            media.receive_phase = Some(sh.epoch + SUB_TICK * slot as u32);
             sh.recv[w]
                 .commands
                 .send(RecvCommand::AddCall(Box::new(recv_call)))
@@ -641,6 +684,11 @@ impl Engine {
         }
         Ok(media)
     }
+}
+
+/// Locks a control-plane table; a panic elsewhere leaves the slot counts usable.
+fn lock(m: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn least_loaded<C>(links: &[WorkerLink<C>]) -> usize {

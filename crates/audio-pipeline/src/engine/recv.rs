@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use media_session::SourceId;
 
-use super::slots::Slots;
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
 };
@@ -88,7 +87,7 @@ impl RecvStream {
 /// One call's receive side: its participants, mixer and speaker tracker.
 pub(crate) struct RecvCall {
     id: u64,
-    slot: usize,
+    pub(crate) slot: usize,
     spec: PcmSpec,
     mix_mode: MixMode,
     streams: Vec<RecvStream>,
@@ -122,7 +121,6 @@ impl RecvCall {
 /// The sans-IO state of a receive thread.
 pub(crate) struct RecvWorker {
     calls: Vec<RecvCall>,
-    slots: Slots,
     pacer: Pacer,
     stats: Arc<EngineStats>,
     slack: Duration,
@@ -139,7 +137,6 @@ impl RecvWorker {
     ) -> RecvWorker {
         RecvWorker {
             calls: Vec::new(),
-            slots: Slots::default(),
             pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
             stats,
             slack: config.deadline_slack,
@@ -150,14 +147,13 @@ impl RecvWorker {
 
     pub(crate) fn handle(&mut self, cmd: RecvCommand) {
         match cmd {
-            RecvCommand::AddCall(mut call) => {
-                call.slot = self.slots.take();
+            RecvCommand::AddCall(call) => {
+                // The slot was chosen by the control plane (`Engine::open_call`).
                 self.calls.push(*call);
             }
             RecvCommand::RemoveCall(id) => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == id) {
-                    let call = self.calls.swap_remove(i);
-                    self.slots.release(call.slot);
+                    self.calls.swap_remove(i);
                 }
             }
             RecvCommand::AddStream(stream, call_id) => {
@@ -235,6 +231,9 @@ fn serve(
             Playout::Conceal => st.decoder.conceal(&mut st.pcm48).is_ok(),
             Playout::Silence => false,
         };
+        if let Some(hold) = st.jitter.last_hold() {
+            stats.jitter_hold.record(hold);
+        }
         let t1 = Instant::now();
         st.has_audio = decoded && st.down.process(&st.pcm48, &mut st.app).is_ok();
         let t2 = Instant::now();

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::slots::Slots;
 use super::{
     DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, SLOTS, SendCounters,
     SendEvent, SendStatus,
@@ -26,7 +25,7 @@ pub(crate) enum SendCommand {
 /// One call's outgoing stream, owned by a send worker.
 pub(crate) struct SendCall {
     id: u64,
-    slot: usize,
+    pub(crate) slot: usize,
     player: FramePlayer,
     up: FrameResampler,
     encoder: OpusEncoder,
@@ -81,7 +80,6 @@ impl SendCall {
 /// The sans-IO state of a send thread: its calls and its millisecond pacer.
 pub(crate) struct SendWorker {
     calls: Vec<SendCall>,
-    slots: Slots,
     pacer: Pacer,
     stats: Arc<EngineStats>,
     slack: Duration,
@@ -91,7 +89,6 @@ impl SendWorker {
     pub(crate) fn new(stats: Arc<EngineStats>, config: EngineConfig, start: Instant) -> SendWorker {
         SendWorker {
             calls: Vec::new(),
-            slots: Slots::default(),
             // A stalled worker catches up on up to 100 ms of sub-ticks before skipping.
             pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
             stats,
@@ -101,14 +98,13 @@ impl SendWorker {
 
     pub(crate) fn handle(&mut self, cmd: SendCommand) {
         match cmd {
-            SendCommand::AddCall(mut call) => {
-                call.slot = self.slots.take();
+            SendCommand::AddCall(call) => {
+                // The slot was chosen by the control plane (`Engine::open_call`).
                 self.calls.push(*call);
             }
             SendCommand::RemoveCall(id) => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == id) {
-                    let call = self.calls.swap_remove(i);
-                    self.slots.release(call.slot);
+                    self.calls.swap_remove(i);
                 }
             }
         }

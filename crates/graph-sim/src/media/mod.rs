@@ -58,7 +58,7 @@ pub use recorder::BotStreamReport;
 pub use report::{CallReport, LinkReport, MediaReport, ParticipantReport, Totals};
 
 use crate::netem::Link;
-use crate::scenario::{MediaImpairments, Scenario, Voice};
+use crate::scenario::{MediaImpairments, Scenario, Turns, Voice};
 use crate::service::SimEvent;
 use player::Sender;
 use recorder::BotStream;
@@ -211,7 +211,8 @@ impl MediaSide {
                 name,
                 source_id,
                 voice,
-            } => self.add_source(&call_id, source_id, name, &voice),
+                talks,
+            } => self.add_source(&call_id, source_id, name, &voice, talks),
             SimEvent::SourceRemoved { call_id, source_id } => {
                 self.send(&call_id, Command::Remove { source: source_id });
                 Ok(())
@@ -236,11 +237,13 @@ impl MediaSide {
         source: u32,
         name: String,
         voice: &Voice,
+        talks: Option<Turns>,
     ) -> Result<(), MediaError> {
         if !self.calls.contains_key(call_id) {
             return Ok(());
         }
-        let voice = VoiceSource::new(voice, self.options.voice_dir.as_deref(), u64::from(source))?;
+        let voice = VoiceSource::new(voice, self.options.voice_dir.as_deref(), u64::from(source))?
+            .with_turns(talks);
         self.send(
             call_id,
             Command::Add {

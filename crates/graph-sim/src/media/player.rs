@@ -82,6 +82,7 @@ async fn run(
     let mut k: u32 = 0;
     // Without an impairment every packet goes straight out; count it the same way.
     let mut clean = LinkStats::default();
+    let epoch = lock(&measure).epoch();
     loop {
         let deadline = start + TICK * k;
         // Wake for the next frame, or earlier when the impaired link has a packet due.
@@ -100,7 +101,12 @@ async fn run(
         if now < deadline {
             continue;
         }
-        voice.next_frame(&mut frame);
+        // The frame holds the 20 ms a microphone captured before its deadline.
+        let said_at = (deadline - TICK).saturating_duration_since(epoch);
+        voice.frame_at(
+            u64::try_from(said_at.as_millis()).unwrap_or(u64::MAX),
+            &mut frame,
+        );
         let send = now.saturating_duration_since(deadline) <= MAX_LATE;
         lock(&measure).said(source, &frame, send);
         k = k.wrapping_add(1);

@@ -3,11 +3,11 @@
 //! the call's clock for the echo measurements. A sans-IO core fed packets and arrival times.
 //!
 //! Placing the audio on the clock works like a listener's playout: frames follow each other
-//! from the first packet's arrival on, and when a packet comes later than its place (the bot
-//! paused, or the network held it) silence fills the gap and playout continues from its
-//! arrival. A bot that sends only when it has something to say (an echo bot that lost a packet
-//! from its input) is therefore placed right, and network jitter adds at most its own spread,
-//! as a jitter buffer would.
+//! from one frame after the first packet's arrival on ([`PLAYOUT_FLOOR`]), and when a packet
+//! comes later than its place (the bot paused, or the network held it) silence fills the gap
+//! and playout continues a frame after its arrival. A bot that sends only when it has something
+//! to say (an echo bot that lost a packet from its input) is therefore placed right, and
+//! network jitter adds at most its own spread, as a jitter buffer would.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,6 +23,10 @@ use super::measure::{FRAME, RATE, Timeline};
 
 /// Packets that may arrive after a later one before the missing one is given up as lost.
 const REORDER_WINDOW: u64 = 3;
+
+/// A listener's jitter-buffer floor: a frame plays one frame's time after it arrives, as in a
+/// Teams client (whose buffer never goes below 20 ms), so the echo delay is what a person hears.
+pub const PLAYOUT_FLOOR: i64 = FRAME as i64;
 
 /// A packet later than its place by more than this moves playout to its arrival.
 const LATE_JUMP: i64 = (RATE / 100) as i64;
@@ -65,7 +69,7 @@ pub struct BotStream {
     pending: BTreeMap<u64, (Bytes, i64)>,
     pcm: Vec<i16>,
     max_samples: usize,
-    /// Where playout started on the call's clock (the first packet's arrival).
+    /// Where playout started on the call's clock (a frame after the first packet's arrival).
     start: Option<i64>,
     /// Samples played out so far (past `max_samples` too).
     played: i64,
@@ -242,11 +246,12 @@ impl BotStream {
     /// Before a received frame plays: starts playout, or inserts silence when the frame came
     /// later than its place.
     fn place(&mut self, arrival: i64) {
+        let playable = arrival + PLAYOUT_FLOOR;
         let Some(start) = self.start else {
-            self.start = Some(arrival);
+            self.start = Some(playable);
             return;
         };
-        let late = arrival - (start + self.played);
+        let late = playable - (start + self.played);
         if late > LATE_JUMP {
             let silence = [0i16; FRAME];
             let mut left = late.min(MAX_PAUSE) as usize;

@@ -226,11 +226,15 @@ impl CallMeasure {
     /// A participant starts talking: its first frame is said at `start`.
     pub fn add_participant(&mut self, source: u32, name: &str, start: Instant) {
         let at = position(self.epoch, start);
+        // The first frame leaves at `start` and holds the 20 ms a microphone captured before
+        // it: what is said is placed there, so capture framing counts in the echo delay as
+        // it does for a person.
+        let said_from = at - FRAME as i64;
         self.tracks.insert(
             source,
             Track {
                 name: name.to_owned(),
-                said: Timeline::starting_at(at),
+                said: Timeline::starting_at(said_from),
                 frames_sent: 0,
                 frames_late: 0,
                 link: LinkStats::default(),

@@ -13,7 +13,7 @@ use audio_pipeline::fixtures::speech_16k;
 use audio_pipeline::resample::{FrameResampler, ResamplerKind};
 
 use super::measure::{FRAME, RATE};
-use crate::scenario::Voice;
+use crate::scenario::{Turns, Voice};
 
 /// Longest WAV file played (it is held in memory, converted to 48 kHz).
 pub const MAX_WAV_SECONDS: u32 = 120;
@@ -39,6 +39,7 @@ pub enum VoiceError {
 #[derive(Debug)]
 pub struct VoiceSource {
     kind: Kind,
+    turns: Option<Turns>,
 }
 
 #[derive(Debug)]
@@ -123,7 +124,22 @@ impl VoiceSource {
                 looped(pcm.into(), seed)
             }
         };
-        Ok(VoiceSource { kind })
+        Ok(VoiceSource { kind, turns: None })
+    }
+
+    /// Talks only in these turns (see [`Turns`]); `None`: all the time.
+    pub fn with_turns(mut self, turns: Option<Turns>) -> VoiceSource {
+        self.turns = turns;
+        self
+    }
+
+    /// Writes the 20 ms said from `at_ms` on the call's media clock: silence outside the
+    /// user's turns. The voice pauses meanwhile, so each turn carries on where the last ended.
+    pub fn frame_at(&mut self, at_ms: u64, out: &mut [i16; FRAME]) {
+        match self.turns {
+            Some(t) if !t.talking_at(at_ms) => out.fill(0),
+            _ => self.next_frame(out),
+        }
     }
 
     /// Writes the next 20 ms.

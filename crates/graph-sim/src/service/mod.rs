@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::faults::{FaultPlan, RequestFate};
-use crate::scenario::{IdentityKind, Scenario, SimUser, Voice, is_e164};
+use crate::scenario::{IdentityKind, Scenario, SimUser, Turns, Voice, is_e164};
 use payloads::ParticipantView;
 
 /// Largest request body the simulated service reads (Graph refuses bodies of megabytes too).
@@ -161,6 +161,8 @@ pub enum SimEvent {
         source_id: u32,
         /// What they say.
         voice: Voice,
+        /// When they talk (absent: all the time).
+        talks: Option<Turns>,
     },
     /// A simulated user left.
     SourceRemoved {
@@ -1322,6 +1324,7 @@ impl Sim {
                 name: m.user.name.clone(),
                 source_id: m.source_id,
                 voice: m.user.says.clone(),
+                talks: m.user.talks,
             });
         }
     }
