@@ -1,0 +1,287 @@
+//! A recording bot: calls graph-sim's simulated users, tells Graph it is recording, then writes
+//! one WAV per participant (their own, unmixed audio) and one of the mix. It stops after
+//! `--duration` seconds, when the service ends the call, or on SIGTERM, and in every case
+//! finishes the WAV headers and prints one summary line per file.
+//!
+//! `cargo run --example record_bot -- --duration 10 --out recordings`
+#![allow(clippy::print_stdout)] // an example reports to its terminal
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use mediabot::audio_pipeline::{AudioFrame, PcmSpec};
+use mediabot::bot::{
+    Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio, RecordingStatus, SimUserInfo,
+};
+use mediabot::graph_signaling::models::{CallState, Participant};
+use mediabot::graph_sim::media::MediaOptions;
+use mediabot::graph_sim::scenario::Scenario;
+use mediabot::media_session::SourceId;
+use tokio::signal::unix::{SignalKind, signal};
+
+type Error = Box<dyn std::error::Error>;
+
+/// Records a call with graph-sim's simulated users into WAV files.
+#[derive(Parser)]
+struct Args {
+    /// Seconds to record (the call may end sooner).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Folder for the WAV files; created if missing.
+    #[arg(long, default_value = "recordings")]
+    out: PathBuf,
+    /// A graph-sim scenario file (default: two users, one talking, one playing a tone).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+}
+
+/// One WAV being written, with what the summary line reports.
+struct Track {
+    path: PathBuf,
+    writer: hound::WavWriter<BufWriter<File>>,
+    received: u64,
+    written: u64,
+}
+
+/// Every file of the recording: one per participant, keyed by the source id their audio
+/// carries, plus the mix.
+struct Recording {
+    out: PathBuf,
+    spec: hound::WavSpec,
+    samples_per_frame: usize,
+    /// Display names by source id, learnt from the roster.
+    names: HashMap<SourceId, String>,
+    tracks: BTreeMap<SourceId, Track>,
+    mix: Track,
+}
+
+impl Recording {
+    fn create(out: PathBuf, pcm: PcmSpec) -> Result<Recording, Error> {
+        std::fs::create_dir_all(&out)?;
+        let spec = hound::WavSpec {
+            channels: pcm.channels,
+            sample_rate: pcm.sample_rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mix = Track::create(out.join("mix.wav"), spec)?;
+        Ok(Recording {
+            out,
+            spec,
+            samples_per_frame: pcm.samples_per_frame(),
+            names: HashMap::new(),
+            tracks: BTreeMap::new(),
+            mix,
+        })
+    }
+
+    /// Learns the source ids and names of a roster entry, so each file is named after its
+    /// participant.
+    fn note_participant(&mut self, p: &Participant) {
+        let identity = p.info.get().and_then(|i| i.identity.get());
+        let name = identity
+            .and_then(|s| s.primary())
+            .and_then(|(_, who)| {
+                who.display_name
+                    .as_deref()
+                    .or(who.id.as_deref())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        for source in p.audio_sources() {
+            self.names.insert(source, name.clone());
+        }
+    }
+
+    fn store(&mut self, audio: ReceivedAudio) -> Result<(), Error> {
+        let (track, frame) = match audio {
+            ReceivedAudio::Mixed { frame, .. } => (&mut self.mix, frame),
+            ReceivedAudio::Unmixed(frame) => {
+                let track = match self.tracks.entry(frame.source) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let name = self
+                            .names
+                            .get(&frame.source)
+                            .map_or("unknown", String::as_str);
+                        let file = format!("{}-{}.wav", frame.source, file_safe(name));
+                        e.insert(Track::create(self.out.join(file), self.spec)?)
+                    }
+                };
+                (track, frame)
+            }
+        };
+        track.write(&frame)
+    }
+
+    /// Finishes every file (a WAV header holds the data length, known only now) and prints a
+    /// summary line per file.
+    fn finish(self) -> Result<(), Error> {
+        let per_frame = self.samples_per_frame;
+        for track in self.tracks.into_values().chain([self.mix]) {
+            println!(
+                "summary frames_received={} frames_written={} samples_per_frame={per_frame} file={}",
+                track.received,
+                track.written,
+                track.path.display()
+            );
+            track.writer.finalize()?;
+        }
+        Ok(())
+    }
+}
+
+impl Track {
+    fn create(path: PathBuf, spec: hound::WavSpec) -> Result<Track, Error> {
+        let writer = hound::WavWriter::create(&path, spec)?;
+        Ok(Track {
+            path,
+            writer,
+            received: 0,
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, frame: &AudioFrame) -> Result<(), Error> {
+        self.received += 1;
+        let mut samples = self.writer.get_i16_writer(frame.samples().len() as u32);
+        for &s in frame.samples() {
+            samples.write_sample(s);
+        }
+        samples.flush()?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+/// Participant names come from the roster (untrusted): keep letters, digits, `-` and `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .take(40)
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn call_target(users: &[SimUserInfo]) -> CallTarget {
+    let who: Vec<(String, Option<String>)> = users
+        .iter()
+        .take(5) // a group call holds at most five invitees
+        .map(|u| (u.id.clone(), Some(u.name.clone())))
+        .collect();
+    match who.as_slice() {
+        [(id, name)] => CallTarget::user(id, name.clone()),
+        _ => CallTarget::Group {
+            users: who,
+            subject: Some("Recorded call".into()),
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    // Listening from the start: from here on SIGTERM ends the recording cleanly instead of
+    // killing the process with half-written files.
+    let mut sigterm = signal(SignalKind::terminate())?;
+
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::parse(&std::fs::read_to_string(path)?)?,
+        None => Scenario::two_users(),
+    };
+    let mut media = MediaOptions::for_scenario(&scenario);
+    // A scenario's WAV voices are found next to its file.
+    media.voice_dir = args
+        .scenario
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from);
+    let sim = LocalSim::start_with(scenario, media).await?;
+    let bot = Bot::builder(sim.target()).build().await?;
+    let mut call = bot.place_call(call_target(sim.users())).await?;
+    let mut audio = call
+        .audio_receiver()
+        .expect("the first take of the receiver");
+    let mut recording = Recording::create(args.out.clone(), audio.spec())?;
+
+    // Nothing may be stored before the participants were told: wait for the call to be up,
+    // then for the service to confirm the recording status.
+    loop {
+        match call.next_event().await {
+            Some(CallEvent::StateChanged {
+                to: CallState::Established,
+                ..
+            }) => break,
+            Some(CallEvent::ParticipantJoined(_, p) | CallEvent::ParticipantUpdated(_, p)) => {
+                recording.note_participant(&p);
+            }
+            Some(CallEvent::Terminated(info)) => {
+                return Err(format!("the call ended before it was established: {info:?}").into());
+            }
+            None => return Err("the call's events stopped".into()),
+            Some(_) => {}
+        }
+    }
+    let op = call
+        .update_recording_status(RecordingStatus::Recording)
+        .await?;
+    let status = op.status.get().map(ToString::to_string);
+    println!("recording status set: {}", status.unwrap_or_default());
+    // Audio that arrived while the status was being set was heard before consent: drop it.
+    let mut dropped = 0u64;
+    while audio.try_recv().is_some() {
+        dropped += 1;
+    }
+    println!(
+        "recording to {} ({dropped} frames from before the status change dropped)",
+        args.out.display()
+    );
+
+    let stop = tokio::time::sleep(Duration::from_secs(args.duration));
+    tokio::pin!(stop);
+    let mut progress = tokio::time::interval(Duration::from_secs(1));
+    let why = loop {
+        tokio::select! {
+            // Roster events first, so a participant's name is known before their audio.
+            biased;
+            _ = sigterm.recv() => break "sigterm",
+            event = call.next_event() => match event {
+                Some(CallEvent::ParticipantJoined(_, p) | CallEvent::ParticipantUpdated(_, p)) => {
+                    recording.note_participant(&p);
+                }
+                Some(CallEvent::Terminated(_)) | None => break "call ended by the service",
+                Some(_) => {}
+            },
+            received = audio.recv() => match received {
+                Some(received) => recording.store(received)?,
+                None => break "media closed",
+            },
+            () = &mut stop => break "duration reached",
+            _ = progress.tick() => println!("progress mix_frames={}", recording.mix.written),
+        }
+    };
+    // Frames already handed over by the engine count as received: store them too.
+    while let Some(received) = audio.try_recv() {
+        recording.store(received)?;
+    }
+    println!("stopped: {why}");
+    recording.finish()?;
+
+    if !call.is_ended() {
+        // Say the recording stopped before leaving, as participants were told it started.
+        let _ = call
+            .update_recording_status(RecordingStatus::NotRecording)
+            .await;
+        call.hang_up().await?;
+    }
+    Ok(())
+}
