@@ -213,19 +213,25 @@ async fn main() -> Result<(), Error> {
         .expect("the first take of the receiver");
     let mut recording = Recording::create(args.out.clone(), audio.spec())?;
 
-    // Nothing may be stored before the participants were told: wait for the call to be up,
-    // then for the service to confirm the recording status.
-    loop {
+    // Nothing may be stored before the participants were told, and there is nothing to store
+    // before media flows: wait for the call to be established with its media connected, then
+    // for the service to confirm the recording status.
+    let (mut established, mut media_up) = (false, false);
+    while !(established && media_up) {
         match call.next_event().await {
             Some(CallEvent::StateChanged {
                 to: CallState::Established,
                 ..
-            }) => break,
+            }) => established = true,
+            Some(CallEvent::MediaConnected) => media_up = true,
             Some(CallEvent::ParticipantJoined(_, p) | CallEvent::ParticipantUpdated(_, p)) => {
                 recording.note_participant(&p);
             }
+            Some(CallEvent::MediaEnded(why)) => {
+                return Err(format!("the call's media ended before recording: {why:?}").into());
+            }
             Some(CallEvent::Terminated(info)) => {
-                return Err(format!("the call ended before it was established: {info:?}").into());
+                return Err(format!("the call ended before recording: {info:?}").into());
             }
             None => return Err("the call's events stopped".into()),
             Some(_) => {}
@@ -266,7 +272,10 @@ async fn main() -> Result<(), Error> {
                 None => break "media closed",
             },
             () = &mut stop => break "duration reached",
-            _ = progress.tick() => println!("progress mix_frames={}", recording.mix.written),
+            _ = progress.tick() => {
+                let unmixed: u64 = recording.tracks.values().map(|t| t.written).sum();
+                println!("progress mix_frames={} participant_frames={unmixed}", recording.mix.written);
+            }
         }
     };
     // Frames already handed over by the engine count as received: store them too.
