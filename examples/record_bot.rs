@@ -47,14 +47,29 @@ struct Track {
     written: u64,
 }
 
+/// Display names by the source id their audio carries, learnt from the roster.
+#[derive(Default)]
+struct Names(HashMap<SourceId, String>);
+
+impl Names {
+    fn note(&mut self, p: &Participant) {
+        let identity = p.info.get().and_then(|i| i.identity.get());
+        let name = identity
+            .and_then(|s| s.primary())
+            .and_then(|(_, who)| who.display_name.as_deref().or(who.id.as_deref()))
+            .unwrap_or("unknown");
+        for source in p.audio_sources() {
+            self.0.insert(source, name.to_owned());
+        }
+    }
+}
+
 /// Every file of the recording: one per participant, keyed by the source id their audio
 /// carries, plus the mix.
 struct Recording {
     out: PathBuf,
     spec: hound::WavSpec,
     samples_per_frame: usize,
-    /// Display names by source id, learnt from the roster.
-    names: HashMap<SourceId, String>,
     tracks: BTreeMap<SourceId, Track>,
     mix: Track,
 }
@@ -73,41 +88,21 @@ impl Recording {
             out,
             spec,
             samples_per_frame: pcm.samples_per_frame(),
-            names: HashMap::new(),
             tracks: BTreeMap::new(),
             mix,
         })
     }
 
-    /// Learns the source ids and names of a roster entry, so each file is named after its
-    /// participant.
-    fn note_participant(&mut self, p: &Participant) {
-        let identity = p.info.get().and_then(|i| i.identity.get());
-        let name = identity
-            .and_then(|s| s.primary())
-            .and_then(|(_, who)| {
-                who.display_name
-                    .as_deref()
-                    .or(who.id.as_deref())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        for source in p.audio_sources() {
-            self.names.insert(source, name.clone());
-        }
-    }
-
-    fn store(&mut self, audio: ReceivedAudio) -> Result<(), Error> {
+    /// Appends a frame to its participant's file (created on their first frame, named after
+    /// them) or to the mix.
+    fn store(&mut self, names: &Names, audio: ReceivedAudio) -> Result<(), Error> {
         let (track, frame) = match audio {
             ReceivedAudio::Mixed { frame, .. } => (&mut self.mix, frame),
             ReceivedAudio::Unmixed(frame) => {
                 let track = match self.tracks.entry(frame.source) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => {
-                        let name = self
-                            .names
-                            .get(&frame.source)
-                            .map_or("unknown", String::as_str);
+                        let name = names.0.get(&frame.source).map_or("unknown", String::as_str);
                         let file = format!("{}-{}.wav", frame.source, file_safe(name));
                         e.insert(Track::create(self.out.join(file), self.spec)?)
                     }
@@ -190,10 +185,6 @@ fn call_target(users: &[SimUserInfo]) -> CallTarget {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
-    // Listening from the start: from here on SIGTERM ends the recording cleanly instead of
-    // killing the process with half-written files.
-    let mut sigterm = signal(SignalKind::terminate())?;
-
     let scenario = match &args.scenario {
         Some(path) => Scenario::parse(&std::fs::read_to_string(path)?)?,
         None => Scenario::two_users(),
@@ -211,7 +202,7 @@ async fn main() -> Result<(), Error> {
     let mut audio = call
         .audio_receiver()
         .expect("the first take of the receiver");
-    let mut recording = Recording::create(args.out.clone(), audio.spec())?;
+    let mut names = Names::default();
 
     // Nothing may be stored before the participants were told, and there is nothing to store
     // before media flows: wait for the call to be established with its media connected, then
@@ -225,7 +216,7 @@ async fn main() -> Result<(), Error> {
             }) => established = true,
             Some(CallEvent::MediaConnected) => media_up = true,
             Some(CallEvent::ParticipantJoined(_, p) | CallEvent::ParticipantUpdated(_, p)) => {
-                recording.note_participant(&p);
+                names.note(&p);
             }
             Some(CallEvent::MediaEnded(why)) => {
                 return Err(format!("the call's media ended before recording: {why:?}").into());
@@ -251,6 +242,10 @@ async fn main() -> Result<(), Error> {
         "recording to {} ({dropped} frames from before the status change dropped)",
         args.out.display()
     );
+    // From here on SIGTERM ends the recording cleanly instead of killing the process with
+    // half-written files (before, there was nothing to lose).
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut recording = Recording::create(args.out.clone(), audio.spec())?;
 
     let stop = tokio::time::sleep(Duration::from_secs(args.duration));
     tokio::pin!(stop);
@@ -262,13 +257,13 @@ async fn main() -> Result<(), Error> {
             _ = sigterm.recv() => break "sigterm",
             event = call.next_event() => match event {
                 Some(CallEvent::ParticipantJoined(_, p) | CallEvent::ParticipantUpdated(_, p)) => {
-                    recording.note_participant(&p);
+                    names.note(&p);
                 }
                 Some(CallEvent::Terminated(_)) | None => break "call ended by the service",
                 Some(_) => {}
             },
             received = audio.recv() => match received {
-                Some(received) => recording.store(received)?,
+                Some(received) => recording.store(&names, received)?,
                 None => break "media closed",
             },
             () = &mut stop => break "duration reached",
@@ -280,7 +275,7 @@ async fn main() -> Result<(), Error> {
     };
     // Frames already handed over by the engine count as received: store them too.
     while let Some(received) = audio.try_recv() {
-        recording.store(received)?;
+        recording.store(&names, received)?;
     }
     println!("stopped: {why}");
     recording.finish()?;
