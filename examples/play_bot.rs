@@ -29,8 +29,9 @@ struct Args {
     /// Frequency of a tone to play instead, in Hz.
     #[arg(long, default_value_t = 440.0)]
     tone: f32,
-    /// Seconds to play at most (a shorter WAV ends sooner).
-    #[arg(long, default_value_t = 5)]
+    /// Seconds to play at most, up to 600 (the clip is held in memory; a shorter WAV ends
+    /// sooner).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     duration: u64,
     /// Folder where the sim keeps what the simulated user heard (`<call id>.wav`).
     #[arg(long)]

@@ -65,7 +65,9 @@ impl Names {
 }
 
 /// Every file of the recording: one per participant, keyed by the source id their audio
-/// carries, plus the mix.
+/// carries, plus the mix. The engine hands over a participant's frame only on ticks they had
+/// audio, so their file holds those frames back to back; the mix has one frame every 20 ms and
+/// is the call's timeline.
 struct Recording {
     out: PathBuf,
     spec: hound::WavSpec,
