@@ -8,7 +8,7 @@ use std::time::Duration;
 use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{
     AudioFormat, Bot, Call, CallEvent, CallTarget, LocalSim, MediaSettings, ReceivedAudio,
-    ServiceEndpoints, Target,
+    RecordingStatus, ServiceEndpoints, Target,
 };
 use mediabot::graph_signaling::models::CallState;
 use mediabot::graph_sim::scenario::Scenario;
@@ -69,6 +69,11 @@ async fn invite_and_mute_in_a_placed_call() {
     assert!(op.client_context.get().is_some(), "{op:?}");
     call.mute().await.unwrap();
     call.unmute().await.unwrap();
+    for status in [RecordingStatus::Recording, RecordingStatus::NotRecording] {
+        let op = call.update_recording_status(status).await.unwrap();
+        assert_eq!(op.kind(), "updateRecordingStatusOperation", "{op:?}");
+        assert!(op.is_finished(), "{op:?}");
+    }
     assert_eq!(bot.active_calls(), 1);
     call.hang_up().await.unwrap();
     wait_for(&mut call, WAIT, |e| matches!(e, CallEvent::Terminated(_)))

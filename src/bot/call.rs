@@ -9,7 +9,7 @@ use graph_signaling::build;
 use graph_signaling::client::OperationHandle;
 use graph_signaling::models::{
     AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, Modality,
-    RejectReason,
+    RecordingStatus, RejectReason,
 };
 use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
 use media_transport::binding::GateConfig;
@@ -431,6 +431,21 @@ impl Call {
     /// Unmutes the bot and waits for the outcome.
     pub async fn unmute(&self) -> Result<CommsOperation, BotError> {
         wait(self.shared.client.unmute_self(&self.id, None).await?).await
+    }
+
+    /// Tells the service (and so every participant's client) whether the bot records, and
+    /// waits for the outcome. Teams policy requires [`RecordingStatus::Recording`] to succeed
+    /// *before* a bot stores any of the call's media, and a status change back when it stops.
+    pub async fn update_recording_status(
+        &self,
+        status: RecordingStatus,
+    ) -> Result<CommsOperation, BotError> {
+        let handle = self
+            .shared
+            .client
+            .update_recording_status(&self.id, status, None)
+            .await?;
+        wait(handle).await
     }
 
     /// Hangs up (in a group call the bot leaves). [`CallEvent::Terminated`] follows.

@@ -62,6 +62,7 @@ pub use builder::{BotBuilder, MediaSettings};
 pub use call::{Call, IncomingCall, IncomingCalls};
 pub use config::{BotArgs, TargetKind};
 pub use events::CallEvent;
+pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use sim::{LocalSim, SimUserInfo};
 pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};

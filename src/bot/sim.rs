@@ -41,6 +41,14 @@ pub struct LocalSim {
 impl LocalSim {
     /// Starts the sim with `scenario` and the default app registration.
     pub async fn start(scenario: Scenario) -> Result<LocalSim, BotError> {
+        let media = MediaOptions::for_scenario(&scenario);
+        LocalSim::start_with(scenario, media).await
+    }
+
+    /// Like [`LocalSim::start`], with the media side's options chosen by the caller: for
+    /// instance `record_dir` to keep what the simulated users heard from the bot as WAV files,
+    /// or `voice_dir` for a scenario file's relative WAV voices.
+    pub async fn start_with(scenario: Scenario, media: MediaOptions) -> Result<LocalSim, BotError> {
         let config = SimConfig::default();
         let mut sim = SimServer::start(config.clone(), scenario.clone(), ServerOptions::default())
             .await
@@ -61,7 +69,7 @@ impl LocalSim {
                 })
                 .collect()
         });
-        let mut media = MediaSide::new(MediaOptions::for_scenario(&scenario));
+        let mut media = MediaSide::new(media);
         let (commands, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {

@@ -28,7 +28,17 @@
 //! [signaling]
 //! throttle = 0.2
 //! retry_after_s = 1
+//!
+//! [meeting]                        # optional: see below
+//! join_meeting_id = "1234567890123"
+//! passcode = "Xy7pQ2"
 //! ```
+//!
+//! Without a `[meeting]` section the sim lets a bot join a meeting by any `joinMeetingId` (or
+//! any other `meetingInfo`): the scenario's users are its attendees. With one, a join by
+//! `joinMeetingId` must name that meeting (otherwise 404 `NotFound`) and give its passcode when
+//! it has one (otherwise 403 `Forbidden`), as Graph refuses such a create-call request; joins by
+//! organizer or token `meetingInfo` are still accepted as before.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -56,7 +66,24 @@ pub struct Scenario {
     pub media: MediaImpairments,
     /// Misbehaviour of the signaling side.
     pub signaling: SignalingFaults,
+    /// The meeting a bot can join by id and passcode; any id is accepted when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meeting: Option<Meeting>,
 }
+
+/// A Teams meeting the simulated users attend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meeting {
+    /// The numeric id people type to join (`joinMeetingId`).
+    pub join_meeting_id: String,
+    /// The passcode a join must give; none when the meeting has no passcode.
+    #[serde(default)]
+    pub passcode: Option<String>,
+}
+
+/// Longest `join_meeting_id` or passcode a scenario may declare.
+pub const MAX_MEETING_FIELD: usize = 64;
 
 /// Impairment of each direction of the media path.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -224,6 +251,9 @@ pub enum ScenarioError {
         /// What is wrong.
         reason: String,
     },
+    /// The `[meeting]` section is not usable.
+    #[error("meeting: {0}")]
+    Meeting(String),
     /// An impairment value is out of range.
     #[error("media impairment: {0}")]
     Impairment(#[from] ImpairmentError),
@@ -258,6 +288,9 @@ impl Scenario {
             if !names.insert(user.name.as_str()) {
                 return Err(user.error("another user has the same name"));
             }
+        }
+        if let Some(meeting) = &self.meeting {
+            meeting.validate()?;
         }
         self.media.to_bot.validate()?;
         self.media.from_bot.validate()?;
@@ -330,6 +363,26 @@ impl SimUser {
     }
 }
 
+impl Meeting {
+    fn validate(&self) -> Result<(), ScenarioError> {
+        let id = &self.join_meeting_id;
+        if id.is_empty() || id.len() > MAX_MEETING_FIELD || !id.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ScenarioError::Meeting(format!(
+                "join_meeting_id must be 1..={MAX_MEETING_FIELD} digits"
+            )));
+        }
+        if let Some(code) = &self.passcode
+            && (code.is_empty() || code.chars().count() > MAX_MEETING_FIELD)
+        {
+            return Err(ScenarioError::Meeting(format!(
+                "passcode must be 1..={MAX_MEETING_FIELD} characters (leave it out for none)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// `+` then 8 to 15 digits, the first not zero (ITU-T E.164).
 pub fn is_e164(number: &str) -> bool {
     let Some(digits) = number.strip_prefix('+') else {
@@ -373,6 +426,10 @@ jitter = 30
 [signaling]
 throttle = 0.2
 retry_after_s = 1
+
+[meeting]
+join_meeting_id = "1234567890123"
+passcode = "Xy7pQ2"
 "#;
 
     #[test]
@@ -394,6 +451,10 @@ retry_after_s = 1
         assert_eq!(s.media.to_bot.jitter, Duration::from_millis(30));
         assert!(s.media.from_bot.is_clean());
         assert_eq!(s.signaling.throttle, 0.2);
+        let meeting = s.meeting.unwrap();
+        assert_eq!(meeting.join_meeting_id, "1234567890123");
+        assert_eq!(meeting.passcode.as_deref(), Some("Xy7pQ2"));
+        assert_eq!(Scenario::parse("").unwrap().meeting, None);
     }
 
     #[test]
@@ -445,6 +506,13 @@ name = "A"
 name = "A""#,
                 "same name",
             ),
+            ("[meeting]\njoin_meeting_id = \"12a\"", "digits"),
+            ("[meeting]\njoin_meeting_id = \"\"", "digits"),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\npasscode = \"\"",
+                "passcode",
+            ),
+            ("[meeting]\npasscode = \"x\"", "cannot read"),
             ("[media.to_bot]\nloss = 2.0", "loss"),
             ("[signaling]\nthrottle = -1.0", "throttle"),
             ("seed = \"x\"", "cannot read"),

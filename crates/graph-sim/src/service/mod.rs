@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use graph_signaling::models::{
     Call, ClientContextBody, InvitationParticipantInfo, InviteParticipantsBody, MediaConfig,
-    RedirectBody, TransferBody, UpdateRecordingStatusBody,
+    MeetingInfo, RedirectBody, TransferBody, UpdateRecordingStatusBody,
 };
 use media_session::BlobConfig;
 use rand::rngs::StdRng;
@@ -558,6 +558,9 @@ impl Sim {
             Some(_) => None,
             None => return Err(bad_request("mediaConfig is required")),
         };
+        if let Some(info) = call.meeting_info.get() {
+            self.check_meeting(info)?;
+        }
         let targets = call.targets.get().map(Vec::as_slice).unwrap_or_default();
         let kind = if call.meeting_info.get().is_some() {
             CallKind::Meeting
@@ -649,6 +652,41 @@ impl Sim {
         self.schedule_keepalive_check(&id, now);
         let location = format!("{}/communications/calls/{id}", self.config.base_url);
         Ok((201, Some(location), Some(resource)))
+    }
+
+    /// Checks a join by `joinMeetingId` against the scenario's meeting, if it declares one: an
+    /// unknown id is 404 and a missing or wrong passcode 403, before any call exists. Other
+    /// kinds of `meetingInfo`, and any join when no meeting is declared, are accepted.
+    fn check_meeting(&self, info: &MeetingInfo) -> Result<(), Refusal> {
+        let (Some(meeting), MeetingInfo::JoinMeetingId(join)) = (&self.scenario.meeting, info)
+        else {
+            return Ok(());
+        };
+        let id = join.join_meeting_id.get().map(String::as_str);
+        if id != Some(meeting.join_meeting_id.as_str()) {
+            // Only a bounded prefix of what the caller sent goes back into the message.
+            let shown: String = id.unwrap_or_default().chars().take(64).collect();
+            return Err((
+                404,
+                "NotFound",
+                format!("no meeting has joinMeetingId {shown:?}"),
+            ));
+        }
+        match (&meeting.passcode, join.passcode.get()) {
+            (Some(expected), Some(given)) if expected == given => Ok(()),
+            (Some(_), Some(_)) => Err((
+                403,
+                "Forbidden",
+                "the passcode does not match the meeting's".to_owned(),
+            )),
+            (Some(_), None) => Err((
+                403,
+                "Forbidden",
+                "the meeting requires a passcode".to_owned(),
+            )),
+            // A meeting without a passcode ignores one given anyway.
+            (None, _) => Ok(()),
+        }
     }
 
     /// The simulated user standing for an invitee: a scenario user with the same id or number,

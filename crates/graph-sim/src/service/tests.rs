@@ -724,10 +724,15 @@ fn every_shipped_scenario_runs_a_meeting_to_a_consistent_roster() {
         let scenario = Scenario::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let name = path.display().to_string();
         let users = scenario.users.clone();
+        // A scenario that declares its meeting is joined by that meeting's id and passcode.
+        let (join_id, passcode) = scenario
+            .meeting
+            .clone()
+            .map_or(("42".to_owned(), None), |m| (m.join_meeting_id, m.passcode));
         let mut h = Harness::new(scenario);
         let mut body = p2p_body("x");
         body.as_object_mut().unwrap().remove("targets");
-        body["meetingInfo"] = json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": "42", "passcode": null});
+        body["meetingInfo"] = json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": join_id, "passcode": passcode});
         // A throttling scenario refuses some requests: retry as a client would.
         let call = loop {
             let r = h.request(Method::Post, "/communications/calls", &body);
@@ -752,6 +757,54 @@ fn every_shipped_scenario_runs_a_meeting_to_a_consistent_roster() {
             assert_eq!(h.bound_sources(&call).len(), staying, "{name}");
         }
     }
+}
+
+#[test]
+fn a_declared_meeting_is_joined_only_by_its_id_and_passcode() {
+    let mut scenario = Scenario::two_users();
+    scenario.meeting = Some(crate::scenario::Meeting {
+        join_meeting_id: "1234567890123".into(),
+        passcode: Some("Xy7pQ2".into()),
+    });
+    let mut h = Harness::new(scenario);
+    let mut join = |id: Value, passcode: Value| {
+        let mut body = p2p_body("x");
+        body.as_object_mut().unwrap().remove("targets");
+        body["meetingInfo"] = json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": id, "passcode": passcode});
+        let r = h.request(Method::Post, "/communications/calls", &body);
+        let code = r.body.as_ref().map(|b| b["error"]["code"].clone());
+        (r.status, code.and_then(|c| c.as_str().map(str::to_owned)))
+    };
+    let refused = [
+        (json!("999"), json!("Xy7pQ2"), 404, "NotFound"),
+        (Value::Null, json!("Xy7pQ2"), 404, "NotFound"),
+        (json!("1234567890123"), json!("wrong"), 403, "Forbidden"),
+        (json!("1234567890123"), json!("xy7pq2"), 403, "Forbidden"),
+        (json!("1234567890123"), Value::Null, 403, "Forbidden"),
+    ];
+    for (id, passcode, status, code) in refused {
+        let what = format!("{id} / {passcode}");
+        assert_eq!(
+            join(id, passcode),
+            (status, Some(code.to_owned())),
+            "{what}"
+        );
+    }
+    assert_eq!(join(json!("1234567890123"), json!("Xy7pQ2")).0, 201);
+    assert_eq!(
+        h.sim.active_calls().count(),
+        1,
+        "refused joins create no call"
+    );
+
+    // Without a declared meeting any id is accepted, with or without a passcode.
+    let mut h = Harness::new(Scenario::two_users());
+    let mut body = p2p_body("x");
+    body.as_object_mut().unwrap().remove("targets");
+    body["meetingInfo"] =
+        json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": "7"});
+    let r = h.request(Method::Post, "/communications/calls", &body);
+    assert_eq!(r.status, 201, "{:?}", r.body);
 }
 
 #[test]
