@@ -4,6 +4,7 @@ use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
+use graph_sim::softphone::{Softphone, SoftphoneOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -36,15 +37,35 @@ pub struct LocalSim {
     users: Vec<SimUserInfo>,
     commands: mpsc::UnboundedSender<Command>,
     task: JoinHandle<MediaReport>,
+    softphone_url: Option<String>,
 }
 
 impl LocalSim {
     /// Starts the sim with `scenario` and the default app registration.
     pub async fn start(scenario: Scenario) -> Result<LocalSim, BotError> {
+        Self::start_inner(scenario, None).await
+    }
+
+    /// Starts the sim with `scenario` and its softphone page, where a person joins a call from
+    /// a browser ([`LocalSim::softphone_url`]).
+    pub async fn start_with_softphone(scenario: Scenario) -> Result<LocalSim, BotError> {
+        let softphone = Softphone::new(SoftphoneOptions::default());
+        Self::start_inner(scenario, Some(softphone)).await
+    }
+
+    async fn start_inner(
+        scenario: Scenario,
+        softphone: Option<Softphone>,
+    ) -> Result<LocalSim, BotError> {
         let config = SimConfig::default();
-        let mut sim = SimServer::start(config.clone(), scenario.clone(), ServerOptions::default())
+        let options = ServerOptions {
+            softphone: softphone.clone(),
+            ..ServerOptions::default()
+        };
+        let mut sim = SimServer::start(config.clone(), scenario.clone(), options)
             .await
             .map_err(|e| BotError::Sim(e.to_string()))?;
+        let softphone_url = sim.softphone_url();
         let target = Target::Sim(ServiceEndpoints {
             api_url: sim.api_url(),
             token_url: sim.token_url(),
@@ -61,7 +82,10 @@ impl LocalSim {
                 })
                 .collect()
         });
-        let mut media = MediaSide::new(MediaOptions::for_scenario(&scenario));
+        let mut media = MediaSide::new(MediaOptions {
+            softphone,
+            ..MediaOptions::for_scenario(&scenario)
+        });
         let (commands, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -91,7 +115,13 @@ impl LocalSim {
             users,
             commands,
             task,
+            softphone_url,
         })
+    }
+
+    /// The softphone page's URL, when started with [`LocalSim::start_with_softphone`].
+    pub fn softphone_url(&self) -> Option<&str> {
+        self.softphone_url.as_deref()
     }
 
     /// The target to build a bot with.

@@ -152,9 +152,7 @@ impl BrowserPeer {
         config: &WebRtcConfig,
     ) -> Result<(BrowserPeer, String), BrowserPeerError> {
         check_offer_size(offer_sdp)?;
-        let mut peer = build_peer(config)
-            .await
-            .map_err(BrowserPeerError::WebRtc)?;
+        let mut peer = build_peer(config).await.map_err(BrowserPeerError::WebRtc)?;
         let ssrc = random_ssrc();
         let track = audio_track("graph-sim", "call-audio", ssrc);
         // Made before the offer so it is matched to the browser's sendrecv line: the browser's

@@ -577,7 +577,6 @@ impl CallTask {
                 .error
                 .get_or_insert(format!("offer for sourceId {source}: {e}"));
         }
-        lock(&self.measure).add_participant(source, name, Instant::now());
         // 50 packets a second; a browser that stalls for a second loses the excess.
         let (tx, rx) = mpsc::channel(50);
         self.people.insert(source, tx);
@@ -585,6 +584,7 @@ impl CallTask {
             &call_id,
             source,
             Attach {
+                name: name.to_owned(),
                 to_bot: audio,
                 from_bot: rx,
                 measure: self.measure.clone(),

@@ -112,7 +112,10 @@ impl Sim {
     /// The roster of a call that has not ended: the bot first, then everyone in the call or
     /// its lobby.
     pub fn roster(&self, call_id: &str) -> Option<Vec<RosterEntry>> {
-        let call = self.calls.get(call_id).filter(|c| c.state != "terminated")?;
+        let call = self
+            .calls
+            .get(call_id)
+            .filter(|c| c.state != "terminated")?;
         let mut entries = vec![RosterEntry {
             id: call.bot_id.clone(),
             name: "Bot".to_owned(),
@@ -217,9 +220,7 @@ impl Sim {
         let Some(i) = self.member_index(call_id, source_id) else {
             return false;
         };
-        let changed = self.with_member(call_id, i, |m| {
-            (m.muted != muted).then(|| m.muted = muted)
-        });
+        let changed = self.with_member(call_id, i, |m| (m.muted != muted).then(|| m.muted = muted));
         if changed.is_some() {
             self.emit_roster(now, call_id, &[i], false);
         }
@@ -227,7 +228,10 @@ impl Sim {
     }
 
     fn member_index(&self, call_id: &str, source_id: u32) -> Option<usize> {
-        let call = self.calls.get(call_id).filter(|c| c.state != "terminated")?;
+        let call = self
+            .calls
+            .get(call_id)
+            .filter(|c| c.state != "terminated")?;
         call.members.iter().position(|m| {
             m.source_id == source_id
                 && matches!(m.state, MemberState::Present | MemberState::InLobby)
@@ -287,9 +291,18 @@ mod tests {
         );
         let roster = sim.roster(&id).unwrap();
         assert!(roster[0].bot);
-        assert!(roster.iter().any(|r| r.name == "Pat" && r.source_id == source));
+        assert!(
+            roster
+                .iter()
+                .any(|r| r.name == "Pat" && r.source_id == source)
+        );
         assert!(sim.set_person_muted(now, &id, source, true));
-        assert!(sim.roster(&id).unwrap().iter().any(|r| r.name == "Pat" && r.muted));
+        assert!(
+            sim.roster(&id)
+                .unwrap()
+                .iter()
+                .any(|r| r.name == "Pat" && r.muted)
+        );
         assert!(sim.person_leaves(now + Duration::from_secs(1), &id, source));
         assert!(matches!(
             sim.poll_event(),

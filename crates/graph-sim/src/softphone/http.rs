@@ -78,7 +78,10 @@ struct MuteBody {
 pub(crate) fn routes(softphone: Softphone) -> Router {
     Router::new()
         .route("/softphone", get(|| async { Redirect::to(PAGE_PATH) }))
-        .route(PAGE_PATH, get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            PAGE_PATH,
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/softphone/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -93,7 +96,10 @@ pub(crate) fn routes(softphone: Softphone) -> Router {
             "/softphone/api/calls/{call}/people/{source}",
             axum::routing::delete(hang_up),
         )
-        .route("/softphone/api/calls/{call}/people/{source}/mute", post(mute))
+        .route(
+            "/softphone/api/calls/{call}/people/{source}/mute",
+            post(mute),
+        )
         .route("/softphone/api/events", get(events))
         .with_state(softphone)
 }
@@ -183,7 +189,14 @@ async fn join(
         sp.add_person(&call_id, source, attach_tx, stop_tx);
         Ok::<u32, JoinError>(source)
     })?;
-    relay::spawn(sp.clone(), call_id.clone(), source, peer, attach_rx, stop_rx);
+    relay::spawn(
+        sp.clone(),
+        call_id.clone(),
+        source,
+        peer,
+        attach_rx,
+        stop_rx,
+    );
     Ok(axum::Json(json!({ "callId": call_id, "sourceId": source, "sdp": sdp })).into_response())
 }
 
@@ -193,8 +206,7 @@ async fn create_call(State(sp): State<Softphone>, body: Body) -> Result<Response
     let callback = bot_callback(&sp).ok_or_else(|| {
         Refusal(
             StatusCode::CONFLICT,
-            "no bot to call: the sim has seen no bot yet and no callback URL was configured"
-                .into(),
+            "no bot to call: the sim has seen no bot yet and no callback URL was configured".into(),
         )
     })?;
     let (peer, sdp) = answer(&sp, &body).await?;
@@ -205,7 +217,14 @@ async fn create_call(State(sp): State<Softphone>, body: Body) -> Result<Response
         sp.add_person(&id, source, attach_tx, stop_tx);
         Ok::<_, JoinError>((id, source))
     })?;
-    relay::spawn(sp.clone(), call_id.clone(), source, peer, attach_rx, stop_rx);
+    relay::spawn(
+        sp.clone(),
+        call_id.clone(),
+        source,
+        peer,
+        attach_rx,
+        stop_rx,
+    );
     Ok(axum::Json(json!({ "callId": call_id, "sourceId": source, "sdp": sdp })).into_response())
 }
 

@@ -105,10 +105,7 @@ impl Softphone {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // The state is plain maps; a panic elsewhere leaves them usable.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn options(&self) -> &SoftphoneOptions {

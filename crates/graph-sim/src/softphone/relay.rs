@@ -27,6 +27,8 @@ const MAX_PACKET_SAMPLES: usize = 5760;
 
 /// What the media side gives a relay once the person's stream toward the bot exists.
 pub(crate) struct Attach {
+    /// The person's display name, for the measurements.
+    pub(crate) name: String,
     /// The person's stream toward the bot.
     pub(crate) to_bot: ParticipantAudio,
     /// The bot's Opus packets, for the browser.
@@ -57,11 +59,14 @@ struct Forwarder {
     /// Decoded audio not yet handed to the measurements (they take whole 20 ms frames).
     said: Vec<i16>,
     decoded: Vec<i16>,
+    /// The measurements list the person from their first packet on, so their track starts
+    /// when their audio does (not when the browser's media was still connecting).
+    name: Option<String>,
     counts: RelayCounts,
 }
 
 impl Forwarder {
-    fn new(source: u32) -> Forwarder {
+    fn new(source: u32, name: Option<String>) -> Forwarder {
         Forwarder {
             source,
             decoder: opus::Decoder::new(48_000, opus::Channels::Mono).ok(),
@@ -69,6 +74,7 @@ impl Forwarder {
             pcm: Vec::new(),
             said: Vec::new(),
             decoded: vec![0; MAX_PACKET_SAMPLES],
+            name,
             counts: RelayCounts::default(),
         }
     }
@@ -84,6 +90,10 @@ impl Forwarder {
             .as_mut()
             .and_then(|d| d.decode(&payload, &mut self.decoded, false).ok())
             .unwrap_or(0);
+        if let Some(name) = self.name.take() {
+            let mut m = measure.lock().unwrap_or_else(|p| p.into_inner());
+            m.add_participant(self.source, &name, std::time::Instant::now());
+        }
         self.said.extend_from_slice(&self.decoded[..n]);
         if self.said.len() >= FRAME {
             let mut m = measure.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,7 +167,7 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> (bool, RelayCounts) {
     let mut state = peer.state();
-    let mut forwarder = Forwarder::new(source);
+    let counts = RelayCounts::default();
     let attached = loop {
         tokio::select! {
             a = &mut attach => break a.ok(),
@@ -166,20 +176,22 @@ async fn run(
             changed = state.changed() => {
                 if changed.is_err() || *state.borrow() == BrowserLinkState::Gone {
                     peer.close().await;
-                    return (true, forwarder.counts);
+                    return (true, counts);
                 }
             }
         }
     };
     let Some(Attach {
+        name,
         to_bot,
         mut from_bot,
         measure,
     }) = attached
     else {
         peer.close().await;
-        return (false, forwarder.counts);
+        return (false, counts);
     };
+    let mut forwarder = Forwarder::new(source, Some(name));
     let to_browser = peer.sender();
     let gone = loop {
         tokio::select! {
@@ -220,16 +232,15 @@ mod tests {
     use super::*;
     use crate::media::recorder::BotStream;
 
-    fn measure(source: u32) -> Mutex<CallMeasure> {
+    fn measure() -> Mutex<CallMeasure> {
         let epoch = Instant::now();
-        let mut m = CallMeasure::new(
+        let m = CallMeasure::new(
             epoch,
             "call",
             "net.tcp://127.0.0.1:1/MediaProcessor",
             48_000 * 10,
             BotStream::new(epoch, 48_000, None).unwrap(),
         );
-        m.add_participant(source, "Pat", epoch);
         Mutex::new(m)
     }
 
@@ -240,8 +251,8 @@ mod tests {
     }
 
     fn encode(ms: usize) -> Bytes {
-        let mut enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-            .unwrap();
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
         let mut out = [0u8; 4000];
         let n = enc.encode(&tone(48 * ms), &mut out).unwrap();
         Bytes::copy_from_slice(&out[..n])
@@ -249,8 +260,8 @@ mod tests {
 
     #[test]
     fn twenty_ms_packets_are_forwarded_unchanged() {
-        let m = measure(7);
-        let mut f = Forwarder::new(7);
+        let m = measure();
+        let mut f = Forwarder::new(7, Some("Pat".into()));
         let p = encode(20);
         let out = f.packet(p.clone(), &m);
         assert_eq!(out, vec![p]);
@@ -262,8 +273,8 @@ mod tests {
 
     #[test]
     fn other_durations_are_reframed_to_twenty_ms() {
-        let m = measure(7);
-        let mut f = Forwarder::new(7);
+        let m = measure();
+        let mut f = Forwarder::new(7, Some("Pat".into()));
         let out = f.packet(encode(40), &m);
         assert_eq!(out.len(), 2);
         for p in &out {
@@ -279,8 +290,8 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped_and_counted() {
-        let m = measure(7);
-        let mut f = Forwarder::new(7);
+        let m = measure();
+        let mut f = Forwarder::new(7, Some("Pat".into()));
         for junk in [&b""[..], &[0xff], &[0x03, 0xff, 0xff]] {
             assert!(f.packet(Bytes::copy_from_slice(junk), &m).is_empty());
         }
