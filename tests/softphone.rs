@@ -47,7 +47,8 @@ fn missing_prerequisite(browser_dir: &Path) -> Option<String> {
     None
 }
 
-/// A 48 kHz mono WAV of a 1 kHz tone keyed on for 300 ms and off for 200 ms.
+/// A 48 kHz mono WAV of a 1 kHz tone keyed on (150–450 ms) and off (100–300 ms) in a seeded,
+/// irregular rhythm: a regular one would make the sim's echo-delay search ambiguous.
 fn write_tone_wav(path: &Path) {
     let spec = hound::WavSpec {
         channels: 1,
@@ -56,15 +57,28 @@ fn write_tone_wav(path: &Path) {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..48_000 * 10 {
-        let in_cycle = i % 24_000;
-        let on = in_cycle < 14_400;
-        // Short ramps so the keying does not click.
-        let ramp = (f64::from(in_cycle.min(14_400 - in_cycle.min(14_400))) / 480.0).min(1.0);
-        let gain = if on { ramp } else { 0.0 };
-        let t = f64::from(i) / 48_000.0;
+    let mut rng: u64 = 0x5eed_0001;
+    let mut next = |lo: u64, span: u64| {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (lo + (rng >> 33) % span) * 48
+    };
+    let (mut on, mut left, mut i) = (false, 0u64, 0u64);
+    let mut gain = 0.0f64;
+    while i < 48_000 * 10 {
+        if left == 0 {
+            on = !on;
+            left = if on { next(150, 300) } else { next(100, 200) };
+        }
+        // Ramp the gain over 10 ms so the keying does not click.
+        let target = if on { 1.0 } else { 0.0 };
+        gain += (target - gain).clamp(-1.0 / 480.0, 1.0 / 480.0);
+        let t = i as f64 / 48_000.0;
         let v = (t * TONE_HZ * std::f64::consts::TAU).sin() * 12_000.0 * gain;
         w.write_sample(v as i16).unwrap();
+        left -= 1;
+        i += 1;
     }
     w.finalize().unwrap();
 }
@@ -132,8 +146,10 @@ async fn a_browser_joins_the_bots_call_and_hears_the_echo() {
     let screenshot = std::env::var("MEDIABOT_SOFTPHONE_SCREENSHOT")
         .map_or_else(|_| tmp.join("softphone.png"), PathBuf::from);
 
-    let mut scenario = Scenario::default();
-    scenario.users = vec![SimUser::new("Alice", Voice::Tone { tone_hz: ALICE_HZ })];
+    let scenario = Scenario {
+        users: vec![SimUser::new("Alice", Voice::Tone { tone_hz: ALICE_HZ })],
+        ..Scenario::default()
+    };
     let sim = LocalSim::start_with_softphone(scenario).await.unwrap();
     let url = sim.softphone_url().unwrap().to_owned();
     let bot = Bot::builder(sim.target()).build().await.unwrap();

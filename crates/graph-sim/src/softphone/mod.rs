@@ -39,22 +39,13 @@ pub const PAGE_PATH: &str = "/softphone/";
 pub const MAX_PEOPLE: usize = 16;
 
 /// How the softphone behaves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SoftphoneOptions {
     /// WebRTC settings of the peers facing browsers (loopback by default).
     pub webrtc: WebRtcConfig,
     /// Where "call the bot" offers the new call; without it, the callback URL of the most
     /// recent call the sim saw is used, and with none, creating a call is refused.
     pub bot_callback_url: Option<String>,
-}
-
-impl Default for SoftphoneOptions {
-    fn default() -> Self {
-        SoftphoneOptions {
-            webrtc: WebRtcConfig::default(),
-            bot_callback_url: None,
-        }
-    }
 }
 
 struct Person {
