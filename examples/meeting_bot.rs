@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim};
+use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions};
 use mediabot::graph_signaling::models::Participant;
 use mediabot::graph_signaling::state::ParticipantKey;
 use mediabot::graph_sim::media::MediaOptions;
@@ -100,7 +100,14 @@ async fn run(args: Args) -> Result<(), Error> {
     let meeting = scenario.meeting.clone();
     let mut media = MediaOptions::for_scenario(&scenario);
     media.voice_dir = voice_dir;
-    let sim = LocalSim::start_with(scenario, media).await?;
+    let sim = LocalSim::start_with(
+        scenario,
+        LocalSimOptions {
+            media: Some(media),
+            ..LocalSimOptions::default()
+        },
+    )
+    .await?;
     let bot = Bot::builder(sim.target()).build().await?;
 
     // What a real bot gets from the meeting invitation; here the scenario's values by default.

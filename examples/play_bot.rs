@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mediabot::audio_pipeline::{EngineConfig, PcmSpec};
-use mediabot::bot::{AudioFormat, Bot, CallEvent, CallTarget, LocalSim};
+use mediabot::bot::{AudioFormat, Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions};
 use mediabot::graph_sim::media::MediaOptions;
 use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
@@ -147,7 +147,14 @@ async fn main() -> Result<(), Error> {
     };
     let mut media = MediaOptions::for_scenario(&scenario);
     media.record_dir = args.sim_record.clone();
-    let sim = LocalSim::start_with(scenario, media).await?;
+    let sim = LocalSim::start_with(
+        scenario,
+        LocalSimOptions {
+            media: Some(media),
+            ..LocalSimOptions::default()
+        },
+    )
+    .await?;
     let mut engine = EngineConfig::default();
     // "Low on frames" at 200 ms left instead of 60 ms: room for this task to wake up late on a
     // busy machine before the player runs dry.

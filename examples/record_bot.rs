@@ -15,7 +15,8 @@ use std::time::Duration;
 use clap::Parser;
 use mediabot::audio_pipeline::{AudioFrame, PcmSpec};
 use mediabot::bot::{
-    Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio, RecordingStatus, SimUserInfo,
+    Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions, ReceivedAudio, RecordingStatus,
+    SimUserInfo,
 };
 use mediabot::graph_signaling::models::{CallState, Participant};
 use mediabot::graph_sim::media::MediaOptions;
@@ -198,7 +199,14 @@ async fn main() -> Result<(), Error> {
         .as_ref()
         .and_then(|p| p.parent())
         .map(PathBuf::from);
-    let sim = LocalSim::start_with(scenario, media).await?;
+    let sim = LocalSim::start_with(
+        scenario,
+        LocalSimOptions {
+            media: Some(media),
+            ..LocalSimOptions::default()
+        },
+    )
+    .await?;
     let bot = Bot::builder(sim.target()).build().await?;
     let mut call = bot.place_call(call_target(sim.users())).await?;
     let mut audio = call

@@ -4,6 +4,7 @@ use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
+use graph_sim::softphone::{Softphone, SoftphoneOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -36,23 +37,57 @@ pub struct LocalSim {
     users: Vec<SimUserInfo>,
     commands: mpsc::UnboundedSender<Command>,
     task: JoinHandle<MediaReport>,
+    softphone_url: Option<String>,
+}
+
+/// How a [`LocalSim`] runs, beyond its scenario.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSimOptions {
+    /// How the simulated service behaves (keepAlive timeout, answer window, setup delays).
+    /// Its `base_url` is replaced by the server's own address.
+    pub config: SimConfig,
+    /// The media side's options (recordings of what the bot sent, the folder of a scenario's
+    /// WAV voices); `None`: [`MediaOptions::for_scenario`].
+    pub media: Option<MediaOptions>,
+    /// Serve the softphone page, where a person joins a call from a browser
+    /// ([`LocalSim::softphone_url`]).
+    pub softphone: bool,
 }
 
 impl LocalSim {
     /// Starts the sim with `scenario` and the default app registration.
     pub async fn start(scenario: Scenario) -> Result<LocalSim, BotError> {
-        let media = MediaOptions::for_scenario(&scenario);
-        LocalSim::start_with(scenario, media).await
+        LocalSim::start_with(scenario, LocalSimOptions::default()).await
     }
 
-    /// Like [`LocalSim::start`], with the media side's options chosen by the caller: for
-    /// instance `record_dir` to keep what the simulated users heard from the bot as WAV files,
-    /// or `voice_dir` for a scenario file's relative WAV voices.
-    pub async fn start_with(scenario: Scenario, media: MediaOptions) -> Result<LocalSim, BotError> {
-        let config = SimConfig::default();
-        let mut sim = SimServer::start(config.clone(), scenario.clone(), ServerOptions::default())
+    /// Starts the sim with `scenario` and its softphone page.
+    pub async fn start_with_softphone(scenario: Scenario) -> Result<LocalSim, BotError> {
+        let options = LocalSimOptions {
+            softphone: true,
+            ..LocalSimOptions::default()
+        };
+        LocalSim::start_with(scenario, options).await
+    }
+
+    /// Starts the sim with `scenario` and `options`.
+    pub async fn start_with(
+        scenario: Scenario,
+        options: LocalSimOptions,
+    ) -> Result<LocalSim, BotError> {
+        let LocalSimOptions {
+            config,
+            media,
+            softphone,
+        } = options;
+        let softphone = softphone.then(|| Softphone::new(SoftphoneOptions::default()));
+        let server_options = ServerOptions {
+            softphone: softphone.clone(),
+            ..ServerOptions::default()
+        };
+        let mut sim = SimServer::start(config.clone(), scenario.clone(), server_options)
             .await
             .map_err(|e| BotError::Sim(e.to_string()))?;
+        let softphone_url = sim.softphone_url();
         let target = Target::Sim(ServiceEndpoints {
             api_url: sim.api_url(),
             token_url: sim.token_url(),
@@ -69,7 +104,10 @@ impl LocalSim {
                 })
                 .collect()
         });
-        let mut media = MediaSide::new(media);
+        let mut media = MediaSide::new(MediaOptions {
+            softphone,
+            ..media.unwrap_or_else(|| MediaOptions::for_scenario(&scenario))
+        });
         let (commands, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -99,7 +137,13 @@ impl LocalSim {
             users,
             commands,
             task,
+            softphone_url,
         })
+    }
+
+    /// The softphone page's URL, when started with [`LocalSim::start_with_softphone`].
+    pub fn softphone_url(&self) -> Option<&str> {
+        self.softphone_url.as_deref()
     }
 
     /// The target to build a bot with.

@@ -35,9 +35,10 @@ const DELAY_FLOOR_MS: f64 = 2.0 * (FRAME_MS + OPUS_LOOKAHEAD_MS + FRAME_MS);
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Seconds to stay in the call once it is established.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
+    /// Seconds to stay in the call once it is established (default 15; with --softphone, until
+    /// Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
     /// Packet loss in each direction, in percent.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -53,6 +54,10 @@ pub(crate) struct DemoArgs {
     /// Print only a JSON report on standard output.
     #[arg(long)]
     json: bool,
+    /// Serve graph-sim's softphone page (its URL is printed on standard error) so a person can
+    /// join the call from a browser; stays in the call until Ctrl-C unless --duration is given.
+    #[arg(long)]
+    softphone: bool,
 }
 
 /// What the echo task saw of each participant's unmixed audio.
@@ -119,9 +124,30 @@ fn scenario(args: &DemoArgs) -> Scenario {
 }
 
 async fn demo(args: &DemoArgs) -> Result<Value, String> {
-    let sim = LocalSim::start(scenario(args))
-        .await
-        .map_err(|e| format!("graph-sim: {e}"))?;
+    let sim = if args.softphone {
+        LocalSim::start_with_softphone(scenario(args)).await
+    } else {
+        LocalSim::start(scenario(args)).await
+    }
+    .map_err(|e| format!("graph-sim: {e}"))?;
+    if let Some(url) = sim.softphone_url() {
+        eprintln!("softphone: open {url} to join the call from a browser (Ctrl-C ends the demo)");
+    }
+    // `None`: stay until Ctrl-C.
+    let duration = match (args.duration, args.softphone) {
+        (Some(secs), _) => Some(Duration::from_secs(secs)),
+        (None, false) => Some(Duration::from_secs(15)),
+        (None, true) => None,
+    };
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if args.softphone {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
     let bot = Bot::builder(sim.target())
         .build()
         .await
@@ -178,6 +204,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     let mut established_at: Option<Instant> = None;
     let mut invited = false;
     let mut hung_up = false;
+    let mut hung_up_at: Option<Instant> = None;
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let setup_limit = Duration::from_secs(30);
@@ -213,16 +240,18 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
             }
             _ = ticker.tick() => {
                 status_line(&bot, &call_id, &states, participants, &heard, &sent_frames);
-                let due = established_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(args.duration));
+                let due = interrupted.load(std::sync::atomic::Ordering::Relaxed)
+                    || established_at.zip(duration).is_some_and(|(t, d)| t.elapsed() >= d);
                 let stuck = established_at.is_none() && started.elapsed() > setup_limit;
                 if (due || stuck) && !hung_up {
                     hung_up = true;
+                    hung_up_at = Some(Instant::now());
                     if let Err(e) = call.hang_up().await {
                         eprintln!("hang up: {e}");
                         break;
                     }
                 }
-                if hung_up && started.elapsed() > Duration::from_secs(args.duration) + setup_limit {
+                if hung_up_at.is_some_and(|t| t.elapsed() > setup_limit) {
                     break;
                 }
             }

@@ -9,6 +9,7 @@ use graph_sim::media::{MediaOptions, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::{SimConfig, SimEvent};
+use graph_sim::softphone::{Softphone, SoftphoneOptions};
 
 use super::print_out;
 
@@ -66,9 +67,17 @@ pub(crate) fn run(args: SimArgs) -> Result<(), String> {
 }
 
 async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(), String> {
+    // The softphone page is served on loopback only: its WebRTC peers bind 127.0.0.1.
+    let softphone = args.listen.ip().is_loopback().then(|| {
+        Softphone::new(SoftphoneOptions {
+            bot_callback_url: args.offer_incoming.clone(),
+            ..SoftphoneOptions::default()
+        })
+    });
     let options = ServerOptions {
         bind: args.listen,
         allow_remote_callbacks: args.allow_remote_callbacks,
+        softphone: softphone.clone(),
         ..ServerOptions::default()
     };
     let (app_id, secret, tenant) = (
@@ -84,6 +93,7 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
             .scenario
             .as_ref()
             .and_then(|p| p.parent().map(PathBuf::from)),
+        softphone,
         ..MediaOptions::for_scenario(&scenario)
     });
     let mut sim = SimServer::start(config, scenario, options)
@@ -102,6 +112,11 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
             .collect()
     });
     banner.extend(users);
+    if let Some(url) = sim.softphone_url() {
+        banner.push_str(&format!(
+            "  softphone            {url}  (join a call from a browser)\n"
+        ));
+    }
     print_out(&banner)?;
     if let Some(callback) = &args.offer_incoming {
         let id = sim.with_sim(|s, now| s.offer_incoming_call(now, callback, 0));

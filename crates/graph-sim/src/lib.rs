@@ -8,6 +8,8 @@
 //!   impairment of the media path and of signaling.
 //! - [`media`]: the media side: plays simulated participants to the bot's mpUri, records what
 //!   the bot sends, and measures echo delay and similarity per participant.
+//! - [`softphone`]: a web page on the sim's server where a person joins a simulated call with
+//!   a real microphone and speaker (WebRTC), as one more participant.
 
 pub mod faults;
 pub mod media;
@@ -15,3 +17,4 @@ pub mod netem;
 pub mod scenario;
 pub mod server;
 pub mod service;
+pub mod softphone;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::scenario::Scenario;
 use crate::service::{ApiRequest, MAX_REQUEST_BYTES, Method, Outbound, Sim, SimConfig, SimEvent};
+use crate::softphone::{PAGE_PATH, Softphone};
 
 /// The simulator's development signing key (public on purpose; see `keys/README.md`).
 pub const DEV_SIGNING_KEY_PEM: &str = include_str!("../keys/dev-signing.pem");
@@ -42,6 +43,9 @@ pub struct ServerOptions {
     /// Post notifications to callback URLs outside loopback. Off by default so a test can never
     /// reach the outside world by mistake.
     pub allow_remote_callbacks: bool,
+    /// Serve the softphone page and its API under `/softphone/` (off by default). Give the
+    /// same [`Softphone`] to the media side's options.
+    pub softphone: Option<Softphone>,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +54,7 @@ impl Default for ServerOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             signing_key_pem: DEV_SIGNING_KEY_PEM.to_owned(),
             allow_remote_callbacks: false,
+            softphone: None,
         }
     }
 }
@@ -101,6 +106,20 @@ impl Shared {
     }
 }
 
+/// The core as other shells of this crate (the softphone) reach it: locked, and the notifier
+/// woken afterwards to act on what was queued.
+#[derive(Clone)]
+pub(crate) struct SimHandle(Arc<Shared>);
+
+impl SimHandle {
+    /// Runs `f` on the core, then wakes the notifier.
+    pub(crate) fn with_sim<R>(&self, f: impl FnOnce(&mut Sim, Instant) -> R) -> R {
+        let r = f(&mut self.0.sim(), Instant::now());
+        self.0.wake.notify_one();
+        r
+    }
+}
+
 struct Signer {
     key: EncodingKey,
 }
@@ -144,6 +163,7 @@ pub struct SimServer {
     shared: Arc<Shared>,
     events: mpsc::UnboundedReceiver<SimEvent>,
     tasks: Vec<JoinHandle<()>>,
+    softphone: bool,
 }
 
 impl Drop for SimServer {
@@ -191,7 +211,7 @@ impl SimServer {
             jwks,
             stats: Mutex::new(NotifierStats::default()),
         });
-        let router = Router::new()
+        let mut router = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route(
                 "/v1/.well-known/OpenIdConfiguration",
@@ -200,6 +220,10 @@ impl SimServer {
             .route("/v1/.well-known/keys", get(keys))
             .route("/v1.0/{*path}", axum::routing::any(api))
             .with_state(shared.clone());
+        if let Some(softphone) = &options.softphone {
+            softphone.attach_sim(SimHandle(shared.clone()));
+            router = router.merge(crate::softphone::routes(softphone.clone()));
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -215,6 +239,7 @@ impl SimServer {
             shared,
             events,
             tasks: vec![server, notifier],
+            softphone: options.softphone.is_some(),
         })
     }
 
@@ -242,6 +267,12 @@ impl SimServer {
             "{}/v1/.well-known/OpenIdConfiguration",
             self.shared.base_url
         )
+    }
+
+    /// The softphone page's URL, when the server serves it.
+    pub fn softphone_url(&self) -> Option<String> {
+        self.softphone
+            .then(|| format!("{}{PAGE_PATH}", self.shared.base_url))
     }
 
     /// Runs `f` on the core (to read state or offer an incoming call), then lets the notifier

@@ -14,6 +14,7 @@
 //!   sender, DTMF, hang-up, stats); participants' audio goes to the [`AudioSink`] given.
 //! - [`service`]: the service side ([`ServiceSession`]) that graph-sim and the tests use.
 //! - [`tls`]: optional `wss`.
+//! - [`browser`]: a peer that answers a web browser's offer (graph-sim's softphone).
 //!
 //! Feature `pipeline` adds the `pipeline` module: the adapter feeding
 //! `audio-pipeline`'s jitter buffers by sourceId and its paced encoder output to the send track;
@@ -57,6 +58,8 @@
 //! elsewhere are recovered rather than propagated, so one failed call does not take others down.
 
 pub mod binding;
+#[cfg(feature = "runtime")]
+pub mod browser;
 #[cfg(feature = "runtime")]
 mod call;
 #[cfg(feature = "runtime")]

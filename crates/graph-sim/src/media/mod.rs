@@ -60,6 +60,7 @@ pub use report::{CallReport, LinkReport, MediaReport, ParticipantReport, Totals}
 use crate::netem::Link;
 use crate::scenario::{MediaImpairments, Scenario, Turns, Voice};
 use crate::service::SimEvent;
+use crate::softphone::{Attach, Softphone};
 use player::Sender;
 use recorder::BotStream;
 use report::CallMeasure;
@@ -85,6 +86,8 @@ pub struct MediaOptions {
     pub max_analysis: Duration,
     /// How echo delay is searched for.
     pub delay: DelayParams,
+    /// The softphone whose people this media side relays (the server's too).
+    pub softphone: Option<Softphone>,
 }
 
 impl Default for MediaOptions {
@@ -98,6 +101,7 @@ impl Default for MediaOptions {
             service: ServiceConfig::default(),
             max_analysis: Duration::from_secs(120),
             delay: DelayParams::default(),
+            softphone: None,
         }
     }
 }
@@ -142,6 +146,11 @@ enum Command {
         source: u32,
         name: String,
         voice: Box<VoiceSource>,
+    },
+    /// A softphone person: relay their browser instead of playing a voice.
+    AddPerson {
+        source: u32,
+        name: String,
     },
     Remove {
         source: u32,
@@ -212,7 +221,25 @@ impl MediaSide {
                 source_id,
                 voice,
                 talks,
-            } => self.add_source(&call_id, source_id, name, &voice, talks),
+            } => {
+                let person = self
+                    .options
+                    .softphone
+                    .as_ref()
+                    .is_some_and(|sp| sp.is_person(&call_id, source_id));
+                if person {
+                    self.send(
+                        &call_id,
+                        Command::AddPerson {
+                            source: source_id,
+                            name,
+                        },
+                    );
+                    Ok(())
+                } else {
+                    self.add_source(&call_id, source_id, name, &voice, talks)
+                }
+            }
             SimEvent::SourceRemoved { call_id, source_id } => {
                 self.send(&call_id, Command::Remove { source: source_id });
                 Ok(())
@@ -278,6 +305,9 @@ impl MediaSide {
             max_samples,
             bot,
         )));
+        if let Some(sp) = &opts.softphone {
+            sp.call_started(&call_id, measure.clone());
+        }
         let mut handle = CallHandle {
             measure: measure.clone(),
             commands: None,
@@ -305,6 +335,7 @@ impl MediaSide {
                 measure,
                 from_bot,
                 senders: HashMap::new(),
+                people: HashMap::new(),
                 seed,
             };
             handle.commands = Some(tx);
@@ -412,6 +443,8 @@ struct CallTask {
     measure: Arc<Mutex<CallMeasure>>,
     from_bot: Option<Link<(u16, u32, Bytes)>>,
     senders: HashMap<u32, Sender>,
+    /// Softphone people of this call: where the bot's packets go for each.
+    people: HashMap<u32, mpsc::Sender<Bytes>>,
     seed: u64,
 }
 
@@ -456,6 +489,9 @@ impl CallTask {
                 command = commands.recv() => match command {
                     Some(Command::Add { source, name, voice }) => {
                         self.add(&mut session, source, &name, *voice).await;
+                    }
+                    Some(Command::AddPerson { source, name }) => {
+                        self.add_person(&mut session, source, &name).await;
                     }
                     Some(Command::Remove { source }) => self.remove(&mut session, source).await,
                     Some(Command::HangUp) | None => {
@@ -523,7 +559,54 @@ impl CallTask {
         }
     }
 
+    /// Adds a softphone person's stream toward the bot and hands it to their relay.
+    async fn add_person(&mut self, session: &mut ServiceSession, source: u32, name: &str) {
+        let Some(softphone) = self.options.softphone.clone() else {
+            return;
+        };
+        let call_id = lock(&self.measure).call_id().to_owned();
+        let audio = match session.add_participant(SourceId(source)).await {
+            Ok(a) => a,
+            Err(e) => {
+                lock(&self.measure)
+                    .error
+                    .get_or_insert(format!("sourceId {source}: {e}"));
+                softphone.detach(&call_id, source);
+                return;
+            }
+        };
+        if let Err(e) = session.negotiate().await {
+            lock(&self.measure)
+                .error
+                .get_or_insert(format!("offer for sourceId {source}: {e}"));
+        }
+        // 50 packets a second; a browser that stalls for a second loses the excess.
+        let (tx, rx) = mpsc::channel(50);
+        self.people.insert(source, tx);
+        softphone.attach(
+            &call_id,
+            source,
+            Attach {
+                name: name.to_owned(),
+                to_bot: audio,
+                from_bot: rx,
+                measure: self.measure.clone(),
+            },
+        );
+    }
+
     async fn remove(&mut self, session: &mut ServiceSession, source: u32) {
+        if self.people.remove(&source).is_some() {
+            if let Some(sp) = &self.options.softphone {
+                let call_id = lock(&self.measure).call_id().to_owned();
+                sp.detach(&call_id, source);
+            }
+            lock(&self.measure).participant_left(source, Instant::now());
+            if session.remove_participant(SourceId(source)).await.is_ok() {
+                let _ = session.negotiate().await;
+            }
+            return;
+        }
         let Some(sender) = self.senders.remove(&source) else {
             return;
         };
@@ -547,6 +630,10 @@ impl CallTask {
     }
 
     fn bot_audio(&mut self, arrival: Instant, packet: (u16, u32, Bytes)) {
+        // People hear the bot as it sends, before the sim's own `from_bot` impairment.
+        for tx in self.people.values() {
+            let _ = tx.try_send(packet.2.clone());
+        }
         match self.from_bot.as_mut() {
             Some(link) => {
                 link.send(arrival, packet);
@@ -574,6 +661,13 @@ impl CallTask {
     }
 
     async fn finish(&mut self) {
+        if let Some(sp) = &self.options.softphone {
+            let call_id = lock(&self.measure).call_id().to_owned();
+            for source in self.people.keys() {
+                sp.detach(&call_id, *source);
+            }
+        }
+        self.people.clear();
         let senders: Vec<(u32, Sender)> = self.senders.drain().collect();
         for (source, sender) in senders {
             self.stopped(source, sender).await;

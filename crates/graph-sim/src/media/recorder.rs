@@ -77,6 +77,8 @@ pub struct BotStream {
     last_transit: Option<f64>,
     jitter: f64,
     report: BotStreamReport,
+    /// Peak-hold level of the decoded audio, dBFS.
+    level: f32,
     wav: Option<hound::WavWriter<BufWriter<File>>>,
     wav_path: Option<PathBuf>,
 }
@@ -138,6 +140,7 @@ impl BotStream {
             last_transit: None,
             jitter: 0.0,
             report: BotStreamReport::default(),
+            level: super::report::SILENT_DBFS,
             wav: writer,
             wav_path: wav.map(Path::to_path_buf),
         })
@@ -264,6 +267,7 @@ impl BotStream {
     }
 
     fn emit(&mut self, frame: &[i16; FRAME]) {
+        self.level = super::report::decay_level(self.level, audio_pipeline::mix::level_dbfs(frame));
         self.report.seconds += FRAME as f64 / f64::from(RATE);
         self.write(frame);
     }
@@ -300,6 +304,11 @@ impl BotStream {
             let _ = w.finalize();
         }
         self.wav_path.clone()
+    }
+
+    /// Current level of the bot's audio (dBFS, peak-hold with decay).
+    pub fn level(&self) -> f32 {
+        self.level
     }
 
     /// The figures so far.

@@ -159,6 +159,16 @@ struct Track {
     link: LinkStats,
     joined: i64,
     left: Option<i64>,
+    /// Peak-hold level of what was said, dBFS (for the softphone's meters).
+    level: f32,
+}
+
+/// Level reported for silence, dBFS.
+pub(crate) const SILENT_DBFS: f32 = -96.0;
+
+/// A peak meter: jumps up to a louder frame, falls by 1 dB per 20 ms frame (50 dB/s).
+pub(crate) fn decay_level(previous: f32, frame_dbfs: f32) -> f32 {
+    frame_dbfs.max(previous - 1.0).max(SILENT_DBFS)
 }
 
 /// The measurements of one call as they accumulate. Times are placed on the call's clock, which
@@ -218,6 +228,11 @@ impl CallMeasure {
         }
     }
 
+    /// The call's id.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
     /// The call's clock origin.
     pub fn epoch(&self) -> Instant {
         self.epoch
@@ -240,6 +255,7 @@ impl CallMeasure {
                 link: LinkStats::default(),
                 joined: at,
                 left: None,
+                level: SILENT_DBFS,
             },
         );
     }
@@ -250,6 +266,7 @@ impl CallMeasure {
         let Some(t) = self.tracks.get_mut(&source) else {
             return;
         };
+        t.level = decay_level(t.level, audio_pipeline::mix::level_dbfs(frame));
         if sent {
             t.frames_sent += 1;
         } else {
@@ -273,6 +290,15 @@ impl CallMeasure {
         if let Some(t) = self.tracks.get_mut(&source) {
             t.left.get_or_insert(pos);
         }
+    }
+
+    /// Current levels (dBFS, peak-hold with decay) of the bot's audio and of each participant's,
+    /// by `sourceId`.
+    pub fn levels(&self) -> (f32, Vec<(u32, f32)>) {
+        (
+            self.bot.level(),
+            self.tracks.iter().map(|(&s, t)| (s, t.level)).collect(),
+        )
     }
 
     /// The bot's stream.

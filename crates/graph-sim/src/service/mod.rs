@@ -10,6 +10,9 @@
 //! Each call is owned by this one `Sim` and keyed by its id.
 
 mod payloads;
+mod softphone;
+
+pub use softphone::{CallSummary, JoinError, MAX_PERSON_NAME_CHARS, RosterEntry};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -1041,7 +1044,19 @@ impl Sim {
     ) -> Option<String> {
         let user = self.scenario.users.get(from)?.clone();
         let user_id = self.user_ids[from].clone();
-        let caller = self.new_member(user, &user_id);
+        Some(self.offer_incoming_from(now, callback_uri, user, &user_id))
+    }
+
+    /// Offers the bot an incoming call from `user`; returns the call id. The caller is the
+    /// call's first member.
+    fn offer_incoming_from(
+        &mut self,
+        now: Instant,
+        callback_uri: &str,
+        user: SimUser,
+        user_id: &str,
+    ) -> String {
+        let caller = self.new_member(user, user_id);
         let id = uuid_from(&mut self.rng);
         let bot_id = uuid_from(&mut self.rng);
         let resource = json!({
@@ -1097,7 +1112,7 @@ impl Sim {
             &id,
             TimerKind::AnswerWindow,
         );
-        Some(id)
+        id
     }
 
     /// Advances time: fires every timer due at or before `now`.
