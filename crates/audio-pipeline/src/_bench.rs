@@ -208,9 +208,10 @@ mod tests {
                 out.extend_from_slice(frame.samples());
             }
         }
-        // One frame of pre-buffering on the send side, none lost after that.
+        // One frame of pre-buffering on the send side, none lost after that; the receive
+        // side starts once its jitter buffer holds its start depth (3 frames).
         assert_eq!(packets, 149);
-        assert!(out.len() >= 148 * 320);
+        assert!(out.len() >= 146 * 320);
         assert!(spectral_similarity(&speech[..out.len()], &out, 16_000) > 0.9);
     }
 
