@@ -27,6 +27,13 @@ const REORDER_WINDOW: u64 = 3;
 /// A packet later than its place by more than this moves playout to its arrival.
 const LATE_JUMP: i64 = (RATE / 100) as i64;
 
+/// The listener's playout delay: playout starts this long after the first packet arrives, as
+/// a softphone's jitter buffer does, so a packet that comes up to this much later than the
+/// first one is still heard in its place. Without it, every few milliseconds of network or
+/// scheduling jitter above [`LATE_JUMP`] became a gap of silence in what the participant
+/// hears, and a permanent shift of the echo's delay, which no real client would have.
+const PLAYOUT_DELAY: i64 = 3 * FRAME as i64;
+
 /// Longest silence inserted for a pause of the bot, so the recording stays bounded.
 const MAX_PAUSE: i64 = 10 * RATE as i64;
 
@@ -243,7 +250,7 @@ impl BotStream {
     /// later than its place.
     fn place(&mut self, arrival: i64) {
         let Some(start) = self.start else {
-            self.start = Some(arrival);
+            self.start = Some(arrival + PLAYOUT_DELAY);
             return;
         };
         let late = arrival - (start + self.played);
@@ -372,9 +379,10 @@ mod tests {
         order.insert(9, 9);
         for &i in &order {
             let seq = 65_530u16.wrapping_add(i as u16);
-            // Each packet arrives in its own slot, except 6, which comes after 7.
+            // Each packet arrives in its own slot, except 6, which comes after 7 and 21 ms
+            // later than the listener's playout delay allows.
             let late = if i == 6 {
-                tick + Duration::from_millis(1)
+                tick + Duration::from_millis(61)
             } else {
                 Duration::ZERO
             };
@@ -387,8 +395,9 @@ mod tests {
         assert_eq!(r.discarded, 1, "{r:?}");
         assert_eq!(r.concealed, 1, "{r:?}");
         let t = s.timeline();
-        // Playout starts where packet 0 arrived; packet 6, 21 ms late, pushes the rest back.
-        assert_eq!(t.start, position(epoch, epoch + Duration::from_millis(100)));
+        // Playout starts the playout delay after packet 0 arrived; packet 6, 21 ms later
+        // than that allows, pushes the rest back.
+        assert_eq!(t.start, position(epoch, epoch + Duration::from_millis(160)));
         assert_eq!(t.samples.len(), 20 * FRAME + 21 * 48);
         assert!(r.jitter_ms > 0.0, "the late packet shows as jitter");
         assert_eq!(s.arrivals_between(0, i64::MAX), 20);
