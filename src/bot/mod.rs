@@ -63,7 +63,7 @@ pub use call::{Call, IncomingCall, IncomingCalls};
 pub use config::{BotArgs, TargetKind};
 pub use events::CallEvent;
 pub use http::Health;
-pub use sim::{LocalSim, SimUserInfo};
+pub use sim::{LocalSim, LocalSimOptions, SimUserInfo};
 pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};
 
 /// Why the bot or one of its calls could not do what was asked.

@@ -1,5 +1,7 @@
 //! graph-sim in-process, with its media side running, for examples, tests and the demo.
 
+use std::path::PathBuf;
+
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
@@ -16,6 +18,18 @@ pub struct SimUserInfo {
     pub name: String,
     /// Object id to call.
     pub id: String,
+}
+
+/// How a [`LocalSim`] is set up beyond its scenario.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSimOptions {
+    /// How the simulated service behaves (keepAlive timeout, answer window, setup delays).
+    /// Its `base_url` is replaced by the server's own address.
+    pub config: SimConfig,
+    /// Folder for WAV recordings of what the bot sent in each call (`<call id>.wav`, 48 kHz
+    /// mono), named in the report's [`graph_sim::media::CallReport::recording`]; none when
+    /// `None`.
+    pub record_dir: Option<PathBuf>,
 }
 
 enum Command {
@@ -41,7 +55,16 @@ pub struct LocalSim {
 impl LocalSim {
     /// Starts the sim with `scenario` and the default app registration.
     pub async fn start(scenario: Scenario) -> Result<LocalSim, BotError> {
-        let config = SimConfig::default();
+        LocalSim::start_with(scenario, LocalSimOptions::default()).await
+    }
+
+    /// Starts the sim with `scenario` and `options` (a shortened keepAlive timeout, a folder
+    /// for recordings of what the bot sent).
+    pub async fn start_with(
+        scenario: Scenario,
+        options: LocalSimOptions,
+    ) -> Result<LocalSim, BotError> {
+        let LocalSimOptions { config, record_dir } = options;
         let mut sim = SimServer::start(config.clone(), scenario.clone(), ServerOptions::default())
             .await
             .map_err(|e| BotError::Sim(e.to_string()))?;
@@ -61,7 +84,10 @@ impl LocalSim {
                 })
                 .collect()
         });
-        let mut media = MediaSide::new(MediaOptions::for_scenario(&scenario));
+        let mut media = MediaSide::new(MediaOptions {
+            record_dir,
+            ..MediaOptions::for_scenario(&scenario)
+        });
         let (commands, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
