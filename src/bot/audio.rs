@@ -125,6 +125,12 @@ impl AudioSender {
             .map_or(0, |s| s.counters().queued_frames.get())
     }
 
+    /// Ticks on which playback was running but nothing was queued: each is an audible gap in
+    /// what the call hears (the player then waits for a few frames before playing again).
+    pub fn underruns(&self) -> u64 {
+        self.stream().map_or(0, |s| s.counters().underruns.get())
+    }
+
     /// The layout the sender expects.
     pub fn spec(&self) -> PcmSpec {
         self.media.spec()

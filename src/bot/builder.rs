@@ -59,6 +59,7 @@ pub struct BotBuilder {
     display_name: String,
     capacity: usize,
     qoe_interval: Duration,
+    keepalive_interval: Duration,
 }
 
 impl BotBuilder {
@@ -73,6 +74,7 @@ impl BotBuilder {
             display_name: "mediabot".into(),
             capacity: 100,
             qoe_interval: Duration::from_secs(10),
+            keepalive_interval: graph_signaling::state::DEFAULT_KEEPALIVE_INTERVAL,
         }
     }
 
@@ -126,6 +128,15 @@ impl BotBuilder {
     /// How often [`super::CallEvent::Quality`] is reported while media is connected.
     pub fn qoe_interval(mut self, every: Duration) -> Self {
         self.qoe_interval = every.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How often each call sends `POST …/keepAlive`. The calling service ends a call that was
+    /// not kept alive for 45 minutes; the default, 15 minutes, leaves a wide margin. Shorter
+    /// intervals are for tests against a sim with a shortened keepAlive timeout
+    /// ([`graph_sim::service::SimConfig::keepalive_timeout`]). Floor: 100 ms.
+    pub fn keepalive_interval(mut self, every: Duration) -> Self {
+        self.keepalive_interval = every.max(Duration::from_millis(100));
         self
     }
 
@@ -198,6 +209,7 @@ impl BotBuilder {
         let client = GraphClient::with_http(
             GraphClientConfig {
                 base_url: endpoints.api_url.clone(),
+                keepalive_interval: self.keepalive_interval,
                 ..GraphClientConfig::default()
             },
             tokens,

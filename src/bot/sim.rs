@@ -69,7 +69,8 @@ impl LocalSim {
         LocalSim::start_with(scenario, options).await
     }
 
-    /// Starts the sim with `scenario` and `options`.
+    /// Starts the sim with `scenario` and `options` (a shortened keepAlive timeout, a folder
+    /// for recordings of what the bot sent, the softphone page).
     pub async fn start_with(
         scenario: Scenario,
         options: LocalSimOptions,

@@ -31,6 +31,15 @@ pub struct JitterConfig {
     pub min_depth_frames: u16,
     /// Largest target depth in frames.
     pub max_depth_frames: u16,
+    /// Target depth while a stream starts (and after a resync), before its jitter has been
+    /// measured. From the floor (the default), the buffer grows by concealing a tick whose
+    /// packet is not there yet, and each such step shifts the stream's delay by a frame; on a
+    /// 30 ms-jitter path that happens a few times in the first seconds. Starting deeper avoids
+    /// those steps, but the held depth comes down only while it exceeds the target by more
+    /// than two frames, so on a clean path a stream keeps this depth: 3 costs 40 ms of delay
+    /// for the whole call. Worth it only where links are known to be jittery.
+    /// Clamped to `min_depth_frames..=max_depth_frames`.
+    pub start_depth_frames: u16,
     /// Packets held at most; also the widest sequence gap tolerated before a resync.
     pub capacity: u16,
     /// A timestamp that disagrees with the sequence number by more than this many frames
@@ -48,6 +57,7 @@ impl Default for JitterConfig {
         JitterConfig {
             min_depth_frames: 1,
             max_depth_frames: 25,
+            start_depth_frames: 1,
             capacity: 64,
             resync_jump_frames: 250,
             shrink_after_ticks: 100,
@@ -177,7 +187,7 @@ impl JitterBuffer {
             resync_pending: false,
             last_arrival: None,
             jitter_ts: 0.0,
-            target: config.min_depth_frames.max(1),
+            target: start_target(&config),
             shrink_ticks: 0,
             excess_ticks: 0,
             conceal_run: 0,
@@ -444,13 +454,21 @@ impl JitterBuffer {
         self.next_play = None;
         self.last_arrival = None;
         self.jitter_ts = 0.0;
-        self.target = self.config.min_depth_frames.max(1);
+        self.target = start_target(&self.config);
         self.shrink_ticks = 0;
         self.excess_ticks = 0;
         self.conceal_run = 0;
         self.resync_pending = true;
         self.stats.resyncs += 1;
     }
+}
+
+/// The target depth a stream starts with.
+fn start_target(config: &JitterConfig) -> u16 {
+    let floor = config.min_depth_frames.max(1);
+    config
+        .start_depth_frames
+        .clamp(floor, config.max_depth_frames.max(floor))
 }
 
 #[cfg(test)]
@@ -467,9 +485,16 @@ mod tests {
     }
 
     impl Rig {
+        /// A buffer that starts at the 20 ms floor, so each test sees its packets at once.
         fn new() -> Rig {
+            Rig::with(JitterConfig {
+                start_depth_frames: 1,
+                ..JitterConfig::default()
+            })
+        }
+        fn with(config: JitterConfig) -> Rig {
             Rig {
-                jb: JitterBuffer::new(JitterConfig::default()),
+                jb: JitterBuffer::new(config),
                 t0: Instant::now(),
             }
         }
@@ -545,6 +570,48 @@ mod tests {
         // Packet 2 never came: the tick is concealed and nothing was held.
         assert!(matches!(r.pop_at(60), Playout::Conceal));
         assert_eq!(r.jb.last_hold(), None);
+    }
+
+    #[test]
+    fn starting_deeper_spares_a_jittery_stream_its_delay_steps() {
+        // Packets every 20 ms, each up to 30 ms late, in order (a queue that varies but never
+        // lets one overtake another), and ticks 5 ms after each nominal arrival.
+        let late = [0u64, 25, 30, 12, 3, 28, 30, 7, 19, 30, 1, 22];
+        let mut runs = Vec::new();
+        for config in [
+            JitterConfig {
+                start_depth_frames: 3,
+                ..JitterConfig::default()
+            },
+            JitterConfig::default(),
+        ] {
+            let mut r = Rig::with(config);
+            let (mut due, mut last) = (Vec::new(), 0u64);
+            for i in 0..150u64 {
+                last = last.max(i * 20 + late[i as usize % late.len()]);
+                due.push(last);
+            }
+            let mut k = 0;
+            let mut played = Vec::new();
+            for tick in 0..160u64 {
+                let now = tick * 20 + 5;
+                while k < due.len() && due[k] <= now {
+                    r.push_at(k as u16, due[k], tagged(k as u16));
+                    k += 1;
+                }
+                played.extend(seq_of(&r.pop_at(now)));
+                if played.len() == due.len() {
+                    break;
+                }
+            }
+            // Every packet plays, in order.
+            assert_eq!(played, (0..150).collect::<Vec<_>>(), "{config:?}");
+            runs.push(r.jb.stats().concealed);
+        }
+        // Started three frames deep the buffer never had to grow; started at the floor (the
+        // default) it grew by concealing, each step a jump of the delay.
+        assert_eq!(runs[0], 0, "{runs:?}");
+        assert!(runs[1] > 0, "{runs:?}");
     }
 
     #[test]

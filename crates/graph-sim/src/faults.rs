@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct SignalingFaults {
     /// Share of API requests answered `429 Too Many Requests`, 0.0..=1.0.
     pub throttle: f64,
+    /// A throttling storm: the first this many API requests are all answered `429` (with
+    /// `Retry-After`), whatever `throttle` says; later ones follow the shares. With a fresh
+    /// sim the first requests are the bot's first call creation and its retries.
+    pub throttle_first: u32,
     /// Share of API requests answered `503 Service Unavailable`, 0.0..=1.0.
     pub unavailable: f64,
     /// `Retry-After` seconds sent with those answers.
@@ -35,6 +39,7 @@ impl Default for SignalingFaults {
     fn default() -> Self {
         SignalingFaults {
             throttle: 0.0,
+            throttle_first: 0,
             unavailable: 0.0,
             retry_after_s: 1,
             slow_response_ms: 0,
@@ -64,6 +69,9 @@ impl SignalingFaults {
         }
         if self.throttle + self.unavailable > 1.0 {
             return Err("throttle + unavailable must not exceed 1".into());
+        }
+        if self.throttle_first > 10_000 {
+            return Err("throttle_first is over 10000 requests".into());
         }
         if self.retry_after_s > 3600 {
             return Err("retry_after_s is over an hour".into());
@@ -110,6 +118,8 @@ pub struct NotificationFate {
 pub struct FaultPlan {
     faults: SignalingFaults,
     rng: StdRng,
+    /// API requests decided so far.
+    requests: u64,
 }
 
 impl FaultPlan {
@@ -118,6 +128,7 @@ impl FaultPlan {
         FaultPlan {
             faults,
             rng: StdRng::seed_from_u64(seed),
+            requests: 0,
         }
     }
 
@@ -130,7 +141,8 @@ impl FaultPlan {
     pub fn request(&mut self) -> RequestFate {
         let draw: f64 = self.rng.random();
         let retry_after = Duration::from_secs(self.faults.retry_after_s);
-        if draw < self.faults.throttle {
+        self.requests += 1;
+        if self.requests <= u64::from(self.faults.throttle_first) || draw < self.faults.throttle {
             RequestFate::Refuse {
                 status: 429,
                 retry_after,
@@ -207,6 +219,31 @@ mod tests {
         let mut plan = FaultPlan::new(faults, 5);
         let dropped = (0..10_000).filter(|_| !plan.notification().deliver).count();
         assert!((1700..2300).contains(&dropped), "{dropped}");
+    }
+
+    #[test]
+    fn a_storm_refuses_the_first_requests_then_follows_the_shares() {
+        let faults = SignalingFaults {
+            throttle_first: 3,
+            retry_after_s: 2,
+            ..SignalingFaults::default()
+        };
+        let mut plan = FaultPlan::new(faults, 9);
+        let refused = RequestFate::Refuse {
+            status: 429,
+            retry_after: Duration::from_secs(2),
+        };
+        for _ in 0..3 {
+            assert_eq!(plan.request(), refused);
+        }
+        for _ in 0..100 {
+            assert!(matches!(plan.request(), RequestFate::Serve { .. }));
+        }
+        let bad = SignalingFaults {
+            throttle_first: 10_001,
+            ..SignalingFaults::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("throttle_first"));
     }
 
     #[test]

@@ -282,9 +282,24 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
 /// grows with length.
 const MAX_SIMILARITY_SAMPLES: usize = 20 * RATE as usize;
 
-/// How alike `said` and what came back `delay_ms` later sound, with audio-pipeline's
-/// [`audio_pipeline::spectral_similarity`] (the project's one definition of the score). Scored
-/// over the stretch where both signals exist, at most 20 s.
+/// Length of each piece of speech scored on its own (see [`echo_similarity`]).
+const SIMILARITY_PIECE: i64 = 2 * RATE as i64;
+
+/// How far the echo of a piece is searched for around the median delay: a receiver's jitter
+/// buffer that grows or shrinks moves the delay by whole frames.
+const ALIGN_MARGIN: i64 = RATE as i64 / 10;
+
+/// A piece in which less than this share of 20 ms frames carries speech is not scored.
+const MIN_VOICED_SHARE: f64 = 0.2;
+
+/// How alike `said` and what came back around `delay_ms` later sound, with audio-pipeline's
+/// [`audio_pipeline::spectral_similarity`] (the project's one definition of the score).
+///
+/// The stretch where both signals exist (at most 20 s) is scored in 2 s pieces, each aligned
+/// on its own within ±100 ms of the median delay, and the scores are averaged, weighted by how
+/// much of each piece is speech. A receiver's jitter buffer adapts to the network by moving
+/// the delay a frame at a time; a listener does not hear that as a change in how the echo
+/// sounds, and scoring each piece by its own alignment keeps it from reading as one.
 pub fn echo_similarity(said: &Timeline, heard: &Timeline, delay_ms: f64) -> Option<f32> {
     let shift = (delay_ms * f64::from(RATE) / 1000.0).round() as i64;
     let from = said.start.max(heard.start - shift);
@@ -295,15 +310,40 @@ pub fn echo_similarity(said: &Timeline, heard: &Timeline, delay_ms: f64) -> Opti
     if to - from < i64::from(RATE) / 2 {
         return None;
     }
-    let reference = said.window(from, to);
-    // The candidate starts a little early, so it is late against the reference by that margin:
-    // the measure re-aligns by its own lag search, and (as of writing) scores a candidate that
-    // it finds early, by even a millisecond, as silence.
-    let margin = i64::from(RATE) / 50;
-    let candidate = heard.window(from + shift - margin, to + shift - margin);
-    Some(audio_pipeline::spectral_similarity(
-        &reference, &candidate, RATE,
-    ))
+    let (mut sum, mut weight) = (0f64, 0f64);
+    let mut a = from;
+    while a < to {
+        // A short tail is scored with the piece before it.
+        let b = if to - (a + SIMILARITY_PIECE) < SIMILARITY_PIECE / 2 {
+            to
+        } else {
+            a + SIMILARITY_PIECE
+        };
+        let reference = said.window(a, b);
+        let voiced = voiced_share(&reference);
+        if voiced >= MIN_VOICED_SHARE {
+            // The candidate reaches the margin beyond both ends, so the echo is inside it
+            // wherever within the margin it landed; the measure's own lag search finds it.
+            let candidate = heard.window(a + shift - ALIGN_MARGIN, b + shift + ALIGN_MARGIN);
+            let score = audio_pipeline::spectral_similarity(&reference, &candidate, RATE);
+            let w = voiced * (b - a) as f64;
+            sum += f64::from(score) * w;
+            weight += w;
+        }
+        a = b;
+    }
+    (weight > 0.0).then(|| (sum / weight) as f32)
+}
+
+/// Share of the 20 ms frames of `pcm` louder than -50 dBFS.
+fn voiced_share(pcm: &[i16]) -> f64 {
+    let frames = pcm.chunks(FRAME);
+    let n = frames.len().max(1);
+    let voiced = pcm
+        .chunks(FRAME)
+        .filter(|f| audio_pipeline::mix::level_dbfs(f) > -50.0)
+        .count();
+    voiced as f64 / n as f64
 }
 
 /// Echo delay and similarity of one participant.

@@ -401,8 +401,9 @@ mod tests {
         assert_eq!(r.discarded, 1, "{r:?}");
         assert_eq!(r.concealed, 1, "{r:?}");
         let t = s.timeline();
-        // Playout starts where packet 0 arrived; packet 6, 21 ms late, pushes the rest back.
-        assert_eq!(t.start, position(epoch, epoch + Duration::from_millis(100)));
+        // Playout starts a frame after packet 0 arrived; packet 6, 21 ms late, pushes the
+        // rest back.
+        assert_eq!(t.start, position(epoch, epoch + Duration::from_millis(120)));
         assert_eq!(t.samples.len(), 20 * FRAME + 21 * 48);
         assert!(r.jitter_ms > 0.0, "the late packet shows as jitter");
         assert_eq!(s.arrivals_between(0, i64::MAX), 20);

@@ -1,0 +1,167 @@
+//! The impairment matrix: one simulated user talking (the built-in speech) to an echo bot, with
+//! 0, 5 and 15 % loss, 30 ms of jitter and 5 % reordering applied in **both** directions (the
+//! user's audio to the bot, and the bot's echo back), seeded. The echo must stay continuous
+//! (the bot conceals what it lost instead of skipping it, and never runs its output dry) and
+//! alike enough to what was said.
+
+use std::time::Duration;
+
+use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim};
+use mediabot::graph_signaling::models::CallState;
+use mediabot::graph_sim::netem::Impairment;
+use mediabot::graph_sim::scenario::{MediaImpairments, Scenario, SimUser, Voice};
+
+use crate::common::{Echo, WAIT, collect_for, hang_up, is_state, serial, small_engine, wait_for};
+
+/// How long the user talks in each cell.
+const TALK: Duration = Duration::from_secs(7);
+
+fn impaired(loss: f64) -> Impairment {
+    Impairment {
+        loss,
+        jitter: Duration::from_millis(30),
+        reorder: 0.05,
+        ..Impairment::default()
+    }
+}
+
+fn scenario(loss: f64) -> Scenario {
+    Scenario {
+        seed: 20_240_601,
+        users: vec![SimUser::new("Alice", Voice::Speech)],
+        media: MediaImpairments {
+            to_bot: impaired(loss),
+            from_bot: impaired(loss),
+        },
+        ..Scenario::default()
+    }
+}
+
+#[allow(clippy::print_stderr)] // the measured figures go to the test log
+async fn cell(loss: f64, min_similarity: f32) {
+    let _turn = serial().await;
+    let sim = LocalSim::start(scenario(loss)).await.unwrap();
+    let bot = Bot::builder(sim.target())
+        .engine(small_engine())
+        .build()
+        .await
+        .unwrap();
+    let alice = sim.users()[0].clone();
+    let mut call = bot
+        .place_call(CallTarget::user(&alice.id, Some(alice.name)))
+        .await
+        .unwrap();
+    let echo = Echo::start(&mut call, false);
+    let mut seen = Vec::new();
+    wait_for(&mut call, &mut seen, WAIT, |e| {
+        is_state(e, CallState::Established)
+    })
+    .await
+    .expect("established");
+    if !seen.iter().any(|e| matches!(e, CallEvent::MediaConnected)) {
+        wait_for(&mut call, &mut seen, WAIT, |e| {
+            matches!(e, CallEvent::MediaConnected)
+        })
+        .await
+        .expect("media connected");
+    }
+    collect_for(&mut call, &mut seen, TALK).await;
+
+    // The bot's side, read while the call still runs.
+    let streams = bot.streams(call.id());
+    let underruns = echo.underruns();
+    let heard = echo.stats();
+    hang_up(&mut call, &mut seen).await;
+    let report = sim.finish().await.unwrap();
+
+    assert_eq!(streams.len(), 1, "one participant stream: {streams:?}");
+    let stream = streams[0];
+    let c = &report.calls[0];
+    assert!(c.media_connected && c.error.is_none(), "{c:?}");
+    let p = &c.participants[0];
+    let unmixed = heard.unmixed.get(&stream.source).copied().unwrap_or(0);
+    eprintln!(
+        "cell loss {:>4.1} %: similarity {:?}, echo delay p50 {:?} ms p95 {:?} ms | \
+         to bot: sent {} lost {} reordered {}; bot received {} concealed {} (jitter buffer \
+         {} frames, jitter {:.1} ms), unmixed frames {unmixed}, mixed {}, output underruns \
+         {underruns} | from bot: packets {} lost {} concealed by the user {} discarded {}",
+        loss * 100.0,
+        p.similarity,
+        p.echo_delay_ms_p50,
+        p.echo_delay_ms_p95,
+        p.to_bot.sent,
+        p.to_bot.lost,
+        p.to_bot.reordered,
+        stream.received,
+        stream.concealed,
+        stream.depth_frames,
+        stream.jitter_ms,
+        heard.mixed,
+        c.from_bot.sent,
+        c.from_bot.lost,
+        c.bot.concealed,
+        c.bot.discarded,
+    );
+
+    // The impairment did what it says in both directions.
+    if loss > 0.0 {
+        assert!(p.to_bot.lost > 0 && c.from_bot.lost > 0, "{p:?} {c:?}");
+    }
+    assert!(
+        p.to_bot.reordered > 0 && c.from_bot.reordered > 0,
+        "{p:?} {c:?}"
+    );
+
+    // The bot conceals what it lost: the application gets a frame for every 20 ms of the
+    // user's speech, lost packets included (without concealment it would get one per packet
+    // that arrived in time).
+    assert!(
+        stream.concealed + 5 >= p.to_bot.lost,
+        "concealed {} of {} lost",
+        stream.concealed,
+        p.to_bot.lost
+    );
+    assert!(
+        unmixed + 10 >= stream.received + stream.concealed,
+        "unmixed {unmixed}, received {}, concealed {}",
+        stream.received,
+        stream.concealed
+    );
+    // The bot's output never ran dry: the user hears a continuous stream, missing only what
+    // the network lost on the way back.
+    assert_eq!(underruns, 0, "the bot's output ran dry");
+    assert!(
+        c.bot.concealed <= c.from_bot.lost + c.from_bot.reordered,
+        "gaps beyond the network's losses: {:?} {:?}",
+        c.bot,
+        c.from_bot
+    );
+    assert!(
+        heard.mixed * 20 >= TALK.as_millis() as u64 * 9 / 10,
+        "a mixed frame every 20 ms: {}",
+        heard.mixed
+    );
+
+    let similarity = p.similarity.expect("the echo was found and scored");
+    assert!(
+        similarity >= min_similarity,
+        "similarity {similarity} < {min_similarity} at {} % loss",
+        loss * 100.0
+    );
+    assert!(p.echo_delay_ms_p50.is_some(), "{p:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_without_loss_with_jitter_and_reordering() {
+    cell(0.0, 0.9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_5_percent_loss_jitter_and_reordering() {
+    cell(0.05, 0.75).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_15_percent_loss_jitter_and_reordering() {
+    cell(0.15, 0.5).await;
+}
