@@ -283,7 +283,7 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
 const MAX_SIMILARITY_SAMPLES: usize = 20 * RATE as usize;
 
 /// Length of each piece of speech scored on its own (see [`echo_similarity`]).
-const SIMILARITY_PIECE: i64 = 2 * RATE as i64;
+const SIMILARITY_PIECE: i64 = RATE as i64 / 2;
 
 /// How far the echo of a piece is searched for around the median delay: a receiver's jitter
 /// buffer that grows or shrinks moves the delay by whole frames.
@@ -295,9 +295,9 @@ const MIN_VOICED_SHARE: f64 = 0.2;
 /// How alike `said` and what came back around `delay_ms` later sound, with audio-pipeline's
 /// [`audio_pipeline::spectral_similarity`] (the project's one definition of the score).
 ///
-/// The stretch where both signals exist (at most 20 s) is scored in 2 s pieces, each aligned
-/// on its own within ±100 ms of the median delay, and the scores are averaged, weighted by how
-/// much of each piece is speech. A receiver's jitter buffer adapts to the network by moving
+/// The stretch where both signals exist (at most 20 s) is scored in half-second pieces, each
+/// aligned on its own within ±100 ms of the median delay, and the scores are averaged,
+/// weighted by how much of each piece is speech. A receiver's jitter buffer adapts to the network by moving
 /// the delay a frame at a time; a listener does not hear that as a change in how the echo
 /// sounds, and scoring each piece by its own alignment keeps it from reading as one.
 pub fn echo_similarity(said: &Timeline, heard: &Timeline, delay_ms: f64) -> Option<f32> {

@@ -4,8 +4,9 @@
 //!
 //! Placing the audio on the clock works like a listener's playout: frames follow each other
 //! from one frame after the first packet's arrival on ([`PLAYOUT_FLOOR`]), and when a packet
-//! comes later than its place (the bot paused, or the network held it) silence fills the gap
-//! and playout continues a frame after its arrival. A bot that sends only when it has something
+//! comes later than its place (the bot paused, or the network held it) the gap is filled (up
+//! to 60 ms with loss concealment, as a client stretches its audio, then silence) and playout
+//! continues a frame after its arrival. A bot that sends only when it has something
 //! to say (an echo bot that lost a packet from its input) is therefore placed right, and
 //! network jitter adds at most its own spread, as a jitter buffer would.
 
@@ -30,6 +31,9 @@ pub const PLAYOUT_FLOOR: i64 = FRAME as i64;
 
 /// A packet later than its place by more than this moves playout to its arrival.
 const LATE_JUMP: i64 = (RATE / 100) as i64;
+
+/// Longest wait for a late packet filled with loss concealment instead of silence.
+const MAX_STRETCH: usize = 3 * FRAME;
 
 /// Longest silence inserted for a pause of the bot, so the recording stays bounded.
 const MAX_PAUSE: i64 = 10 * RATE as i64;
@@ -256,11 +260,21 @@ impl BotStream {
         };
         let late = playable - (start + self.played);
         if late > LATE_JUMP {
-            let silence = [0i16; FRAME];
             let mut left = late.min(MAX_PAUSE) as usize;
+            // A client waiting briefly for a late packet stretches what it played last (Opus's
+            // concealment, which fades by itself) rather than cutting to silence; a longer
+            // pause (the bot sent nothing) is silence.
+            let mut stretched = 0;
+            let mut frame = [0i16; FRAME];
             while left > 0 {
                 let n = left.min(FRAME);
-                self.write(&silence[..n]);
+                if stretched < MAX_STRETCH {
+                    self.conceal(&mut frame, None);
+                    stretched += n;
+                } else {
+                    frame.fill(0);
+                }
+                self.write(&frame[..n]);
                 left -= n;
             }
         }
