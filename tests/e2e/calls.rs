@@ -11,8 +11,8 @@ use mediabot::graph_sim::service::SimConfig;
 use mediabot::media_session::SourceId;
 
 use crate::common::{
-    Echo, TempDir, WAIT, collect_for, hang_up, is_state, is_terminated, read_wav, serial,
-    small_engine, tone_power, wait_for,
+    Echo, EchoCall, TempDir, WAIT, collect_for, echo_call, hang_up, is_state, is_terminated,
+    read_wav, serial, small_engine, tone_power, wait_for,
 };
 
 /// Distinct, not harmonically related tones, one per call.
@@ -201,23 +201,13 @@ fn sources_of(e: &CallEvent, user: &SimUserInfo) -> Vec<SourceId> {
 async fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
     let _turn = serial().await;
     let sim = LocalSim::start(roster_change()).await.unwrap();
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let (alice, bob) = (sim.users()[0].clone(), sim.users()[1].clone());
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, Some(alice.name.clone())))
-        .await
-        .unwrap();
-    let echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
     let alice_source = match seen
         .iter()
         .find_map(|e| sources_of(e, &alice).first().copied())
@@ -328,24 +318,17 @@ async fn impatient_sim() -> LocalSim {
 async fn keepalive_keeps_a_call_past_the_services_timeout() {
     let _turn = serial().await;
     let sim = impatient_sim().await;
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .keepalive_interval(Duration::from_millis(500))
-        .build()
-        .await
-        .unwrap();
     let alice = sim.users()[0].clone();
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, None))
-        .await
-        .unwrap();
-    let _echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo: _echo,
+        mut seen,
+    } = echo_call(
+        Bot::builder(sim.target()).keepalive_interval(Duration::from_millis(500)),
+        &alice,
+    )
+    .await;
     // Three times the service's timeout.
     collect_for(&mut call, &mut seen, Duration::from_secs(6)).await;
     assert!(!seen.iter().any(is_terminated), "{seen:?}");
@@ -360,23 +343,13 @@ async fn a_call_without_keepalive_is_ended_by_the_service() {
     let _turn = serial().await;
     let sim = impatient_sim().await;
     // The default interval (15 min) never fires within the sim's 2 s timeout.
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let alice = sim.users()[0].clone();
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, None))
-        .await
-        .unwrap();
-    let _echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo: _echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
     let ended = wait_for(&mut call, &mut seen, WAIT, is_terminated)
         .await
         .expect("the service ends the call");

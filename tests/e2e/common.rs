@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use mediabot::audio_pipeline::EngineConfig;
-use mediabot::bot::{AudioSender, Call, CallEvent, ReceivedAudio};
+use mediabot::bot::{
+    AudioSender, Bot, BotBuilder, Call, CallEvent, CallTarget, ReceivedAudio, SimUserInfo,
+};
 use mediabot::graph_signaling::models::CallState;
 use mediabot::media_session::SourceId;
 use tokio::task::JoinHandle;
@@ -69,6 +71,39 @@ pub(crate) fn is_state(e: &CallEvent, state: CallState) -> bool {
 
 pub(crate) fn is_terminated(e: &CallEvent) -> bool {
     matches!(e, CallEvent::Terminated(_))
+}
+
+/// A bot holding an established call with one simulated user and echoing what it hears.
+pub(crate) struct EchoCall {
+    /// Kept alive for the call: dropping the bot stops its server.
+    pub(crate) bot: Bot,
+    pub(crate) call: Call,
+    pub(crate) echo: Echo,
+    /// Every event read so far.
+    pub(crate) seen: Vec<CallEvent>,
+}
+
+/// Builds `bot` on the small engine, has it call `user` and echo, and waits until the call is
+/// established.
+pub(crate) async fn echo_call(bot: BotBuilder, user: &SimUserInfo) -> EchoCall {
+    let bot = bot.engine(small_engine()).build().await.expect("bot built");
+    let mut call = bot
+        .place_call(CallTarget::user(&user.id, Some(user.name.clone())))
+        .await
+        .expect("call placed");
+    let echo = Echo::start(&mut call, false);
+    let mut seen = Vec::new();
+    wait_for(&mut call, &mut seen, WAIT, |e| {
+        is_state(e, CallState::Established)
+    })
+    .await
+    .expect("established");
+    EchoCall {
+        bot,
+        call,
+        echo,
+        seen,
+    }
 }
 
 /// Hangs up and waits for the call to end.

@@ -14,7 +14,8 @@ use mediabot::media_transport::protocol::ErrorCode;
 use mediabot::media_transport::{ServiceConfig, ServiceError, ServiceSession};
 
 use crate::common::{
-    Echo, WAIT, collect_for, hang_up, is_state, is_terminated, serial, small_engine, wait_for,
+    Echo, EchoCall, WAIT, collect_for, echo_call, hang_up, is_state, is_terminated, serial,
+    small_engine, wait_for,
 };
 
 fn with_faults(signaling: SignalingFaults) -> Scenario {
@@ -41,23 +42,13 @@ async fn a_429_storm_at_creation_creates_exactly_one_working_call() {
     }))
     .await
     .unwrap();
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let alice = sim.users()[0].clone();
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, None))
-        .await
-        .expect("placed despite the storm");
-    let echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
     collect_for(&mut call, &mut seen, Duration::from_secs(3)).await;
     assert!(echo.stats().mixed > 50, "audio flows");
     assert!(
@@ -85,23 +76,13 @@ async fn duplicated_and_reordered_notifications_leave_state_and_roster_right() {
     }))
     .await
     .unwrap();
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let (alice, bob) = (sim.users()[0].clone(), sim.users()[1].clone());
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, None))
-        .await
-        .unwrap();
-    let _echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot: _bot,
+        mut call,
+        echo: _echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
     call.invite(&bob.id, None).await.expect("invite completes");
     collect_for(&mut call, &mut seen, Duration::from_secs(2)).await;
     hang_up(&mut call, &mut seen).await;
@@ -154,23 +135,13 @@ async fn a_forged_notification_is_refused_and_counted() {
     let sim = LocalSim::start(with_faults(SignalingFaults::default()))
         .await
         .unwrap();
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let alice = sim.users()[0].clone();
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, None))
-        .await
-        .unwrap();
-    let echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
 
     let config = SimConfig::default();
     let token =

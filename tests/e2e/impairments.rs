@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim};
-use mediabot::graph_signaling::models::CallState;
+use mediabot::bot::{Bot, CallEvent, LocalSim};
 use mediabot::graph_sim::netem::Impairment;
 use mediabot::graph_sim::scenario::{MediaImpairments, Scenario, SimUser, Voice};
 
-use crate::common::{Echo, WAIT, collect_for, hang_up, is_state, serial, small_engine, wait_for};
+use crate::common::{EchoCall, WAIT, collect_for, echo_call, hang_up, serial, wait_for};
 
 /// How long the user talks in each cell.
 const TALK: Duration = Duration::from_secs(7);
@@ -41,23 +40,13 @@ fn scenario(loss: f64) -> Scenario {
 async fn cell(loss: f64, min_similarity: f32) {
     let _turn = serial().await;
     let sim = LocalSim::start(scenario(loss)).await.unwrap();
-    let bot = Bot::builder(sim.target())
-        .engine(small_engine())
-        .build()
-        .await
-        .unwrap();
     let alice = sim.users()[0].clone();
-    let mut call = bot
-        .place_call(CallTarget::user(&alice.id, Some(alice.name)))
-        .await
-        .unwrap();
-    let echo = Echo::start(&mut call, false);
-    let mut seen = Vec::new();
-    wait_for(&mut call, &mut seen, WAIT, |e| {
-        is_state(e, CallState::Established)
-    })
-    .await
-    .expect("established");
+    let EchoCall {
+        bot,
+        mut call,
+        echo,
+        mut seen,
+    } = echo_call(Bot::builder(sim.target()), &alice).await;
     if !seen.iter().any(|e| matches!(e, CallEvent::MediaConnected)) {
         wait_for(&mut call, &mut seen, WAIT, |e| {
             matches!(e, CallEvent::MediaConnected)
