@@ -93,12 +93,7 @@ impl Drop for BrowserPeer {
         for t in &self.tasks {
             t.abort();
         }
-        let pc = self.peer.pc.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
+        self.peer.close_detached();
     }
 }
 

@@ -171,6 +171,19 @@ pub(crate) struct Peer {
     pub(crate) tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 }
 
+impl Peer {
+    /// Closes the connection without waiting, for a `Drop` (which cannot await): the close runs
+    /// on the current runtime; outside one there is nothing left to close it on.
+    pub(crate) fn close_detached(&self) {
+        let pc = self.pc.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
 /// Builds a peer connection with Opus and telephone-event, RTCP reports, and `config`.
 pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
     let mut setting = SettingEngineBuilder::new()

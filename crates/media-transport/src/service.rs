@@ -194,12 +194,7 @@ impl Drop for ServiceSession {
         for t in &self.tasks {
             t.abort();
         }
-        let pc = self.peer.pc.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
+        self.peer.close_detached();
     }
 }
 
