@@ -113,7 +113,8 @@ pub struct SimUser {
     /// When the user joins, in ms after the call is established (0: at once).
     #[serde(default)]
     pub join_ms: u64,
-    /// When the user leaves, in ms after the call is established (absent: stays to the end).
+    /// When the user leaves, in ms after the call is established, or for a user the bot
+    /// invites, after they joined (absent: stays to the end).
     #[serde(default)]
     pub leave_ms: Option<u64>,
     /// What the user says.

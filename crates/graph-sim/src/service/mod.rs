@@ -1226,10 +1226,22 @@ impl Sim {
                     Some(participants),
                 );
                 let suffix = format!("/operations/{operation_id}");
+                // An invited user's `leave_ms` counts from when they join.
+                let leaves: Vec<(usize, u64)> = members
+                    .iter()
+                    .filter_map(|&i| Some((i, call.members.get(i)?.user.leave_ms?)))
+                    .collect();
                 self.notify(now, call_id, "deleted", &suffix, op);
                 if !declined {
                     for i in members {
                         self.join(now, call_id, i);
+                    }
+                    for (i, leave) in leaves {
+                        self.schedule(
+                            now + Duration::from_millis(leave),
+                            call_id,
+                            TimerKind::Leave(i),
+                        );
                     }
                 }
             }

@@ -261,6 +261,43 @@ fn invite_resolves_by_notification_and_adds_a_bound_stream() {
 }
 
 #[test]
+fn an_invitee_leaves_leave_ms_after_joining() {
+    let mut scenario = Scenario::two_users();
+    scenario.users[1].leave_ms = Some(3000);
+    let mut h = Harness::new(scenario);
+    let alice = user_id(&h, "Alice");
+    let bob = user_id(&h, "Bob");
+    let call = h.create_p2p(&alice);
+    h.advance(Duration::from_secs(5));
+    let invite = json!({
+        "participants": [{
+            "identity": {"user": {"id": bob, "displayName": "Bob"}}
+        }]
+    });
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/participants/invite"),
+        &invite,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.bound_sources(&call).len(), 2, "Bob joined");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(
+        h.bound_sources(&call).len(),
+        2,
+        "Bob stays until 3 s after joining"
+    );
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.bound_sources(&call).len(), 1, "then leaves");
+    assert!(
+        h.sim_events
+            .iter()
+            .any(|e| matches!(e, SimEvent::SourceRemoved { .. }))
+    );
+}
+
+#[test]
 fn validation_follows_the_documented_rules() {
     let mut h = Harness::new(Scenario::two_users());
     let alice = user_id(&h, "Alice");
