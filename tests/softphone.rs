@@ -86,19 +86,10 @@ fn write_tone_wav(path: &Path) {
 /// Share of a frame's energy at `hz` (Goertzel), and the frame's level in dBFS.
 fn tone_share(samples: &[i16], rate: f64, hz: f64) -> (f64, f64) {
     let n = samples.len() as f64;
-    let k = (n * hz / rate).round();
-    let w = std::f64::consts::TAU * k / n;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    let mut energy = 0.0;
-    for &x in samples {
-        let x = f64::from(x);
-        energy += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    // The nearest bin centre, where a pure tone's power is exactly energy * n / 2.
+    let bin_hz = (n * hz / rate).round() * rate / n;
+    let energy: f64 = samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let power = mediabot::audio_pipeline::similarity::tone_power(samples, rate as u32, bin_hz);
     // A pure tone at a bin centre has power = energy * n / 2.
     let share = if energy > 0.0 {
         power / (energy * n / 2.0)

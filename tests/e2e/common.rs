@@ -209,16 +209,8 @@ impl Drop for Echo {
 
 /// Power of `freq` in `pcm` at `rate` (Goertzel), normalised by the length.
 pub(crate) fn tone_power(pcm: &[i16], rate: u32, freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in pcm {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    power / (pcm.len().max(1) as f64).powi(2)
+    let n = pcm.len().max(1) as f64;
+    mediabot::audio_pipeline::similarity::tone_power(pcm, rate, freq) / (n * n)
 }
 
 /// Mono samples of a 16-bit WAV file (the sim's recording of what the bot sent).

@@ -190,6 +190,21 @@ fn fft(re: &mut [f32], im: &mut [f32]) {
     }
 }
 
+/// Power of the frequency `hz` in `pcm` (mono at `sample_rate`), by the Goertzel recurrence:
+/// how tests and tools check that a known tone came through, or that another did not. Not
+/// normalised: compare powers over the same samples, or divide by `pcm.len()²`.
+pub fn tone_power(pcm: &[i16], sample_rate: u32, hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / f64::from(sample_rate.max(1));
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +298,18 @@ mod tests {
         let swapped: Vec<i16> = s.iter().map(|v| v.swap_bytes()).collect();
         let score = spectral_similarity(&s, &swapped, 16_000);
         assert!(score < 0.3, "byte-swapped scored {score}");
+    }
+
+    #[test]
+    fn tone_power_picks_the_tone_that_is_there() {
+        let tone: Vec<i16> = (0..1600)
+            .map(|i| {
+                (8000.0 * (std::f64::consts::TAU * 440.0 * f64::from(i) / 16_000.0).sin()) as i16
+            })
+            .collect();
+        let there = tone_power(&tone, 16_000, 440.0);
+        let absent = tone_power(&tone, 16_000, 1230.0);
+        assert!(there > 1000.0 * absent, "{there} vs {absent}");
+        assert_eq!(tone_power(&[0; 320], 16_000, 440.0), 0.0);
     }
 }

@@ -47,24 +47,11 @@ pub(crate) fn decode(packets: &[Bytes]) -> Vec<i16> {
     pcm
 }
 
-/// Power of `freq` in `pcm` (Goertzel).
-pub(crate) fn power_at(pcm: &[i16], freq: f32) -> f64 {
-    let w = f64::from(TAU * freq / RATE as f32);
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in pcm {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - coeff * s1 * s2
-}
-
 /// Which of `candidates` dominates `pcm`.
 pub(crate) fn dominant(pcm: &[i16], candidates: &[f32]) -> f32 {
     let mut best = (candidates[0], f64::MIN);
     for &c in candidates {
-        let p = power_at(pcm, c);
+        let p = audio_pipeline::similarity::tone_power(pcm, RATE, f64::from(c));
         if p > best.1 {
             best = (c, p);
         }
