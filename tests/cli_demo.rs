@@ -43,18 +43,23 @@ fn demo_reports_a_call_with_audio_both_ways() {
     let participants = report["participants"].as_array().unwrap();
     assert_eq!(participants.len(), 2, "Alice called, Bob invited");
     for p in participants {
-        assert!(p["frames_sent"].as_u64().unwrap() > 50, "{p}");
-        assert!(p["frames_received"].as_u64().unwrap() > 50, "{p}");
-        assert!(p["bot_frames_heard"].as_u64().unwrap() > 50, "{p}");
+        let name = p["name"].as_str().unwrap_or("?");
+        // 350 frames are due in 7 s; Bob joins a little later.
+        for key in ["frames_sent", "frames_received", "bot_frames_heard"] {
+            let n = p[key].as_u64().unwrap_or(0) as f64;
+            test_kit::at_least(&format!("{name}_{key}"), n, 50.0, p);
+        }
     }
     assert_eq!(report["notification_auth_failures"], 0);
     // They take turns (3 s each), so within 7 s both have talked, and each one's speech comes
     // back recognisably in the mix the bot sends everyone.
     for name in ["Alice", "Bob"] {
         let similarity = report["echo_similarity"][name].as_f64();
-        assert!(
-            similarity.is_some_and(|s| s > 0.8),
-            "{name}'s echo similarity {similarity:?}"
+        test_kit::at_least(
+            &format!("{name}_echo_similarity"),
+            similarity.unwrap_or(0.0),
+            0.8,
+            &report["echo_similarity"],
         );
     }
     // The delay is set against its floor, with the bot's share broken out.

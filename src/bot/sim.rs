@@ -5,6 +5,7 @@ use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
 use graph_sim::softphone::{Softphone, SoftphoneOptions};
+use media_session::SourceId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -24,6 +25,11 @@ enum Command {
         callback_url: String,
         from: usize,
         reply: oneshot::Sender<Option<String>>,
+    },
+    Leave {
+        call_id: String,
+        source: u32,
+        reply: oneshot::Sender<bool>,
     },
     Finish,
 }
@@ -123,6 +129,10 @@ impl LocalSim {
                             let id = sim.with_sim(|s, now| s.offer_incoming_call(now, &callback_url, from));
                             let _ = reply.send(id);
                         }
+                        Some(Command::Leave { call_id, source, reply }) => {
+                            let left = sim.with_sim(|s, now| s.person_leaves(now, &call_id, source));
+                            let _ = reply.send(left);
+                        }
                         Some(Command::Finish) | None => break,
                     },
                 }
@@ -169,6 +179,19 @@ impl LocalSim {
             })
             .ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// The participant of `call_id` with `source` hangs up now, as a person would: the bot gets
+    /// the roster change. Tests use it to order a departure after what they wait for, instead
+    /// of racing a scenario's `leave_ms` against the machine. False if no such participant.
+    pub async fn participant_leaves(&self, call_id: &str, source: SourceId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.commands.send(Command::Leave {
+            call_id: call_id.to_owned(),
+            source: source.get(),
+            reply,
+        });
+        sent.is_ok() && rx.await.unwrap_or(false)
     }
 
     /// Stops the sim: hangs up the media of calls still running, waits for them to wind down

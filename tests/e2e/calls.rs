@@ -14,9 +14,15 @@ use crate::common::{
     Echo, EchoCall, TempDir, WAIT, collect_for, echo_call, hang_up, is_state, is_terminated,
     read_wav, serial, small_engine, tone_power, wait_for,
 };
+use test_kit::at_least;
 
 /// Distinct, not harmonically related tones, one per call.
 const TONES: [f64; 2] = [440.0, 1230.0];
+
+/// A clean echo of a steady tone scores about 0.8 on the spectral measure (it is tuned for
+/// speech); what this test proves about crossing is the tone-power ratios. This floor only
+/// says the echo is the call's tone and not noise or silence (< 0.3).
+const TONE_ECHO_SIMILARITY: f32 = 0.5;
 
 fn two_talkers() -> Scenario {
     Scenario {
@@ -98,9 +104,11 @@ async fn two_concurrent_calls_never_cross_audio() {
             tone_power(&h.mixed_pcm, h.sample_rate, other),
         );
         eprintln!("call {i} received: {own} Hz {p_own:.3e}, {other} Hz {p_other:.3e}");
-        assert!(
-            p_own > 1e3 * p_other,
-            "call {i} received {p_own} vs {p_other}"
+        at_least(
+            &format!("call{i}_received_own_over_other_tone_db"),
+            10.0 * (p_own / p_other).log10(),
+            30.0,
+            &(p_own, p_other),
         );
         assert_eq!(h.unmixed.len(), 1, "one source per call: {:?}", h.unmixed);
         // What this call's user heard back (the sim's recording of the bot's audio).
@@ -113,12 +121,19 @@ async fn two_concurrent_calls_never_cross_audio() {
         let (pcm, rate) = read_wav(c.recording.as_deref().expect("recorded"));
         let (e_own, e_other) = (tone_power(&pcm, rate, own), tone_power(&pcm, rate, other));
         eprintln!("call {i} echo: {own} Hz {e_own:.3e}, {other} Hz {e_other:.3e}");
-        assert!(
-            e_own > 1e3 * e_other,
-            "call {i} echoed {e_own} vs {e_other}"
+        at_least(
+            &format!("call{i}_echoed_own_over_other_tone_db"),
+            10.0 * (e_own / e_other).log10(),
+            30.0,
+            &(e_own, e_other),
         );
         let p = &c.participants[0];
-        assert!(p.similarity.is_some_and(|s| s >= 0.8), "{p:?}");
+        at_least(
+            &format!("call{i}_echo_similarity"),
+            p.similarity.unwrap_or(0.0),
+            TONE_ECHO_SIMILARITY,
+            p,
+        );
     }
 }
 
@@ -157,9 +172,12 @@ async fn an_incoming_call_is_answered_within_the_window() {
         seen.iter().any(|e| matches!(e, CallEvent::MediaConnected)),
         "{seen:?}"
     );
-    assert!(
-        echo.stats().unmixed.values().sum::<u64>() > 25,
-        "the caller's audio"
+    // 100 frames are due in those 2 s.
+    at_least(
+        "caller_frames_in_2s",
+        echo.stats().unmixed.values().sum::<u64>() as f64,
+        25.0,
+        &"the caller's audio",
     );
     assert!(
         bot.metrics_text()
@@ -175,11 +193,12 @@ async fn an_incoming_call_is_answered_within_the_window() {
 }
 
 fn roster_change() -> Scenario {
-    let mut alice = SimUser::new("Alice", Voice::Tone { tone_hz: 440.0 });
-    alice.leave_ms = Some(3_000);
     Scenario {
         seed: 5,
-        users: vec![alice, SimUser::new("Bob", Voice::Speech)],
+        users: vec![
+            SimUser::new("Alice", Voice::Tone { tone_hz: 440.0 }),
+            SimUser::new("Bob", Voice::Speech),
+        ],
         ..Scenario::default()
     }
 }
@@ -194,9 +213,10 @@ fn sources_of(e: &CallEvent, user: &SimUserInfo) -> Vec<SourceId> {
     }
 }
 
-/// Alice answers the P2P call and leaves after 3 s (scenario `leave_ms`); Bob is invited
-/// meanwhile. Bob's stream must be bound by the `sourceId` his roster entry names (his audio
-/// arrives as unmixed frames of that source), and Alice's must be unbound when she leaves.
+/// Alice answers the P2P call; Bob is invited. Bob's stream must be bound by the `sourceId` his
+/// roster entry names (his audio arrives as unmixed frames of that source). Once that is seen,
+/// Alice hangs up (ordered by the test, not by a timer racing the machine) and her stream must
+/// be unbound while Bob's goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
     let _turn = serial().await;
@@ -252,6 +272,7 @@ async fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
     assert!(sources.contains(&alice_source), "{sources:?}");
 
     // Alice leaves: her stream is unbound, Bob's stays.
+    assert!(sim.participant_leaves(call.id(), alice_source).await);
     wait_for(&mut call, &mut seen, WAIT, |e| {
         matches!(e, CallEvent::ParticipantLeft(..))
     })
@@ -270,9 +291,12 @@ async fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
         before,
         "no audio after the unbind"
     );
-    assert!(
-        echo.unmixed(bob_source) > bob_before + 25,
-        "Bob still heard"
+    // 50 frames are due in that second.
+    at_least(
+        "bob_frames_in_1s_after_unbind",
+        (echo.unmixed(bob_source) - bob_before) as f64,
+        25.0,
+        &"Bob still heard",
     );
     assert!(!call.is_ended(), "Bob keeps the call going");
 

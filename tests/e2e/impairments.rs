@@ -10,6 +10,8 @@ use mediabot::bot::{Bot, CallEvent, LocalSim};
 use mediabot::graph_sim::netem::Impairment;
 use mediabot::graph_sim::scenario::{MediaImpairments, Scenario, SimUser, Voice};
 
+use test_kit::{at_least, at_most};
+
 use crate::common::{EchoCall, WAIT, collect_for, echo_call, hang_up, serial, wait_for};
 
 /// How long the user talks in each cell.
@@ -104,39 +106,42 @@ async fn cell(loss: f64, min_similarity: f32) {
     // The bot conceals what it lost: the application gets a frame for every 20 ms of the
     // user's speech, lost packets included (without concealment it would get one per packet
     // that arrived in time).
-    assert!(
-        stream.concealed + 5 >= p.to_bot.lost,
-        "concealed {} of {} lost",
-        stream.concealed,
-        p.to_bot.lost
+    // (Figures as signed differences: how far each count is from breaking its rule.)
+    at_least(
+        "concealed_minus_lost_to_bot",
+        stream.concealed as f64 - p.to_bot.lost as f64,
+        -5.0,
+        &stream,
     );
-    assert!(
-        unmixed + 10 >= stream.received + stream.concealed,
-        "unmixed {unmixed}, received {}, concealed {}",
-        stream.received,
-        stream.concealed
+    at_least(
+        "unmixed_minus_received_and_concealed",
+        unmixed as f64 - (stream.received + stream.concealed) as f64,
+        -10.0,
+        &stream,
     );
     // The bot's output never ran dry: the user hears a continuous stream, missing only what
     // the network lost on the way back.
-    assert_eq!(underruns, 0, "the bot's output ran dry");
-    assert!(
-        c.bot.concealed <= c.from_bot.lost + c.from_bot.reordered,
-        "gaps beyond the network's losses: {:?} {:?}",
-        c.bot,
-        c.from_bot
+    at_most(
+        "bot_output_underruns",
+        underruns as f64,
+        0.0,
+        &"the bot's output ran dry",
     );
-    assert!(
-        heard.mixed * 20 >= TALK.as_millis() as u64 * 9 / 10,
-        "a mixed frame every 20 ms: {}",
-        heard.mixed
+    at_most(
+        "user_concealed_beyond_network_losses",
+        c.bot.concealed as f64 - (c.from_bot.lost + c.from_bot.reordered) as f64,
+        0.0,
+        &(&c.bot, &c.from_bot),
+    );
+    at_least(
+        "mixed_ms_over_talk_ms",
+        (heard.mixed * 20) as f64 / TALK.as_millis() as f64,
+        0.9,
+        &heard.mixed,
     );
 
     let similarity = p.similarity.expect("the echo was found and scored");
-    assert!(
-        similarity >= min_similarity,
-        "similarity {similarity} < {min_similarity} at {} % loss",
-        loss * 100.0
-    );
+    at_least("echo_similarity", similarity, min_similarity, p);
     assert!(p.echo_delay_ms_p50.is_some(), "{p:?}");
 }
 

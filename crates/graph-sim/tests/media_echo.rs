@@ -12,6 +12,7 @@ use graph_sim::scenario::{MediaImpairments, Voice};
 use graph_sim::service::SimEvent;
 use media_session::{MediaSession, MpUri};
 use media_transport::{ChannelSink, EndpointConfig, MediaCall, MediaEndpoint};
+use test_kit::{at_least, at_most};
 use tokio::task::JoinHandle;
 
 /// A bot that plays back what it receives: as is (one talker), or decoded, mixed every 20 ms
@@ -117,20 +118,20 @@ async fn a_participant_comes_back_through_an_echo_bot_and_is_recorded() {
     assert_eq!(call.error, None);
     let alice = &call.participants[0];
     assert_eq!((alice.name.as_str(), alice.source_id), ("Alice", 11));
-    assert!(
-        (200..=400).contains(&alice.frames_sent),
-        "{}",
-        alice.frames_sent
-    );
+    // 300 frames are due in 6 s.
+    at_least("frames_sent", alice.frames_sent as f64, 200.0, alice);
+    at_most("frames_sent", alice.frames_sent as f64, 400.0, alice);
     assert_eq!(alice.to_bot.lost, 0);
-    assert!(
-        alice.frames_received >= alice.frames_sent * 7 / 10,
-        "{alice:?}"
+    at_least(
+        "echoed_share_of_sent",
+        alice.frames_received as f64 / alice.frames_sent as f64,
+        0.7,
+        alice,
     );
     let p50 = alice.echo_delay_ms_p50.expect("echo found");
-    assert!((0.0..300.0).contains(&p50), "echo delay {p50} ms");
+    at_most("echo_delay_ms_p50", p50, 300.0, alice);
     let sim = alice.similarity.expect("similarity measured");
-    assert!(sim >= 0.9, "similarity {sim}");
+    at_least("echo_similarity", sim, 0.9, alice);
     assert_eq!(report.totals.participants, 1);
     assert!(report.totals.echo_delay_ms_p95.unwrap() >= p50);
 
@@ -168,15 +169,26 @@ async fn each_talker_is_measured_out_of_the_bots_mix_and_a_leaver_stops() {
     assert_eq!(call.error, None);
     let (alice, bob) = (&call.participants[0], &call.participants[1]);
     assert_eq!((alice.source_id, bob.source_id), (21, 22));
-    assert!(bob.frames_sent + 60 < alice.frames_sent, "Bob left early");
+    // Bob left 2 s (100 frames) before the end.
+    at_least(
+        "alice_frames_beyond_bobs",
+        alice.frames_sent as f64 - bob.frames_sent as f64,
+        60.0,
+        &"Bob left early",
+    );
     for p in [alice, bob] {
         let d = p.echo_delay_ms_p50.unwrap_or_else(|| panic!("{p:?}"));
-        assert!((0.0..300.0).contains(&d), "{p:?}");
+        at_most(&format!("{}_echo_delay_ms_p50", p.name), d, 300.0, p);
     }
     // Similarity compares the whole spectrum with the talker's own: the other talker's sound
     // in the mix counts against it, the more so for a tone, whose own spectrum is one band.
-    assert!(alice.similarity.unwrap() > 0.6, "{alice:?}");
-    assert!(bob.similarity.unwrap() > 0.3, "{bob:?}");
+    at_least(
+        "alice_similarity",
+        alice.similarity.unwrap_or(0.0),
+        0.6,
+        alice,
+    );
+    at_least("bob_similarity", bob.similarity.unwrap_or(0.0), 0.3, bob);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +230,8 @@ async fn impairments_apply_per_direction_and_are_measured() {
     assert_eq!(carol.to_bot.sent, carol.frames_sent);
     // The echo bot only echoes what reached it.
     let share = call.bot.packets as f64 / carol.frames_sent as f64;
-    assert!((0.55..0.9).contains(&share), "{share}");
+    at_least("echoed_share_after_20pct_loss", share, 0.55, &call.bot);
+    at_most("echoed_share_after_20pct_loss", share, 0.9, &call.bot);
     // The bot's stream: its losses concealed, duplicates dropped, reordering undone.
     let (from_bot, bot) = (&call.from_bot, &call.bot);
     assert!(from_bot.lost > 0 && from_bot.duplicated > 0 && from_bot.reordered > 0);
@@ -228,7 +241,8 @@ async fn impairments_apply_per_direction_and_are_measured() {
         "{bot:?}"
     );
     let p50 = carol.echo_delay_ms_p50.expect("echo found despite loss");
-    assert!((55.0..400.0).contains(&p50), "from_bot delay counts: {p50}");
+    at_least("echo_delay_ms_p50_with_60ms_delay", p50, 55.0, carol);
+    at_most("echo_delay_ms_p50_with_60ms_delay", p50, 400.0, carol);
 }
 
 #[tokio::test]

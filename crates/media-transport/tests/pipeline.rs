@@ -92,6 +92,7 @@ async fn rtp_feeds_the_pipeline_by_source_and_the_pipeline_feeds_the_send_track(
     .unwrap();
     for (source, tone) in [(10, 440.0), (20, 1000.0)] {
         let pcm = &frames[&SourceId(source)];
+        // Collected until 48 000 samples or the deadline: fewer means the deadline passed.
         assert!(
             pcm.len() >= 48_000,
             "source {source}: {} samples",
