@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Instant;
 
-use audio_pipeline::_bench::{RecvHarness, SendHarness};
+use audio_pipeline::_internal_test_exports::bench::{RecvHarness, SendHarness};
 use audio_pipeline::{EngineConfig, PcmSpec, RtpAudio};
 use common_audio::{BareRecv, BareSend, speech_chunks, speech_frames, speech_packets};
 use criterion::{BatchSize, Criterion};

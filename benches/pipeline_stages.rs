@@ -8,12 +8,12 @@ use std::time::Instant;
 use audio_pipeline::Bytes;
 use audio_pipeline::PcmSpec;
 use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig, OpusDecoder, OpusEncoder};
-use audio_pipeline::fixtures::speech_16k;
 use audio_pipeline::framer::Framer;
 use audio_pipeline::jitter::{JitterBuffer, JitterConfig, RtpAudio};
 use audio_pipeline::mix::{MixMode, mix_into};
 use audio_pipeline::resample::{FrameResampler, ResamplerKind};
 use criterion::{Criterion, criterion_group, criterion_main};
+use test_kit::fixtures::speech_16k;
 
 fn speech_frames() -> Vec<Vec<i16>> {
     speech_16k()

@@ -4,6 +4,7 @@
 
 pub use audio_pipeline;
 pub use graph_signaling;
+#[cfg(feature = "sim")]
 pub use graph_sim;
 pub use media_session;
 pub use media_transport;

@@ -89,7 +89,7 @@ fn tone_share(samples: &[i16], rate: f64, hz: f64) -> (f64, f64) {
     // The nearest bin centre, where a pure tone's power is exactly energy * n / 2.
     let bin_hz = (n * hz / rate).round() * rate / n;
     let energy: f64 = samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-    let power = mediabot::audio_pipeline::similarity::tone_power(samples, rate as u32, bin_hz);
+    let power = test_kit::similarity::tone_power(samples, rate as u32, bin_hz);
     // A pure tone at a bin centre has power = energy * n / 2.
     let share = if energy > 0.0 {
         power / (energy * n / 2.0)

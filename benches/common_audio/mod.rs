@@ -5,7 +5,6 @@
 #![allow(dead_code)] // Each bench uses a different part of this file.
 
 use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig};
-use audio_pipeline::fixtures::speech_16k;
 use audio_pipeline::resample::ResamplerKind;
 use bytes::{Bytes, BytesMut};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
@@ -13,6 +12,7 @@ use rubato::{
     Async, Fft, FixedAsync, FixedSync, PolynomialDegree, Resampler, SincInterpolationParameters,
     WindowFunction,
 };
+use test_kit::fixtures::speech_16k;
 
 /// Speech as 20 ms frames at 16 kHz.
 pub(crate) fn speech_frames() -> Vec<Vec<i16>> {

@@ -1,2 +1,4 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| audio_pipeline::_fuzz::framer(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| audio_pipeline::_internal_test_exports::fuzz::framer(data)
+);

@@ -35,9 +35,11 @@
 mod audio;
 mod builder;
 mod call;
+#[cfg(feature = "cli")]
 mod config;
 mod events;
 mod http;
+#[cfg(feature = "sim")]
 mod sim;
 mod target;
 
@@ -60,10 +62,12 @@ use tokio::task::JoinHandle;
 pub use audio::{AudioFormat, AudioReceiver, AudioSender, ReceivedAudio};
 pub use builder::{BotBuilder, MediaSettings};
 pub use call::{Call, IncomingCall, IncomingCalls};
+#[cfg(feature = "cli")]
 pub use config::{BotArgs, TargetKind};
 pub use events::CallEvent;
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
+#[cfg(feature = "sim")]
 pub use sim::{LocalSim, LocalSimOptions, SimUserInfo};
 pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};
 

@@ -210,7 +210,7 @@ impl Drop for Echo {
 /// Power of `freq` in `pcm` at `rate` (Goertzel), normalised by the length.
 pub(crate) fn tone_power(pcm: &[i16], rate: u32, freq: f64) -> f64 {
     let n = pcm.len().max(1) as f64;
-    mediabot::audio_pipeline::similarity::tone_power(pcm, rate, freq) / (n * n)
+    test_kit::similarity::tone_power(pcm, rate, freq) / (n * n)
 }
 
 /// Mono samples of a 16-bit WAV file (the sim's recording of what the bot sent).

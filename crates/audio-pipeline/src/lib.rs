@@ -48,14 +48,15 @@
 //! built on the control thread. A worker serves many calls, spread over 20 one-millisecond
 //! slots so a busy worker still meets every call's deadline.
 //!
-//! # Quality check
+//! # Test hooks
 //!
-//! [`similarity::spectral_similarity`] scores how alike two recordings sound (0–1);
-//! [`fixtures::speech_16k`] is a speech clip to feed through.
+//! The feature `_internal_test_exports` (enabled by the workspace's benchmarks and fuzz
+//! targets, never by a bot) exposes the workers' per-frame paths driven with made-up time
+//! (`_internal_test_exports::bench`) and the fuzz entry points (`_internal_test_exports::fuzz`).
+//! Not a stable API.
 
 pub mod codec;
 pub mod engine;
-pub mod fixtures;
 pub mod frame;
 pub mod framer;
 pub mod jitter;
@@ -65,13 +66,11 @@ pub mod pacer;
 pub mod player;
 pub mod registry;
 pub mod resample;
-pub mod similarity;
 pub mod stats;
 
+#[cfg(feature = "_internal_test_exports")]
 #[doc(hidden)]
-pub mod _bench;
-#[doc(hidden)]
-pub mod _fuzz;
+pub mod _internal_test_exports;
 
 #[cfg(test)]
 mod alloc_counter;
@@ -84,4 +83,3 @@ pub use engine::{
 pub use frame::{AudioFrame, PcmSpec};
 pub use jitter::RtpAudio;
 pub use registry::{ReceiveStream, StreamRegistry};
-pub use similarity::spectral_similarity;

@@ -2,9 +2,10 @@
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
-    Async, Fft, FixedAsync, FixedSync, PolynomialDegree, Resampler, SincInterpolationParameters,
-    WindowFunction,
+    Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters, WindowFunction,
 };
+#[cfg(feature = "fft-resampler")]
+use rubato::{Fft, FixedSync};
 
 /// Which resampling algorithm to use.
 ///
@@ -14,7 +15,7 @@ use rubato::{
 /// |---|---|---|---|---|
 /// | [`ResamplerKind::PolyCubic`] | ~7 µs | ~2 µs | ~0.1 ms | no anti-aliasing filter |
 /// | [`ResamplerKind::Sinc64`] | ~37 µs | ~11 µs | ~2 ms | band-limited, the default |
-/// | [`ResamplerKind::Fft`] | ~3 µs | ~3 µs | ~10 ms | band-limited, but latency |
+/// | `ResamplerKind::Fft` | ~3 µs | ~3 µs | ~10 ms | band-limited, but latency (feature `fft-resampler`) |
 ///
 /// The default is [`ResamplerKind::Sinc64`]: the decoder's 48 kHz output can carry content up
 /// to 20 kHz, which a filterless downsampler folds into the speech band, and the FFT
@@ -27,7 +28,9 @@ pub enum ResamplerKind {
     /// `rubato::Async::new_sinc` with a 64-tap Blackman-Harris windowed sinc.
     #[default]
     Sinc64,
-    /// `rubato::Fft`, a synchronous FFT resampler.
+    /// `rubato::Fft`, a synchronous FFT resampler (feature `fft-resampler`, which brings in an
+    /// FFT library the default resampler does not need).
+    #[cfg(feature = "fft-resampler")]
     Fft,
 }
 
@@ -130,6 +133,7 @@ impl FrameResampler {
                 }
                 // One sub-chunk: rubato would otherwise split the frame and round the
                 // sub-chunks up, so a call would consume more than one frame.
+                #[cfg(feature = "fft-resampler")]
                 ResamplerKind::Fft => Box::new(Fft::<f32>::new_custom(
                     rate_in as usize,
                     rate_out as usize,
@@ -326,7 +330,11 @@ mod tests {
 
     #[test]
     fn every_kind_keeps_a_1khz_tone_above_40_db() {
-        for kind in [ResamplerKind::PolyCubic, ResamplerKind::Fft] {
+        for kind in [
+            ResamplerKind::PolyCubic,
+            #[cfg(feature = "fft-resampler")]
+            ResamplerKind::Fft,
+        ] {
             let snr = round_trip_snr(kind);
             assert!(snr >= 40.0, "{kind:?}: SNR {snr:.1} dB");
         }

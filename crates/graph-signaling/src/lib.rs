@@ -21,12 +21,14 @@
 //! Nothing here panics on untrusted input (notification bodies, HTTP responses): failures are
 //! typed errors.
 
+#[cfg(feature = "_internal_test_exports")]
+#[doc(hidden)]
+pub mod _internal_test_exports;
 #[cfg(feature = "server")]
 pub mod auth;
 pub mod build;
 #[cfg(feature = "client")]
 pub mod client;
-pub mod fuzzing;
 pub mod inspect;
 pub mod models;
 #[cfg(feature = "server")]

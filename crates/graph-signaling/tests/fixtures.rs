@@ -270,9 +270,9 @@ fn inspect_fails_cleanly_on_garbage() {
 fn fuzz_entry_point_survives_fixtures_and_their_truncations() {
     for (_, text) in fixtures() {
         let bytes = text.as_bytes();
-        graph_signaling::fuzzing::notification_parse(bytes);
+        graph_signaling::_internal_test_exports::fuzz::notification_parse(bytes);
         for cut in (0..bytes.len()).step_by(13) {
-            graph_signaling::fuzzing::notification_parse(&bytes[..cut]);
+            graph_signaling::_internal_test_exports::fuzz::notification_parse(&bytes[..cut]);
         }
     }
 }
@@ -282,7 +282,7 @@ fn fuzz_regressions_pass() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
-        graph_signaling::fuzzing::notification_parse(
+        graph_signaling::_internal_test_exports::fuzz::notification_parse(
             &std::fs::read(entry.unwrap().path()).unwrap(),
         );
         n += 1;

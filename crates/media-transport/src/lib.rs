@@ -17,8 +17,7 @@
 //! - [`browser`]: a peer that answers a web browser's offer (graph-sim's softphone).
 //!
 //! Feature `pipeline` adds the `pipeline` module: the adapter feeding
-//! `audio-pipeline`'s jitter buffers by sourceId and its paced encoder output to the send track;
-//! feature `signaling` adds graph-signaling's `StreamBinder` over it.
+//! `audio-pipeline`'s jitter buffers by sourceId and its paced encoder output to the send track.
 //!
 //! ```no_run
 //! # #[cfg(feature = "runtime")]

@@ -6,8 +6,8 @@
 //!   call's [`StreamRegistry`]. Audio of a source the roster does not list (yet) passes the
 //!   [`SourceGate`]: held briefly, then delivered when the roster binds it, or dropped and
 //!   counted.
-//! - Roster: graph-signaling's stream bindings call [`PipelineBinding::bind`] and
-//!   [`PipelineBinding::unbind`] (its `StreamBinder` maps one to one onto them).
+//! - Roster: the call's owner (mediabot's `CallCore`) decides from the roster which sources
+//!   are bound and calls [`PipelineBinding::bind`] and [`PipelineBinding::unbind`].
 //! - Send: [`spawn_send_pump`] moves the pipeline's paced encoder output to the call's send
 //!   track.
 
@@ -114,24 +114,4 @@ pub fn spawn_send_pump(
                 }
             }
         })
-}
-
-/// graph-signaling's stream binder over a [`PipelineBinding`]: the call state machine's
-/// `StreamBind`/`StreamUnbind` events (from the roster's `mediaStreams`) bind and unbind the
-/// pipeline streams, releasing or dropping what the gate held.
-#[cfg(feature = "signaling")]
-#[derive(Debug, Clone)]
-pub struct RosterBinder(pub Arc<PipelineBinding>);
-
-#[cfg(feature = "signaling")]
-impl graph_signaling::state::StreamBinder for RosterBinder {
-    fn bind(&mut self, source: SourceId, participant: &graph_signaling::state::ParticipantKey) {
-        if let Err(e) = self.0.bind(source) {
-            log::warn!("cannot bind sourceId {source} of {participant:?}: {e}");
-        }
-    }
-
-    fn unbind(&mut self, source: SourceId, _participant: &graph_signaling::state::ParticipantKey) {
-        self.0.unbind(source);
-    }
 }

@@ -1,4 +1,9 @@
-//! Helpers for mediabot's own test suites (never a dependency of a library crate).
+//! The test bench's measuring tools, kept out of the production crates: a speech recording,
+//! the similarity oracle that judges audio after a lossy path, and asserted figures.
+//!
+//! graph-sim uses the recording as a simulated user's voice and the oracle in its reports; the
+//! workspace's tests and benchmarks use all three. A bot built without the `sim` feature links
+//! none of it.
 //!
 //! [`figure`] asserts a measured figure against its bound and, when the `MEDIABOT_FIGURES`
 //! variable names a file, appends the figure to it, so `scripts/flake-check` can report the
@@ -6,5 +11,7 @@
 //! measured instead of guessed.
 
 pub mod figure;
+pub mod fixtures;
+pub mod similarity;
 
 pub use figure::{at_least, at_most};

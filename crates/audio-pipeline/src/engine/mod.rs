@@ -35,9 +35,12 @@ use slots::Slots;
 
 pub(crate) use queue::DropOldest;
 pub(crate) use recv::{Inbound, RecvCommand, RecvStream, RecvWorker};
-pub(crate) use send::{SendCall, SendCommand, SendWorker};
+#[cfg(feature = "_internal_test_exports")]
+pub(crate) use send::SendCall;
+pub(crate) use send::{SendCommand, SendWorker};
 
 /// Builds a send call (crate-internal constructor shared with the benchmark harness).
+#[cfg(feature = "_internal_test_exports")]
 #[allow(clippy::too_many_arguments)] // Mirrors SendCall::new.
 pub(crate) fn send_call(
     config: &EngineConfig,
@@ -53,6 +56,7 @@ pub(crate) fn send_call(
 }
 
 /// Builds a receive call (crate-internal constructor shared with the benchmark harness).
+#[cfg(feature = "_internal_test_exports")]
 pub(crate) fn recv_call(
     config: &EngineConfig,
     id: u64,

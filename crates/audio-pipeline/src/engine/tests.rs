@@ -12,11 +12,11 @@ use super::recv::{Inbound, RecvCall, RecvCommand, RecvStream, RecvWorker};
 use super::send::{SendCall, SendCommand, SendWorker};
 use super::*;
 use crate::codec::{MAX_ENCODED_BYTES, OpusEncoder};
-use crate::fixtures::speech_16k;
 use crate::pacer::FRAME;
 use crate::registry::RecvCounters;
 use crate::resample::FrameResampler;
-use crate::similarity::spectral_similarity;
+use test_kit::fixtures::speech_16k;
+use test_kit::similarity::spectral_similarity;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -9,8 +9,8 @@ use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use audio_pipeline::fixtures::speech_16k;
 use audio_pipeline::resample::{FrameResampler, ResamplerKind};
+use test_kit::fixtures::speech_16k;
 
 use super::measure::{FRAME, RATE};
 use crate::scenario::{Turns, Voice};

@@ -51,7 +51,7 @@ pub(crate) fn decode(packets: &[Bytes]) -> Vec<i16> {
 pub(crate) fn dominant(pcm: &[i16], candidates: &[f32]) -> f32 {
     let mut best = (candidates[0], f64::MIN);
     for &c in candidates {
-        let p = audio_pipeline::similarity::tone_power(pcm, RATE, f64::from(c));
+        let p = test_kit::similarity::tone_power(pcm, RATE, f64::from(c));
         if p > best.1 {
             best = (c, p);
         }

@@ -181,8 +181,8 @@ impl RecvHarness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::speech_16k;
-    use crate::similarity::spectral_similarity;
+    use test_kit::fixtures::speech_16k;
+    use test_kit::similarity::spectral_similarity;
 
     #[test]
     fn harnesses_carry_speech_frame_by_frame() {

@@ -1,4 +1,4 @@
-//! A short speech recording for tests, benchmarks, the simulator and the demo.
+//! A short speech recording for tests, benchmarks, the simulator's voices and the demo.
 //!
 //! Nine seconds of synthetic (espeak-ng) English at 16 kHz mono, embedded in the library so
 //! every consumer gets the same input without touching the file system.
@@ -27,7 +27,9 @@ mod tests {
     fn fixture_is_speech_length_and_loud_enough() {
         let s = super::speech_16k();
         assert!(s.len() > 16_000 * 5, "{} samples", s.len());
-        assert!(crate::mix::level_dbfs(&s) > -35.0);
+        let rms = (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        // -35 dBFS of full scale.
+        assert!(rms > 32_768.0 * 10f64.powf(-35.0 / 20.0), "rms {rms}");
         assert!(super::wav_samples(b"RIFF....WAVEjunk").is_none());
     }
 }
