@@ -10,3 +10,4 @@ pub use media_session;
 pub use media_transport;
 
 pub mod bot;
+pub mod call_core;

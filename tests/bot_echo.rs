@@ -132,7 +132,7 @@ async fn an_echo_bot_call_placed_through_the_api_plays_the_user_back() {
     ] {
         assert!(kinds.iter().any(|k| k == wanted), "no {wanted}: {kinds:?}");
     }
-    let metrics = bot.metrics_text();
+    let metrics = bot.metrics_text().await;
     assert!(
         metrics.contains("mediabot_frames_in_total"),
         "metrics:\n{metrics}"

@@ -14,7 +14,10 @@ use media_transport::protocol::ProtocolConfig;
 use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
 
-use super::{AudioFormat, Bot, BotCounters, BotError, Routes, Shared, Target, http, route_events};
+use super::{
+    AudioFormat, Bot, BotCounters, BotError, Calls, Shared, Target, dispatch_notifications, http,
+};
+use crate::call_core::CallConfig;
 
 /// Where the media endpoint listens and what address it advertises in the blob's `mpUri`.
 #[derive(Debug, Clone)]
@@ -74,7 +77,7 @@ impl BotBuilder {
             display_name: "mediabot".into(),
             capacity: 100,
             qoe_interval: Duration::from_secs(10),
-            keepalive_interval: graph_signaling::state::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_interval: CallConfig::default().keepalive_interval,
         }
     }
 
@@ -190,13 +193,7 @@ impl BotBuilder {
         let mut auth = AuthConfig::new(&endpoints.app_id);
         auth.openid_config_url = endpoints.openid_config_url.clone();
         let validator = Arc::new(TokenValidator::with_client(auth, http_client.clone()));
-        let notifications = pipeline(
-            &path,
-            validator,
-            Some(endpoints.app_id.clone()),
-            NotificationLimits::default(),
-            256,
-        );
+        let notifications = pipeline(&path, validator, NotificationLimits::default(), 256);
         let tokens = TokenProvider::client_credentials(
             ClientCredentials {
                 token_url: endpoints.token_url.clone(),
@@ -209,7 +206,6 @@ impl BotBuilder {
         let client = GraphClient::with_http(
             GraphClientConfig {
                 base_url: endpoints.api_url.clone(),
-                keepalive_interval: self.keepalive_interval,
                 ..GraphClientConfig::default()
             },
             tokens,
@@ -225,8 +221,13 @@ impl BotBuilder {
             callback_url,
             display_name: self.display_name,
             capacity: self.capacity,
-            qoe_interval: self.qoe_interval,
-            routes: Mutex::new(Routes::default()),
+            call_config: CallConfig {
+                app_id: Some(endpoints.app_id.clone()),
+                keepalive_interval: self.keepalive_interval,
+                quality_interval: self.qoe_interval,
+                ..CallConfig::default()
+            },
+            calls: Mutex::new(Calls::default()),
             incoming: incoming_tx,
             counters: BotCounters::default(),
             health: Mutex::new(http::HealthWindow::default()),
@@ -257,12 +258,15 @@ impl BotBuilder {
             // Ends only when the bot aborts it.
             let _ = axum::serve(listener, router).await;
         });
-        let routing = tokio::spawn(route_events(Arc::downgrade(&shared), notifications.events));
+        let routing = tokio::spawn(dispatch_notifications(
+            Arc::downgrade(&shared),
+            notifications.batches,
+        ));
         Ok(Bot {
             shared,
             local_addr,
             incoming: Some(incoming),
-            tasks: vec![server, routing, notifications.processor],
+            tasks: vec![server, routing],
         })
     }
 }

@@ -1,27 +1,29 @@
-//! One call: setting up its media, the tasks that feed the application, and the handle.
+//! One call as the application holds it: setting up its media, handing it to its driver
+//! (the task that owns the call's [`crate::call_core::CallCore`]), and the handle.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use audio_pipeline::{CallMedia, ReceiveEvent, SendEvent};
 use graph_signaling::build;
-use graph_signaling::client::OperationHandle;
 use graph_signaling::models::{
     AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, Modality,
     RecordingStatus, RejectReason,
 };
 use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
+use media_transport::CallStats;
 use media_transport::binding::GateConfig;
+use media_transport::dtmf::DtmfDigit;
 use media_transport::pipeline::{PipelineBinding, spawn_send_pump};
-use media_transport::protocol::EndReason;
-use media_transport::{CallStats, MediaCall, MediaEvent};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::driver::{self, CallParts, DriverInput, Reply};
 use super::{
-    AudioReceiver, AudioSender, BotError, CallEvent, CallTarget, ReceivedAudio, Route, Shared, lock,
+    AudioReceiver, AudioSender, BotError, CallEvent, CallTarget, ReceivedAudio, Shared, lock,
 };
+use crate::call_core::{AppRequest, CallAction, CallCore, Direction, Ticket};
 
 /// Frames queued toward the application's [`AudioReceiver`] (2 s of 20 ms ticks, counting
 /// the unmixed frames of a few talkers).
@@ -32,26 +34,13 @@ const APP_AUDIO_QUEUE: usize = 400;
 /// the engine's queues are fed by real-time threads, which must not wake async tasks.
 const PUMP_PERIOD: Duration = Duration::from_millis(10);
 
-/// After a hang-up the calling service closes the media session itself (it removes the
-/// participants' streams first); the bot closes it only if the service has not within this.
-const MEDIA_CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Requests to the task that owns a call's media session.
-#[derive(Debug)]
-pub(crate) enum MediaCommand {
-    HangUp(String),
-    Stats(oneshot::Sender<Option<CallStats>>),
-}
-
-/// A call's media before the call id is known.
-struct MediaParts {
+/// A call's media before the call id is known, and its media session.
+struct Opened {
     session: MediaSession,
-    media: Arc<CallMedia>,
-    binding: Arc<PipelineBinding>,
-    media_call: MediaCall,
+    parts: CallParts,
 }
 
-fn open_media(shared: &Shared, call_id: Option<Uuid>) -> Result<MediaParts, BotError> {
+fn open_media(shared: &Shared, call_id: Option<Uuid>) -> Result<Opened, BotError> {
     let mut builder = MediaSession::builder(shared.endpoint.mp_uri().clone()).audio(
         AudioSocketSettings::new(StreamDirection::SendReceive, shared.format.blob_format()),
     );
@@ -71,82 +60,62 @@ fn open_media(shared: &Shared, call_id: Option<Uuid>) -> Result<MediaParts, BotE
     let media_call = shared.endpoint.register(&session, binding.clone())?;
     // The pump thread ends by itself when the engine closes the queue or the session ends.
     spawn_send_pump(send.packets().clone(), media_call.audio_sender())?;
-    Ok(MediaParts {
+    Ok(Opened {
         session,
-        media,
-        binding,
-        media_call,
+        parts: CallParts {
+            media,
+            binding,
+            media_call,
+        },
     })
 }
 
-/// Wires a call whose id is known: routes, tasks, handle.
-fn attach(shared: &Arc<Shared>, call_id: String, parts: MediaParts) -> Call {
-    let MediaParts {
-        session,
-        media,
-        binding,
-        media_call,
-    } = parts;
+/// Hands a call whose id is known to a new driver and returns the application's handle.
+fn start(
+    shared: &Arc<Shared>,
+    call_id: String,
+    direction: Direction,
+    group: bool,
+    opened: Opened,
+) -> Call {
+    let Opened { session, parts } = opened;
     if let Ok(id) = Uuid::parse_str(&call_id) {
         // Outgoing calls learn their id after the blob; the endpoint then checks it.
         shared.endpoint.set_call_id(session.media_session_id(), id);
     }
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let (audio_tx, audio_rx) = mpsc::channel(APP_AUDIO_QUEUE);
-    let (commands, commands_rx) = mpsc::unbounded_channel();
-    let ended = Arc::new(AtomicBool::new(false));
-    let quality = Arc::new(Mutex::new(None));
-    let registry = media
-        .registry()
-        .cloned()
-        .unwrap_or_else(|| unreachable!("a sendReceive call receives"));
-    tokio::spawn(media_task(
-        Arc::downgrade(shared),
+    let core = CallCore::new(
         call_id.clone(),
-        media_call,
-        commands_rx,
-        events_tx.clone(),
-        media.clone(),
-        quality.clone(),
-        ended.clone(),
-    ));
-    tokio::spawn(pump_task(
+        direction,
+        group,
+        shared.call_config.clone(),
+        tokio::time::Instant::now().into_std(),
+    );
+    let (audio_tx, audio_rx) = mpsc::channel(APP_AUDIO_QUEUE);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let media = parts.media.clone();
+    let pump = tokio::spawn(pump_task(
         Arc::downgrade(shared),
         media.clone(),
         audio_tx,
         events_tx.clone(),
-        ended.clone(),
     ));
-    shared.attach(
-        &call_id,
-        Route {
-            binding,
-            registry,
-            events: events_tx,
-            state: None,
-            participants: 0,
-            quality,
-            ended: ended.clone(),
-            media_commands: commands.clone(),
-        },
-    );
+    let handle = driver::spawn(shared, core, parts, pump, events_tx, events_rx);
     Call {
         id: call_id,
-        shared: shared.clone(),
-        events,
+        inputs: handle.inputs,
+        events: handle.events,
         audio: Some(AudioReceiver {
             rx: audio_rx,
             spec: media.spec(),
         }),
         sender: AudioSender { media },
-        commands,
-        ended,
+        ended: handle.ended,
     }
 }
 
 pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Call, BotError> {
-    let parts = open_media(shared, None)?;
-    let media_config = MediaConfig::app_hosted(parts.session.blob());
+    let opened = open_media(shared, None)?;
+    let media_config = MediaConfig::app_hosted(opened.session.blob());
     let endpoints = shared.target.endpoints();
     let me = IdentitySet::application(&endpoints.app_id, Some(shared.display_name.clone()));
     let cb = &shared.callback_url;
@@ -170,7 +139,7 @@ pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Ca
             media_config,
         ),
     };
-    let session_id = parts.session.media_session_id();
+    let session_id = opened.session.media_session_id();
     let created = match shared.client.create_call(&request).await {
         Ok(c) => c,
         Err(e) => {
@@ -182,96 +151,9 @@ pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Ca
         shared.endpoint.cancel(session_id);
         return Err(BotError::NoCallId);
     };
+    let group = build::is_group_call(&request) || build::is_group_call(&created);
     shared.counters.calls_placed.fetch_add(1, Ordering::Relaxed);
-    Ok(attach(shared, id, parts))
-}
-
-/// Owns the media session: turns its events into call events, answers hang-up and stats
-/// requests, reports quality periodically.
-#[allow(clippy::too_many_arguments)] // One task's whole state, passed once.
-async fn media_task(
-    shared: Weak<Shared>,
-    call_id: String,
-    mut media_call: MediaCall,
-    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
-    events: mpsc::UnboundedSender<CallEvent>,
-    media: Arc<CallMedia>,
-    quality: Arc<Mutex<Option<CallStats>>>,
-    ended: Arc<AtomicBool>,
-) {
-    let period = shared
-        .upgrade()
-        .map_or(Duration::from_secs(10), |s| s.qoe_interval);
-    let mut qoe = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut connected = false;
-    let mut closing: Option<(tokio::time::Instant, String)> = None;
-    loop {
-        let close_at = closing.as_ref().map(|(at, _)| *at);
-        tokio::select! {
-            event = media_call.next_event() => {
-                let Some(event) = event else { break };
-                let out = match event {
-                    MediaEvent::MediaConnected => {
-                        connected = true;
-                        if let Some(s) = media.send() {
-                            s.set_active(true);
-                        }
-                        CallEvent::MediaConnected
-                    }
-                    MediaEvent::Dtmf { source, digit } => CallEvent::Dtmf { source, digit },
-                    MediaEvent::StreamFailed { source, detail } => {
-                        if let Some(s) = shared.upgrade() {
-                            s.counters.media_stream_failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                        CallEvent::MediaStreamFailed { source, detail }
-                    }
-                    MediaEvent::Ended(reason) => {
-                        connected = false;
-                        if let Some(s) = media.send() {
-                            s.set_active(false);
-                        }
-                        if reason == EndReason::NeverConnected
-                            && !ended.load(Ordering::Relaxed)
-                            && let Some(s) = shared.upgrade()
-                        {
-                            // Nobody will ever connect (real Graph's media processor cannot):
-                            // end the call rather than leave it open and silent.
-                            let (client, id) = (s.client.clone(), call_id.clone());
-                            tokio::spawn(async move {
-                                let _ = client.hang_up(&id).await;
-                            });
-                        }
-                        CallEvent::MediaEnded(reason)
-                    }
-                    _ => continue,
-                };
-                let _ = events.send(out);
-            }
-            Some(command) = commands.recv() => match command {
-                MediaCommand::HangUp(reason) => {
-                    if closing.is_none() {
-                        closing = Some((tokio::time::Instant::now() + MEDIA_CLOSE_GRACE, reason));
-                    }
-                }
-                MediaCommand::Stats(reply) => {
-                    let _ = reply.send(media_call.stats().await);
-                }
-            },
-            () = tokio::time::sleep_until(close_at.unwrap_or_else(tokio::time::Instant::now)),
-                if close_at.is_some() =>
-            {
-                if let Some((_, reason)) = closing.take() {
-                    let _ = media_call.hang_up(&reason);
-                }
-            }
-            _ = qoe.tick(), if connected => {
-                if let Some(stats) = media_call.stats().await {
-                    *lock(&quality) = Some(stats.clone());
-                    let _ = events.send(CallEvent::Quality(Box::new(stats)));
-                }
-            }
-        }
-    }
+    Ok(start(shared, id, Direction::Outgoing, group, opened))
 }
 
 /// The engine produces a call's frames every 20 ms.
@@ -291,12 +173,13 @@ fn next_tick(phase: Instant, now: Instant) -> Instant {
 }
 
 /// Moves the engine's output (frames, speaker changes, send events) to the application.
+/// Ends when the application dropped both its audio receiver and its call handle, or when
+/// the call's driver aborts it at release.
 async fn pump_task(
-    shared: Weak<Shared>,
+    shared: std::sync::Weak<Shared>,
     media: Arc<CallMedia>,
     audio: mpsc::Sender<ReceivedAudio>,
     events: mpsc::UnboundedSender<CallEvent>,
-    ended: Arc<AtomicBool>,
 ) {
     let mut tick = match media.receive_phase() {
         // In step with the engine: wake just after each frame is produced, so it reaches the
@@ -314,8 +197,7 @@ async fn pump_task(
         }
     };
     loop {
-        let app_gone = audio.is_closed() && events.is_closed();
-        if ended.load(Ordering::Relaxed) || app_gone {
+        if audio.is_closed() && events.is_closed() {
             break;
         }
         tick.tick().await;
@@ -361,23 +243,16 @@ async fn pump_task(
 }
 
 /// A call the bot placed or answered. Dropping it stops delivering audio and events to the
-/// application; it does not hang up (call [`Call::hang_up`]).
+/// application; it does not hang up (call [`Call::hang_up`]). The call itself is owned by its
+/// driver task, which releases everything once the call is over.
 #[derive(Debug)]
 pub struct Call {
     id: String,
-    shared: Arc<Shared>,
+    inputs: mpsc::UnboundedSender<DriverInput>,
     events: mpsc::UnboundedReceiver<CallEvent>,
     audio: Option<AudioReceiver>,
     sender: AudioSender,
-    commands: mpsc::UnboundedSender<MediaCommand>,
     ended: Arc<AtomicBool>,
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        // Stops the pump so the engine's call closes once the route lets go of it too.
-        self.ended.store(true, Ordering::Relaxed);
-    }
 }
 
 impl Call {
@@ -412,6 +287,21 @@ impl Call {
         self.ended.load(Ordering::Relaxed)
     }
 
+    /// Asks the call's owner and waits for the outcome.
+    async fn ask(&self, request: AppRequest) -> Result<Option<CommsOperation>, BotError> {
+        let (tx, rx) = oneshot::channel::<Reply>();
+        self.inputs
+            .send(DriverInput::App(request, Some(tx)))
+            .map_err(|_| BotError::CallOver)?;
+        Ok(rx.await.map_err(|_| BotError::CallOver)??)
+    }
+
+    async fn action(&self, action: CallAction) -> Result<CommsOperation, BotError> {
+        // The ticket is the driver's to assign.
+        let op = self.ask(AppRequest::Action(Ticket(0), action)).await?;
+        Ok(op.unwrap_or_default())
+    }
+
     /// Invites a Teams user into the call and waits for the outcome.
     pub async fn invite(
         &self,
@@ -419,18 +309,17 @@ impl Call {
         name: Option<String>,
     ) -> Result<CommsOperation, BotError> {
         let who = InvitationParticipantInfo::new(IdentitySet::user(user_id, name));
-        let handle = self.shared.client.invite(&self.id, vec![who], None).await?;
-        wait(handle).await
+        self.action(CallAction::Invite(vec![who])).await
     }
 
     /// Mutes the bot (server side) and waits for the outcome.
     pub async fn mute(&self) -> Result<CommsOperation, BotError> {
-        wait(self.shared.client.mute_self(&self.id, None).await?).await
+        self.action(CallAction::MuteSelf).await
     }
 
     /// Unmutes the bot and waits for the outcome.
     pub async fn unmute(&self) -> Result<CommsOperation, BotError> {
-        wait(self.shared.client.unmute_self(&self.id, None).await?).await
+        self.action(CallAction::UnmuteSelf).await
     }
 
     /// Tells the service (and so every participant's client) whether the bot records, and
@@ -440,34 +329,35 @@ impl Call {
         &self,
         status: RecordingStatus,
     ) -> Result<CommsOperation, BotError> {
-        let handle = self
-            .shared
-            .client
-            .update_recording_status(&self.id, status, None)
-            .await?;
-        wait(handle).await
+        self.action(CallAction::UpdateRecordingStatus(status)).await
     }
 
-    /// Hangs up (in a group call the bot leaves). [`CallEvent::Terminated`] follows.
+    /// Hangs up (in a group call the bot leaves) once the service took the request.
+    /// [`CallEvent::Terminated`] follows; hanging up a call that is over succeeds.
     pub async fn hang_up(&self) -> Result<(), BotError> {
-        self.shared.client.hang_up(&self.id).await?;
-        let _ = self
-            .commands
-            .send(MediaCommand::HangUp("bot hung up".into()));
-        Ok(())
+        match self.ask(AppRequest::HangUp(Ticket(0))).await {
+            Ok(_) | Err(BotError::CallOver) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a DTMF key (RFC 4733) on the media path, held for `duration`.
+    pub fn send_dtmf(&self, digit: DtmfDigit, duration: Duration) -> Result<(), BotError> {
+        self.inputs
+            .send(DriverInput::App(
+                AppRequest::SendDtmf { digit, duration },
+                None,
+            ))
+            .map_err(|_| BotError::CallOver)
     }
 
     /// Quality of the media path now (QoE): per-stream packets, loss, jitter, round trip.
     /// `None` before media connected or after it ended.
     pub async fn quality(&self) -> Option<CallStats> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(MediaCommand::Stats(tx)).ok()?;
+        self.inputs.send(DriverInput::Quality(tx)).ok()?;
         rx.await.ok().flatten()
     }
-}
-
-async fn wait(handle: OperationHandle) -> Result<CommsOperation, BotError> {
-    Ok(handle.wait().await?)
 }
 
 /// An incoming call waiting to be answered (within the service's 15 s window).
@@ -487,25 +377,34 @@ impl IncomingCall {
     /// Answers with app-hosted media; the call's events and audio flow as for a placed call.
     pub async fn answer(self) -> Result<Call, BotError> {
         let call_uuid = Uuid::parse_str(&self.id).ok();
-        let parts = open_media(&self.shared, call_uuid)?;
+        let opened = open_media(&self.shared, call_uuid)?;
         let body = AnswerBody {
             callback_uri: self.shared.callback_url.clone(),
-            media_config: MediaConfig::app_hosted(parts.session.blob()),
+            media_config: MediaConfig::app_hosted(opened.session.blob()),
             accepted_modalities: vec![Modality::Audio],
             participant_capacity: None,
             call_options: None,
         };
-        let session_id = parts.session.media_session_id();
-        // Attached before answering, so no notification of the answered call is missed.
-        let call = attach(&self.shared, self.id.clone(), parts);
+        // Owned before answering, so no notification of the answered call is missed.
+        let call = start(
+            &self.shared,
+            self.id.clone(),
+            Direction::Incoming,
+            false,
+            opened,
+        );
         if let Err(e) = self
             .shared
             .client
             .answer(&self.id, &body, self.received_at)
             .await
         {
-            self.shared.endpoint.cancel(session_id);
-            lock(&self.shared.routes).calls.remove(&self.id);
+            // The service never took the call: the core ends it and releases its media.
+            let _ = call
+                .inputs
+                .send(DriverInput::Notification(Box::new(crate::call_core::gone(
+                    &self.id,
+                ))));
             return Err(e.into());
         }
         self.shared
@@ -517,7 +416,7 @@ impl IncomingCall {
 
     /// Declines the call.
     pub async fn reject(self) -> Result<(), BotError> {
-        lock(&self.shared.routes).early.remove(&self.id);
+        let _ = lock(&self.shared.calls).early.take(&self.id);
         self.shared
             .client
             .reject(&self.id, RejectReason::Busy)

@@ -124,32 +124,26 @@ impl MetricsState {
 }
 
 /// Brings every figure up to date on the bot's recorder, then renders the text format.
-pub(crate) fn render_metrics(shared: &Shared) -> String {
-    // Gathered first so no lock is held while the recorder works.
+pub(crate) async fn render_metrics(shared: &Shared) -> String {
+    // Asked of the calls' owners first, so nothing is held while the recorder works.
+    let calls = super::driver::snapshots(shared).await;
     let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
     let (mut participants, mut concealed, mut jitter_ms, mut gate_dropped) = (0u64, 0u64, 0f64, 0);
-    {
-        let routes = lock(&shared.routes);
-        for r in routes.calls.values() {
-            let state = r
-                .state
-                .as_ref()
-                .map_or("unknown".to_owned(), |s| s.as_str().to_owned());
-            *by_state.entry(state).or_default() += 1;
-            participants += r.participants as u64;
-            for source in r.registry.sources() {
-                if let Some(stream) = r.registry.get(source) {
-                    concealed += stream.counters().concealed.get();
-                }
-            }
-            gate_dropped += r.binding.gate_counters().dropped;
-            if let Some(q) = lock(&r.quality).as_ref() {
-                for (_, s) in &q.received {
-                    jitter_ms = jitter_ms.max(s.jitter_ms);
-                }
-            }
-        }
+    for c in &calls {
+        let state = c
+            .state
+            .as_ref()
+            .map_or("unknown".to_owned(), |s| s.as_str().to_owned());
+        *by_state.entry(state).or_default() += 1;
+        participants += c.participants as u64;
+        concealed += c.frames_concealed;
+        gate_dropped += c.unlisted_dropped;
+        jitter_ms = jitter_ms.max(c.jitter_ms);
     }
+    let (early_held, early_dropped) = {
+        let calls = lock(&shared.calls);
+        (calls.early.held(), calls.early.dropped())
+    };
     let (level, _, miss_ratio) = health(shared);
     let stats = shared.engine.stats();
     let c = &shared.counters;
@@ -189,6 +183,9 @@ pub(crate) fn render_metrics(shared: &Shared) -> String {
             .absolute(c.calls_placed.load(Ordering::Relaxed));
         metrics::counter!("mediabot_calls_answered_total")
             .absolute(c.calls_answered.load(Ordering::Relaxed));
+        metrics::gauge!("mediabot_unknown_call_notifications").set(early_held as f64);
+        metrics::counter!("mediabot_unknown_call_notifications_dropped_total")
+            .absolute(early_dropped);
         metrics::gauge!("mediabot_health_level").set(f64::from(level as u8));
         metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
     });
@@ -267,7 +264,7 @@ pub(crate) fn router(shared: Weak<Shared>) -> Router {
                     let Some(s) = shared.upgrade() else {
                         return StatusCode::SERVICE_UNAVAILABLE.into_response();
                     };
-                    metrics_response(&s)
+                    metrics_response(&s).await
                 }
             }),
         )
@@ -285,10 +282,10 @@ pub(crate) fn router(shared: Weak<Shared>) -> Router {
         )
 }
 
-fn metrics_response(shared: &Arc<Shared>) -> Response {
+async fn metrics_response(shared: &Arc<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(shared),
+        render_metrics(shared).await,
     )
         .into_response()
 }

@@ -37,7 +37,8 @@ mod builder;
 mod call;
 #[cfg(feature = "cli")]
 mod config;
-mod events;
+mod driver;
+mod early;
 mod http;
 #[cfg(feature = "sim")]
 mod sim;
@@ -45,26 +46,27 @@ mod target;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use audio_pipeline::{Engine, StreamRegistry};
+use audio_pipeline::{CallMedia, Engine};
 use graph_signaling::client::GraphClient;
-use graph_signaling::models::CallState;
-use graph_signaling::state::{CallEvent as SignalingEvent, ParticipantKey, StreamBinder};
+use graph_signaling::notify::Inbound;
 use media_session::SourceId;
-use media_transport::pipeline::PipelineBinding;
-use media_transport::{CallStats, MediaEndpoint};
+use media_transport::MediaEndpoint;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::call_core::{CallConfig, is_incoming_offer};
+
+pub use crate::call_core::{ActionError, CallEvent};
 pub use audio::{AudioFormat, AudioReceiver, AudioSender, ReceivedAudio};
 pub use builder::{BotBuilder, MediaSettings};
 pub use call::{Call, IncomingCall, IncomingCalls};
 #[cfg(feature = "cli")]
 pub use config::{BotArgs, TargetKind};
-pub use events::CallEvent;
+pub use driver::CallSnapshot;
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 #[cfg(feature = "sim")]
@@ -90,6 +92,12 @@ pub enum BotError {
     /// A Graph request failed.
     #[error("Graph: {0}")]
     Graph(#[from] graph_signaling::client::GraphError),
+    /// A call action did not succeed (failed operation, no outcome in time, call over).
+    #[error("call action: {0}")]
+    Action(Box<ActionError>),
+    /// The call is over: its owner no longer takes requests.
+    #[error("the call is over")]
+    CallOver,
     /// A socket or thread could not be created.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -99,6 +107,12 @@ pub enum BotError {
     /// The calling service answered without a call id.
     #[error("the service's answer carries no call id")]
     NoCallId,
+}
+
+impl From<ActionError> for BotError {
+    fn from(e: ActionError) -> Self {
+        BotError::Action(Box::new(e))
+    }
 }
 
 /// Counters kept by the bot itself (the engine keeps its own).
@@ -111,30 +125,19 @@ struct BotCounters {
     calls_answered: AtomicU64,
 }
 
-/// What the bot keeps per call, keyed by call id.
-struct Route {
-    binding: Arc<PipelineBinding>,
-    registry: StreamRegistry,
-    events: mpsc::UnboundedSender<CallEvent>,
-    state: Option<CallState>,
-    participants: usize,
-    quality: Arc<Mutex<Option<CallStats>>>,
-    ended: Arc<AtomicBool>,
-    media_commands: mpsc::UnboundedSender<call::MediaCommand>,
+/// How the bot reaches a call it holds. The call itself (state, roster, timers, operations)
+/// lives in its driver task's [`crate::call_core::CallCore`]; this is the way in, plus the
+/// call's audio streams for read-only figures.
+struct CallEntry {
+    inputs: mpsc::UnboundedSender<driver::DriverInput>,
+    media: Arc<CallMedia>,
 }
 
-/// Events of calls the bot has not attached yet (a notification can overtake the response
-/// that names the call; an incoming call is announced before it is answered).
-const EARLY_EVENTS_PER_CALL: usize = 256;
-
-/// Events of an unattached call are kept this long (longer than the 15 s answer window and
-/// any create-call response), so stray notifications of forgotten calls do not pile up.
-const EARLY_EVENTS_KEPT: Duration = Duration::from_secs(60);
-
+/// The calls the bot holds, and notifications of calls it does not hold (yet).
 #[derive(Default)]
-struct Routes {
-    calls: HashMap<String, Route>,
-    early: HashMap<String, (Instant, Vec<SignalingEvent>)>,
+struct Calls {
+    live: HashMap<String, CallEntry>,
+    early: early::EarlyNotifications,
 }
 
 /// State shared by the bot, its calls and its tasks.
@@ -147,8 +150,8 @@ struct Shared {
     callback_url: String,
     display_name: String,
     capacity: usize,
-    qoe_interval: Duration,
-    routes: Mutex<Routes>,
+    call_config: CallConfig,
+    calls: Mutex<Calls>,
     incoming: mpsc::UnboundedSender<(String, Instant)>,
     counters: BotCounters,
     health: Mutex<http::HealthWindow>,
@@ -164,132 +167,71 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-struct Binder<'a>(&'a mut Route);
-
-impl StreamBinder for Binder<'_> {
-    fn bind(&mut self, source: SourceId, _participant: &ParticipantKey) {
-        // A failed bind leaves the source held and then dropped by the gate; the call goes on.
-        let _ = self.0.binding.bind(source);
-    }
-
-    fn unbind(&mut self, source: SourceId, _participant: &ParticipantKey) {
-        self.0.binding.unbind(source);
-    }
-}
-
-impl Route {
-    /// Applies one signaling event; true when the call is over.
-    fn deliver(&mut self, event: SignalingEvent) -> bool {
-        if event.apply_binding(&mut Binder(self)) {
-            return false;
-        }
-        let out = match event {
-            SignalingEvent::StateChanged { from, to } => {
-                self.state = Some(to.clone());
-                CallEvent::StateChanged { from, to }
-            }
-            SignalingEvent::ParticipantJoined(k, p) => {
-                self.participants += 1;
-                CallEvent::ParticipantJoined(k, p)
-            }
-            SignalingEvent::ParticipantUpdated(k, p) => CallEvent::ParticipantUpdated(k, p),
-            SignalingEvent::ParticipantLeft(k, why) => {
-                self.participants = self.participants.saturating_sub(1);
-                CallEvent::ParticipantLeft(k, why)
-            }
-            SignalingEvent::OperationFinished(op) => CallEvent::OperationFinished(op),
-            SignalingEvent::Terminated(info) => {
-                self.state = Some(CallState::Terminated);
-                self.ended.store(true, Ordering::Relaxed);
-                // The service is done with the call: close the media session too.
-                let _ = self
-                    .media_commands
-                    .send(call::MediaCommand::HangUp("call terminated".into()));
-                let _ = self.events.send(CallEvent::Terminated(info));
-                return true;
-            }
-            // Content sharing and anything newer are not surfaced yet.
-            _ => return false,
-        };
-        // The application may have dropped its handle; the call's state is still kept.
-        let _ = self.events.send(out);
-        false
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic elsewhere must not take every call down: the data stays usable.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {
-    /// Routes one signaling event to its call, or keeps it until the call is attached.
-    fn route(&self, call_id: &str, event: SignalingEvent) {
-        self.client.handle_event(call_id, &event);
-        let mut routes = lock(&self.routes);
-        if let Some(route) = routes.calls.get_mut(call_id) {
-            if route.deliver(event) {
-                routes.calls.remove(call_id);
+    /// Hands each notification of a batch to the call it names, or keeps it until the call is
+    /// taken; offers incoming calls to the application.
+    fn dispatch(&self, inbound: Inbound) {
+        let now = tokio::time::Instant::now().into_std();
+        let mut calls = lock(&self.calls);
+        for n in inbound.batch.value {
+            let Some(id) = n.call_id().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(entry) = calls.live.get(&id) {
+                // A driver that just released its call drops what still arrives.
+                let _ = entry
+                    .inputs
+                    .send(driver::DriverInput::Notification(Box::new(n)));
+                continue;
             }
-            return;
-        }
-        let terminated = matches!(event, SignalingEvent::Terminated(_));
-        let incoming = matches!(
-            event,
-            SignalingEvent::StateChanged {
-                to: CallState::Incoming,
-                ..
+            let offer = is_incoming_offer(&n);
+            if calls.early.keep(&id, n, offer, now) {
+                let _ = self.incoming.send((id, now));
             }
-        );
-        if terminated {
-            routes.early.remove(call_id);
-            return;
-        }
-        let now = Instant::now();
-        if !routes.early.contains_key(call_id) {
-            routes
-                .early
-                .retain(|_, (first, _)| now.duration_since(*first) < EARLY_EVENTS_KEPT);
-        }
-        let (_, early) = routes
-            .early
-            .entry(call_id.to_owned())
-            .or_insert_with(|| (now, Vec::new()));
-        if early.len() < EARLY_EVENTS_PER_CALL {
-            early.push(event);
-        }
-        if incoming {
-            let _ = self.incoming.send((call_id.to_owned(), Instant::now()));
         }
     }
 
-    /// Starts routing a call's events to `route`, replaying what arrived before.
-    fn attach(&self, call_id: &str, mut route: Route) {
-        let mut routes = lock(&self.routes);
-        let mut over = false;
-        let early = routes.early.remove(call_id).map(|(_, e)| e);
-        for event in early.unwrap_or_default() {
-            over |= route.deliver(event);
+    /// Starts routing `call_id`'s notifications to its driver, replaying what came before.
+    /// Holding the lock over both keeps the order: the dispatcher sends nothing in between.
+    fn attach(&self, call_id: &str, entry: CallEntry) {
+        let mut calls = lock(&self.calls);
+        for n in calls.early.take(call_id) {
+            let _ = entry
+                .inputs
+                .send(driver::DriverInput::Notification(Box::new(n)));
         }
-        if !over {
-            routes.calls.insert(call_id.to_owned(), route);
+        calls.live.insert(call_id.to_owned(), entry);
+    }
+
+    /// Forgets a released call (only the entry of that driver: an id is never reused, but a
+    /// stale driver must not remove a newer one).
+    fn detach(&self, call_id: &str, inputs: &mpsc::UnboundedSender<driver::DriverInput>) {
+        let mut calls = lock(&self.calls);
+        if calls
+            .live
+            .get(call_id)
+            .is_some_and(|e| e.inputs.same_channel(inputs))
+        {
+            calls.live.remove(call_id);
         }
     }
 
     fn active_calls(&self) -> usize {
-        lock(&self.routes).calls.len()
+        lock(&self.calls).live.len()
     }
 }
 
-async fn route_events(
-    shared: Weak<Shared>,
-    mut events: mpsc::UnboundedReceiver<(String, SignalingEvent)>,
-) {
-    while let Some((call_id, event)) = events.recv().await {
+async fn dispatch_notifications(shared: Weak<Shared>, mut batches: mpsc::Receiver<Inbound>) {
+    while let Some(inbound) = batches.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.route(&call_id, event);
+        shared.dispatch(inbound);
     }
 }
 
@@ -388,22 +330,29 @@ impl Bot {
     }
 
     /// The Prometheus text `/metrics` serves.
-    pub fn metrics_text(&self) -> String {
-        http::render_metrics(&self.shared)
+    pub async fn metrics_text(&self) -> String {
+        http::render_metrics(&self.shared).await
+    }
+
+    /// What each call in progress looks like now, asked of the calls' owners.
+    pub async fn calls(&self) -> Vec<CallSnapshot> {
+        driver::snapshots(&self.shared).await
     }
 
     /// Receive-side figures of each participant stream of a call, read while it runs.
     pub fn streams(&self, call_id: &str) -> Vec<StreamSnapshot> {
-        let routes = lock(&self.shared.routes);
-        let Some(route) = routes.calls.get(call_id) else {
+        let media = match lock(&self.shared.calls).live.get(call_id) {
+            Some(entry) => entry.media.clone(),
+            None => return Vec::new(),
+        };
+        let Some(registry) = media.registry() else {
             return Vec::new();
         };
-        let mut out: Vec<StreamSnapshot> = route
-            .registry
+        let mut out: Vec<StreamSnapshot> = registry
             .sources()
             .into_iter()
             .filter_map(|source| {
-                let stream = route.registry.get(source)?;
+                let stream = registry.get(source)?;
                 let c = stream.counters();
                 Some(StreamSnapshot {
                     source,

@@ -181,6 +181,7 @@ async fn an_incoming_call_is_answered_within_the_window() {
     );
     assert!(
         bot.metrics_text()
+            .await
             .contains("mediabot_calls_answered_total 1")
     );
     hang_up(&mut call, &mut seen).await;

@@ -59,7 +59,9 @@ async fn a_429_storm_at_creation_creates_exactly_one_working_call() {
         &"audio flows",
     );
     assert!(
-        bot.metrics_text().contains("mediabot_calls_placed_total 1"),
+        bot.metrics_text()
+            .await
+            .contains("mediabot_calls_placed_total 1"),
         "one call placed"
     );
     hang_up(&mut call, &mut seen).await;

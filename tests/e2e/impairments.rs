@@ -145,14 +145,17 @@ async fn cell(loss: f64, min_similarity: f32) {
     assert!(p.echo_delay_ms_p50.is_some(), "{p:?}");
 }
 
+// Similarity floors set from `scripts/flake-check 10` on a loaded 2-core machine (worst /
+// median): 0 % loss 0.909 / 0.923, 5 % 0.806 / 0.866, 15 % 0.700 / 0.752. Each floor sits
+// below the worst seen by about twice the spread of the runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_without_loss_with_jitter_and_reordering() {
-    cell(0.0, 0.9).await;
+    cell(0.0, 0.88).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_with_5_percent_loss_jitter_and_reordering() {
-    cell(0.05, 0.75).await;
+    cell(0.05, 0.7).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,9 @@ use graph_signaling::client::{
     ClientCredentials, GraphClient, GraphClientConfig, GraphError, TokenProvider,
 };
 use graph_signaling::models::{
-    AnswerBody, ChatInfo, CommsNotifications, IdentitySet, InvitationParticipantInfo, MediaConfig,
-    Modality, Nullable, RecordingStatus, ResourceItem,
+    AnswerBody, ChatInfo, IdentitySet, InvitationParticipantInfo, MediaConfig, Modality, Nullable,
+    RecordingStatus,
 };
-use graph_signaling::state::CallRegistry;
 use graph_signaling::validate::ValidationError;
 use serde_json::{Value, json};
 
@@ -313,7 +312,7 @@ async fn create_call_honours_retry_after_and_is_sent_once_per_success() {
     unavailable.headers.push(("retry-after", "1".into()));
     fake.push("POST invite", unavailable);
     client
-        .invite(GROUP_CALL, vec![user("a")], None)
+        .invite(GROUP_CALL, vec![user("a")], CTX, true)
         .await
         .unwrap();
     assert_eq!(fake.count("POST", "/invite"), 2);
@@ -414,26 +413,25 @@ async fn rule_violations_fail_before_any_request() {
     };
     // clientContext longer than 256 characters.
     let e = client
-        .invite(&p2p_id, vec![user("a")], Some("x".repeat(257)))
+        .invite(&p2p_id, vec![user("a")], &"x".repeat(257), false)
         .await
         .unwrap_err();
     assert_eq!(v(e), ValidationError::ClientContext(257));
     // Several participants into a P2P call.
     let e = client
-        .invite(&p2p_id, vec![user("a"), user("b")], None)
+        .invite(&p2p_id, vec![user("a"), user("b")], CTX, false)
         .await
         .unwrap_err();
     assert_eq!(v(e), ValidationError::SeveralOnlyInGroupCalls);
     // Six participants into a group call.
-    client.set_group_call(GROUP_CALL, true);
     let six: Vec<_> = (0..6).map(|i| user(&format!("u{i}"))).collect();
-    let e = client.invite(GROUP_CALL, six, None).await.unwrap_err();
+    let e = client.invite(GROUP_CALL, six, CTX, true).await.unwrap_err();
     assert_eq!(v(e), ValidationError::TooManyParticipants(6));
     // replacesCallId with two participants.
     let mut a = user("a");
     a.replaces_call_id = Nullable::Value("old".into());
     let e = client
-        .invite(GROUP_CALL, vec![a.clone(), user("b")], None)
+        .invite(GROUP_CALL, vec![a.clone(), user("b")], CTX, true)
         .await
         .unwrap_err();
     assert_eq!(v(e), ValidationError::ReplacesNeedsExactlyOne(2));
@@ -441,14 +439,14 @@ async fn rule_violations_fail_before_any_request() {
     let mut moved = user("m");
     moved.participant_id = Nullable::Value("pid".into());
     let e = client
-        .invite(GROUP_CALL, vec![moved], None)
+        .invite(GROUP_CALL, vec![moved], CTX, true)
         .await
         .unwrap_err();
     assert_eq!(v(e), ValidationError::ParticipantIdWithoutReplaces);
     // Phone numbers must be E.164.
     let phone = InvitationParticipantInfo::new(IdentitySet::phone("555-1234"));
     let e = client
-        .invite(GROUP_CALL, vec![phone], None)
+        .invite(GROUP_CALL, vec![phone], CTX, true)
         .await
         .unwrap_err();
     assert_eq!(v(e), ValidationError::NotE164("555-1234".into()));
@@ -608,14 +606,13 @@ async fn every_call_scenario_reaches_the_service() {
         )
         .await
         .unwrap();
-    client.mute_self(GROUP_CALL, None).await.unwrap();
-    client.unmute_self(GROUP_CALL, None).await.unwrap();
+    client.mute_self(GROUP_CALL, "m-1").await.unwrap();
+    client.unmute_self(GROUP_CALL, "u-1").await.unwrap();
     client
-        .update_recording_status(GROUP_CALL, RecordingStatus::Recording, Some("rec-1".into()))
+        .update_recording_status(GROUP_CALL, RecordingStatus::Recording, "rec-1")
         .await
         .unwrap();
     client.hang_up(GROUP_CALL).await.unwrap();
-    assert!(client.call_ended(GROUP_CALL));
     let seen = fake.seen();
     let find = |suffix: &str| {
         seen.iter()
@@ -630,8 +627,8 @@ async fn every_call_scenario_reaches_the_service() {
         find("/transfer").body["transferTarget"]["identity"]["phone"]["id"],
         "+4930123456"
     );
-    assert!(find("/mute").body["clientContext"].is_string());
-    assert!(find("/unmute").body["clientContext"].is_string());
+    assert_eq!(find("/mute").body["clientContext"], "m-1");
+    assert_eq!(find("/unmute").body["clientContext"], "u-1");
     assert_eq!(
         find("/updateRecordingStatus").body,
         json!({"status": "recording", "clientContext": "rec-1"})
@@ -640,138 +637,41 @@ async fn every_call_scenario_reaches_the_service() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn invite_resolves_from_its_notification_matched_by_client_context() {
-    let (client, _fake) = setup().await;
-    client.create_call(&group_call()).await.unwrap();
-    let handle = client
-        .invite(
-            GROUP_CALL,
-            vec![user("7e1b4346"), user("1e126418")],
-            Some(CTX.into()),
-        )
-        .await
-        .unwrap();
-    assert!(!handle.is_ready());
-    // The documented completion notification (its operation id is null) goes through the
-    // notification state machinery and resolves the handle.
-    let text = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/invite-participants-36-notification.json"
-    ))
-    .unwrap();
-    let batch = CommsNotifications::parse(&text).unwrap();
-    let mut registry = CallRegistry::new(None);
-    let mut events = Vec::new();
-    registry.handle_batch(&batch, tokio::time::Instant::now().into_std(), &mut events);
-    let waiter = tokio::spawn(handle.wait());
-    for (call, e) in &events {
-        client.handle_event(call, e);
-    }
-    let op = waiter.await.unwrap().unwrap();
-    assert!(op.is_finished());
-    assert_eq!(op.client_context.as_deref(), Some(CTX));
-}
-
-#[tokio::test(start_paused = true)]
-async fn operation_outcomes_ready_failed_and_timed_out() {
-    let (client, fake) = setup_with(|c| c.operation_timeout = Duration::from_secs(30)).await;
-    client.create_call(&group_call()).await.unwrap();
-    // The response already says completed: ready at once.
+async fn an_action_returns_the_operation_its_response_carries() {
+    let (client, fake) = setup().await;
     fake.push(
         "POST invite",
         scripted(
             200,
-            Some(json!({"id": "op-now", "status": "completed", "clientContext": "c-now"})),
+            Some(json!({"id": "op-1", "status": "running", "clientContext": CTX})),
         ),
     );
-    let h = client
-        .invite(GROUP_CALL, vec![user("a")], Some("c-now".into()))
+    let op = client
+        .invite(GROUP_CALL, vec![user("a")], CTX, true)
         .await
-        .unwrap();
-    assert!(h.is_ready());
-    h.wait().await.unwrap();
-    // Failed: the notification carries status failed; matched by operation id.
-    let h = client
-        .invite(GROUP_CALL, vec![user("b")], Some("c-fail".into()))
-        .await
-        .unwrap();
-    let failed = json!({"value": [{"changeType": "deleted",
-        "resourceUrl": format!("/communications/calls/{GROUP_CALL}/operations/op-invite"),
-        "resourceData": {"@odata.type": "#microsoft.graph.inviteParticipantsOperation", "id": "op-invite",
-            "status": "failed", "clientContext": "other", "resultInfo": {"code": 403, "subcode": 7507, "message": "nope"}}}]});
-    let batch: CommsNotifications = serde_json::from_value(failed).unwrap();
-    let ResourceItem::Operation(op) = &batch.value[0].items()[0] else {
-        panic!()
-    };
-    client.handle_operation(GROUP_CALL, op);
-    let err = h.wait().await.unwrap_err();
-    assert!(matches!(err, GraphError::OperationFailed(_)), "{err:?}");
-    assert!(err.to_string().contains("7507"));
-    // Nothing arrives: timeout.
-    let h = client.mute_self(GROUP_CALL, None).await.unwrap();
-    let t0 = tokio::time::Instant::now();
-    assert!(matches!(h.wait().await, Err(GraphError::OperationTimedOut)));
-    assert!(t0.elapsed() >= Duration::from_secs(29));
-}
-
-#[tokio::test(start_paused = true)]
-async fn keepalive_every_interval_until_404_ends_the_call() {
-    let (client, fake) = setup().await;
-    client.create_call(&group_call()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(14 * 60)).await;
-    assert_eq!(fake.count("POST", "/keepAlive"), 0);
-    tokio::time::sleep(Duration::from_secs(61)).await;
-    assert_eq!(fake.count("POST", "/keepAlive"), 1);
+        .unwrap()
+        .expect("the response's operation");
     assert_eq!(
-        fake.seen().last().unwrap().path,
-        format!("/v1.0/communications/calls/{GROUP_CALL}/keepAlive")
+        (
+            op.id.as_deref(),
+            op.client_context.as_deref(),
+            op.is_finished()
+        ),
+        (Some("op-1"), Some(CTX), false)
     );
-    fake.push(
-        "POST keepAlive",
+    // An empty body carries none: the outcome comes by notification only.
+    fake.push("POST mute", scripted(202, None));
+    assert_eq!(client.mute_self(GROUP_CALL, CTX).await.unwrap(), None);
+    // A call the service no longer knows counts as hung up; keepAlive reports the 404.
+    let gone = || {
         scripted(
             404,
             Some(json!({"error": {"code": "8514", "message": "call not found"}})),
-        ),
-    );
-    tokio::time::sleep(Duration::from_secs(15 * 60)).await;
-    assert_eq!(fake.count("POST", "/keepAlive"), 2);
-    assert!(client.call_ended(GROUP_CALL));
-    tokio::time::sleep(Duration::from_secs(60 * 60)).await;
-    assert_eq!(
-        fake.count("POST", "/keepAlive"),
-        2,
-        "keepAlive continued after the call ended"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_outcome_that_beats_the_http_response_is_not_lost() {
-    let (client, fake) = setup().await;
-    client.create_call(&group_call()).await.unwrap();
-    let mut slow = scripted(
-        200,
-        Some(json!({"id": "op-race", "status": "Running", "clientContext": "c-race"})),
-    );
-    slow.delay = Duration::from_secs(5);
-    fake.push("POST invite", slow);
-    let c = client.clone();
-    let pending = tokio::spawn(async move {
-        c.invite(GROUP_CALL, vec![user("a")], Some("c-race".into()))
-            .await
-    });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let done: graph_signaling::models::CommsOperation = serde_json::from_value(
-        json!({"id": "op-race", "status": "completed", "clientContext": "c-race"}),
-    )
-    .unwrap();
-    client.handle_operation(GROUP_CALL, &done);
-    let handle = pending.await.unwrap().unwrap();
-    let t0 = tokio::time::Instant::now();
-    let op = handle.wait().await.unwrap();
-    assert_eq!(op.id.as_deref(), Some("op-race"));
-    assert_eq!(
-        t0.elapsed(),
-        Duration::ZERO,
-        "resolved from the early notification"
-    );
+        )
+    };
+    fake.push("DELETE c9", gone());
+    client.hang_up("c9").await.unwrap();
+    fake.push("POST keepAlive", gone());
+    let err = client.keep_alive(GROUP_CALL).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
 }

@@ -10,8 +10,8 @@ use axum::Json;
 use axum::routing::get;
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::models::CallState;
-use graph_signaling::notify::{NotificationLimits, notification_router, spawn_processor};
-use graph_signaling::state::{CallEvent, CallRegistry};
+use graph_signaling::notify::{NotificationLimits, notification_router};
+use graph_signaling::state::{CallEvent, CallStateMachine};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -119,27 +119,23 @@ async fn post(url: &str, token: Option<&str>, body: String) -> reqwest::StatusCo
 }
 
 #[tokio::test]
-async fn valid_token_is_accepted_and_changes_state() {
-    let ep = endpoint(1 << 20).await;
-    let registry = Arc::new(Mutex::new(CallRegistry::new(Some(APP_ID.into()))));
-    let (etx, mut erx) = mpsc::unbounded_channel();
-    spawn_processor(ep.queue, registry.clone(), etx);
+async fn a_valid_token_is_accepted_and_the_batch_queued() {
+    let mut ep = endpoint(1 << 20).await;
     assert_eq!(
         post(&ep.url, Some(&valid_token()), established("c1")).await,
         202
     );
-    let (call, event) = erx.recv().await.unwrap();
-    assert_eq!(call, "c1");
+    let inbound = ep.queue.recv().await.unwrap();
+    let n = &inbound.batch.value[0];
+    assert_eq!(n.call_id(), Some("c1"));
+    let mut call = CallStateMachine::new("c1", Some(APP_ID.into()));
+    call.handle_notification(n, std::time::Instant::now());
     assert_eq!(
-        event,
-        CallEvent::StateChanged {
+        call.poll_event(),
+        Some(CallEvent::StateChanged {
             from: None,
             to: CallState::Established
-        }
-    );
-    assert_eq!(
-        registry.lock().unwrap().get("c1").unwrap().state(),
-        Some(&CallState::Established)
+        })
     );
     // The long tenant claim and the Graph issuer are accepted too.
     let mut c = claims();
@@ -155,20 +151,9 @@ async fn valid_token_is_accepted_and_changes_state() {
         .await,
         202
     );
-    assert_eq!(erx.recv().await.unwrap().0, "c2");
-    // A duplicate is harmless: accepted, no new event.
     assert_eq!(
-        post(&ep.url, Some(&valid_token()), established("c1")).await,
-        202
-    );
-    assert_eq!(
-        post(&ep.url, Some(&valid_token()), established("c3")).await,
-        202
-    );
-    assert_eq!(
-        erx.recv().await.unwrap().0,
-        "c3",
-        "the duplicate produced an event"
+        ep.queue.recv().await.unwrap().batch.value[0].call_id(),
+        Some("c2")
     );
 }
 
@@ -324,14 +309,13 @@ async fn keys_are_refreshed_after_the_interval() {
 }
 
 #[tokio::test]
-async fn the_ready_pipeline_applies_the_documented_roster() {
+async fn the_ready_pipeline_delivers_the_documented_roster() {
     let keys = key_server().await;
     let mut cfg = AuthConfig::new(APP_ID);
     cfg.openid_config_url = format!("{}/openid", keys.base);
     let mut p = graph_signaling::notify::pipeline(
         "/callback",
         Arc::new(TokenValidator::new(cfg)),
-        Some("2891555a-92ff-42e6-80fa-6e1300c6b5c6".into()),
         NotificationLimits::default(),
         8,
     );
@@ -340,20 +324,18 @@ async fn the_ready_pipeline_applies_the_documented_roster() {
     tokio::spawn(graph_signaling::notify::serve(listener, p.router));
     let body = include_str!("fixtures/create-call-18-notification.json").to_owned();
     assert_eq!(post(&url, Some(&valid_token()), body).await, 202);
-    let mut binds = Vec::new();
-    while binds.is_empty() {
-        let (_, e) = p.events.recv().await.unwrap();
-        if let CallEvent::StreamBind(s, _) = e {
-            binds.push(s);
-        }
+    let inbound = p.batches.recv().await.unwrap();
+    let id = "2f1a1100-b174-40a0-aba7-0b405e01ed92";
+    let mut call = CallStateMachine::new(id, Some("2891555a-92ff-42e6-80fa-6e1300c6b5c6".into()));
+    for n in &inbound.batch.value {
+        call.handle_notification(n, std::time::Instant::now());
     }
+    let binds: Vec<_> = std::iter::from_fn(|| call.poll_event())
+        .filter_map(|e| match e {
+            CallEvent::StreamBind(s, _) => Some(s),
+            _ => None,
+        })
+        .collect();
     assert_eq!(binds, vec![media_session::SourceId(1)]);
-    let reg = p.registry.lock().unwrap();
-    assert_eq!(
-        reg.get("2f1a1100-b174-40a0-aba7-0b405e01ed92")
-            .unwrap()
-            .roster()
-            .len(),
-        2
-    );
+    assert_eq!(call.roster().len(), 2);
 }

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use graph_signaling::models::{CallState, CommsNotifications, ResourceItem};
 use graph_signaling::state::{
-    CallEvent, CallRegistry, CallStateMachine, KeepAliveAction, KeepAliveTimer, OperationMatcher,
-    OperationOutcome, ParticipantKey, StreamBinder, TokenLifetime,
+    CallEvent, CallStateMachine, OperationMatcher, OperationOutcome, ParticipantKey, TokenLifetime,
 };
 use media_session::SourceId;
 use serde_json::json;
@@ -153,10 +152,19 @@ fn unknown_call_states_do_not_break_the_machine() {
     assert_eq!(m.state(), Some(&CallState::Established));
 }
 
+/// The bound sources, as a call owner keeps them from the bind events; a double bind or an
+/// unbind of the wrong participant fails the test.
 #[derive(Default)]
 struct Binder(BTreeMap<SourceId, String>);
 
-impl StreamBinder for Binder {
+impl Binder {
+    fn apply(&mut self, e: &CallEvent) {
+        match e {
+            CallEvent::StreamBind(source, participant) => self.bind(*source, participant),
+            CallEvent::StreamUnbind(source, participant) => self.unbind(*source, participant),
+            _ => {}
+        }
+    }
     fn bind(&mut self, source: SourceId, participant: &ParticipantKey) {
         assert!(
             self.0.insert(source, participant.to_string()).is_none(),
@@ -177,7 +185,7 @@ fn full_roster_binds_audio_but_never_the_bot_itself() {
     let mut m = CallStateMachine::new("2f1a1100-b174-40a0-aba7-0b405e01ed92", Some(BOT_APP.into()));
     let mut binder = Binder::default();
     for e in feed(&mut m, &roster) {
-        e.apply_binding(&mut binder);
+        binder.apply(&e);
     }
     // John's audio (1) is bound; his video (2) and the bot's own audio (10) are not.
     assert_eq!(
@@ -196,7 +204,7 @@ fn full_roster_binds_audio_but_never_the_bot_itself() {
     assert_eq!(drain(&mut m).len(), 1, "the response's state is reported");
     let mut binder = Binder::default();
     for e in feed(&mut m, &roster) {
-        e.apply_binding(&mut binder);
+        binder.apply(&e);
     }
     assert_eq!(binder.0.len(), 1);
 }
@@ -217,7 +225,7 @@ fn full_roster_departures_unbind() {
             participant(Some("b"), "ub", &[2], None, false),
         ]),
     ) {
-        e.apply_binding(&mut binder);
+        binder.apply(&e);
     }
     assert_eq!(binder.0.len(), 2);
     let ev = feed(
@@ -225,7 +233,7 @@ fn full_roster_departures_unbind() {
         &full(vec![participant(Some("b"), "ub", &[2, 3], None, false)]),
     );
     for e in &ev {
-        e.apply_binding(&mut binder);
+        binder.apply(e);
     }
     assert!(ev.contains(&CallEvent::ParticipantLeft(
         ParticipantKey::Id("a".into()),
@@ -240,7 +248,7 @@ fn full_roster_departures_unbind() {
     );
     // An empty roster: everyone left.
     for e in feed(&mut m, &full(vec![])) {
-        e.apply_binding(&mut binder);
+        binder.apply(&e);
     }
     assert!(binder.0.is_empty());
     assert!(m.roster().is_empty());
@@ -274,7 +282,7 @@ fn delta_rosters_apply_in_sequence_order_whatever_the_arrival_order() {
         let mut binder = Binder::default();
         for d in order {
             for e in feed(&mut m, d) {
-                e.apply_binding(&mut binder);
+                binder.apply(&e);
             }
         }
         assert!(m.roster().is_empty(), "participant must end removed");
@@ -363,21 +371,19 @@ fn content_sharing_sessions_start_update_and_end() {
 }
 
 #[test]
-fn registry_routes_by_call_id_and_reports_operations() {
-    let mut reg = CallRegistry::new(None);
-    let mut out = Vec::new();
-    reg.handle_batch(&fixture("invite-participants-32"), Instant::now(), &mut out);
-    reg.handle_batch(&fixture("create-call-03"), Instant::now(), &mut out);
-    assert_eq!(reg.len(), 2);
-    assert!(
-        matches!(&out[0], (id, CallEvent::OperationFinished(_)) if id == "ab6233a5-20b7-4c5e-bea2-ce56c9776429")
-    );
-    assert_eq!(
-        reg.get("2e1a0b00-2db4-4022-9570-243709c565ab")
-            .unwrap()
-            .state(),
-        Some(&CallState::Establishing)
-    );
+fn an_operation_notification_is_reported_once_per_call() {
+    let n = fixture("invite-participants-32");
+    let id = n.value[0].call_id().unwrap().to_owned();
+    assert_eq!(id, "ab6233a5-20b7-4c5e-bea2-ce56c9776429");
+    let mut m = CallStateMachine::new(&id, None);
+    assert!(matches!(
+        &feed(&mut m, &n)[..],
+        [CallEvent::OperationFinished(_)]
+    ));
+    // Another call's notification is the caller's to route: here it is simply another call.
+    let mut other = CallStateMachine::new("2e1a0b00-2db4-4022-9570-243709c565ab", None);
+    feed(&mut other, &fixture("create-call-03"));
+    assert_eq!(other.state(), Some(&CallState::Establishing));
 }
 
 fn op_of(b: &CommsNotifications) -> graph_signaling::models::CommsOperation {
@@ -434,29 +440,6 @@ fn operations_match_by_id_then_by_client_context() {
     ops.handle_timeout(t0 + Duration::from_secs(5));
     assert_eq!(ops.poll_outcome(), Some((c, OperationOutcome::TimedOut)));
     assert_eq!(ops.pending(), 0);
-}
-
-#[test]
-fn keepalive_runs_every_interval_until_a_404() {
-    let t0 = Instant::now();
-    let i = Duration::from_secs(900);
-    let mut k = KeepAliveTimer::new(i, t0);
-    assert_eq!(k.poll_timeout(), Some(t0 + i));
-    assert_eq!(
-        k.handle_timeout(t0 + i - Duration::from_secs(1)),
-        KeepAliveAction::Wait
-    );
-    assert_eq!(k.handle_timeout(t0 + i), KeepAliveAction::Send);
-    assert_eq!(k.poll_timeout(), None, "one in flight at a time");
-    k.on_success(t0 + i);
-    assert_eq!(k.poll_timeout(), Some(t0 + 2 * i));
-    assert_eq!(k.handle_timeout(t0 + 2 * i), KeepAliveAction::Send);
-    k.on_failure(t0 + 2 * i, false);
-    assert_eq!(k.poll_timeout(), Some(t0 + 2 * i + Duration::from_secs(60)));
-    assert_eq!(k.handle_timeout(t0 + 3 * i), KeepAliveAction::Send);
-    k.on_failure(t0 + 3 * i, true);
-    assert!(k.is_ended());
-    assert_eq!(k.poll_timeout(), None);
 }
 
 #[test]

@@ -182,10 +182,11 @@ async fn each_talker_is_measured_out_of_the_bots_mix_and_a_leaver_stops() {
     }
     // Similarity compares the whole spectrum with the talker's own: the other talker's sound
     // in the mix counts against it, the more so for a tone, whose own spectrum is one band.
+    // Measured over 10 runs: 0.643–0.649 (Alice), 0.457–0.476 (Bob).
     at_least(
         "alice_similarity",
         alice.similarity.unwrap_or(0.0),
-        0.6,
+        0.55,
         alice,
     );
     at_least("bob_similarity", bob.similarity.unwrap_or(0.0), 0.3, bob);

@@ -12,7 +12,7 @@ use graph_signaling::client::{
 };
 use graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo, MediaConfig};
 use graph_signaling::notify::{NotificationLimits, pipeline};
-use graph_signaling::state::CallEvent;
+use graph_signaling::state::{CallEvent, CallStateMachine};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
@@ -34,7 +34,6 @@ async fn bot(sim: &SimServer, retry: RetryPolicy) -> Bot {
     let mut p = pipeline(
         "/callback",
         Arc::new(TokenValidator::new(auth)),
-        Some(config.app_id.clone()),
         NotificationLimits::default(),
         64,
     );
@@ -55,19 +54,27 @@ async fn bot(sim: &SimServer, retry: RetryPolicy) -> Bot {
         GraphClientConfig {
             base_url: sim.api_url(),
             retry,
-            operation_timeout: Duration::from_secs(10),
             ..GraphClientConfig::default()
         },
         TokenProvider::client_credentials(creds, http),
     );
-    // Forward every event to the client (operations resolve from notifications) and to the test.
+    // One state machine per call, as a call owner keeps them; every event goes to the test.
     let (tx, events) = mpsc::unbounded_channel();
-    let forward = client.clone();
+    let app_id = config.app_id.clone();
     tokio::spawn(async move {
-        while let Some((call, event)) = p.events.recv().await {
-            forward.handle_event(&call, &event);
-            if tx.send((call, event)).is_err() {
-                break;
+        let mut calls = std::collections::HashMap::new();
+        while let Some(inbound) = p.batches.recv().await {
+            for n in &inbound.batch.value {
+                let Some(id) = n.call_id() else { continue };
+                let call = calls
+                    .entry(id.to_owned())
+                    .or_insert_with(|| CallStateMachine::new(id, Some(app_id.clone())));
+                call.handle_notification(n, std::time::Instant::now());
+                while let Some(event) = call.poll_event() {
+                    if tx.send((id.to_owned(), event)).is_err() {
+                        return;
+                    }
+                }
             }
         }
     });
@@ -167,13 +174,18 @@ async fn invite_resolves_from_its_notification_and_binds_the_new_stream() {
     wait_for(&mut bot, |e| matches!(e, CallEvent::StreamBind(..))).await;
     let bob =
         InvitationParticipantInfo::new(IdentitySet::user(user_id(&sim, "Bob"), Some("Bob".into())));
-    let handle = bot
-        .client
-        .invite(&id, vec![bob], Some("invite-bob".into()))
+    bot.client
+        .invite(&id, vec![bob], "invite-bob", false)
         .await
         .unwrap();
-    let op = handle.wait().await.expect("operation completes");
-    assert_eq!(op.client_context.as_deref(), Some("invite-bob"));
+    let CallEvent::OperationFinished(op) = wait_for(&mut bot, |e| {
+        matches!(e, CallEvent::OperationFinished(op) if op.client_context.as_deref() == Some("invite-bob"))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(op.is_finished());
     wait_for(&mut bot, |e| matches!(e, CallEvent::StreamBind(..))).await;
     bot.client.hang_up(&id).await.unwrap();
     wait_for(&mut bot, |e| matches!(e, CallEvent::Terminated(_))).await;

@@ -128,6 +128,14 @@ impl MediaCall {
             .map_err(|_| CallError::Ended)
     }
 
+    /// Asks for the quality figures without waiting: the receiver gets them once the session's
+    /// task answers (never, before the service connected). `None` after the end.
+    pub fn request_stats(&self) -> Option<oneshot::Receiver<CallStats>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Stats(tx)).ok()?;
+        Some(rx)
+    }
+
     /// Quality figures now; `None` before the service connected or after the end.
     pub async fn stats(&self) -> Option<CallStats> {
         let (tx, rx) = oneshot::channel();

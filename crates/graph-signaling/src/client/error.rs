@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::models::{CommsOperation, GraphErrorBody};
+use crate::models::GraphErrorBody;
 use crate::validate::ValidationError;
 
 /// A Graph request that did not succeed. Every variant that reached the network carries the
@@ -61,12 +61,6 @@ pub enum GraphError {
     /// No access token could be obtained.
     #[error("token request failed: {0}")]
     Token(String),
-    /// The operation finished with status failed.
-    #[error("operation failed: {}", .0.result_info.get().map(|r| r.summary()).unwrap_or_default())]
-    OperationFailed(Box<CommsOperation>),
-    /// No outcome notification arrived in time.
-    #[error("operation outcome did not arrive in time")]
-    OperationTimedOut,
 }
 
 impl GraphError {

@@ -1,19 +1,21 @@
-//! Outgoing Graph requests: calls, call actions, operations, keepAlive.
+//! Outgoing Graph requests: calls, call actions, keepAlive.
 //!
-//! [`GraphClient`] is a thin async shell: retry decisions ([`RetryPolicy`]), keepAlive timing
-//! ([`KeepAliveTimer`]) and operation matching ([`OperationMatcher`]) are sans-IO state.
+//! [`GraphClient`] is a stateless executor: it validates a request against the calling rules,
+//! sends it with an access token, retries what may be retried ([`RetryPolicy`], honouring
+//! `Retry-After`) and returns the answer or a [`GraphError`] with the service's context. It
+//! keeps nothing per call: which requests a call needs, and matching an action to the
+//! operation notification that finishes it, belong to the call's owner (mediabot's
+//! `CallCore`, with [`crate::state::OperationMatcher`]).
 
 mod error;
 mod retry;
 mod token;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 pub use error::GraphError;
 pub use retry::{Attempt, Decision, Idempotency, RetryPolicy, parse_retry_after};
@@ -21,12 +23,8 @@ pub use token::{ClientCredentials, GRAPH_SCOPE, TokenProvider};
 
 use crate::models::{
     AnswerBody, Call, ClientContextBody, CommsOperation, InvitationParticipantInfo,
-    InviteParticipantsBody, Nullable, OperationStatusKind, ParticipantInfo, RecordingStatus,
-    RedirectBody, RejectBody, RejectReason, TransferBody, UpdateRecordingStatusBody,
-};
-use crate::state::{
-    CallEvent, DEFAULT_KEEPALIVE_INTERVAL, KeepAliveAction, KeepAliveTimer, OperationMatcher,
-    OperationOutcome, OperationToken,
+    InviteParticipantsBody, Nullable, ParticipantInfo, RecordingStatus, RedirectBody, RejectBody,
+    RejectReason, TransferBody, UpdateRecordingStatusBody,
 };
 use crate::validate::{self, ValidationError};
 
@@ -48,10 +46,6 @@ pub struct GraphClientConfig {
     pub retry: RetryPolicy,
     /// Timeout of one attempt.
     pub request_timeout: Duration,
-    /// How long an operation handle waits for its outcome notification.
-    pub operation_timeout: Duration,
-    /// KeepAlive interval.
-    pub keepalive_interval: Duration,
 }
 
 impl Default for GraphClientConfig {
@@ -60,47 +54,14 @@ impl Default for GraphClientConfig {
             base_url: DEFAULT_GRAPH_BASE.to_owned(),
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(30),
-            operation_timeout: Duration::from_secs(60),
-            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
         }
     }
-}
-
-#[derive(Default)]
-struct Ops {
-    matcher: OperationMatcher,
-    waiters: HashMap<OperationToken, oneshot::Sender<OperationOutcome>>,
-}
-
-impl Ops {
-    fn deliver(&mut self) {
-        while let Some((token, outcome)) = self.matcher.poll_outcome() {
-            if let Some(tx) = self.waiters.remove(&token) {
-                // The handle may have been dropped; nothing waits then.
-                let _ = tx.send(outcome);
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct CallEntry {
-    group: bool,
-    ended: bool,
-    keepalive: Option<tokio::task::AbortHandle>,
 }
 
 struct Inner {
     http: reqwest::Client,
     config: GraphClientConfig,
     tokens: TokenProvider,
-    ops: Mutex<Ops>,
-    calls: Mutex<HashMap<String, CallEntry>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // State stays consistent across a panic elsewhere; keep serving.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A successful answer.
@@ -111,7 +72,7 @@ struct RawResponse {
     client_request_id: String,
 }
 
-/// Client for Graph's calling API. Cheap to clone.
+/// Client for Graph's calling API. Cheap to clone; holds no per-call state.
 #[derive(Clone)]
 pub struct GraphClient {
     inner: Arc<Inner>,
@@ -122,68 +83,6 @@ impl std::fmt::Debug for GraphClient {
         f.debug_struct("GraphClient")
             .field("base_url", &self.inner.config.base_url)
             .finish_non_exhaustive()
-    }
-}
-
-/// Resolves when an operation's outcome is known.
-#[derive(Debug)]
-pub struct OperationHandle {
-    state: HandleState,
-}
-
-#[derive(Debug)]
-enum HandleState {
-    Ready(Box<CommsOperation>),
-    Pending {
-        rx: oneshot::Receiver<OperationOutcome>,
-        token: OperationToken,
-        deadline: tokio::time::Instant,
-        client: Weak<Inner>,
-    },
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GraphClient")
-    }
-}
-
-fn finished(op: CommsOperation) -> Result<CommsOperation, GraphError> {
-    match op.status.get().map(|s| s.kind()) {
-        Some(OperationStatusKind::Failed) => Err(GraphError::OperationFailed(Box::new(op))),
-        _ => Ok(op),
-    }
-}
-
-impl OperationHandle {
-    /// True when the action's response already carried the outcome.
-    pub fn is_ready(&self) -> bool {
-        matches!(self.state, HandleState::Ready(_))
-    }
-
-    /// Waits for the outcome: the completed operation, [`GraphError::OperationFailed`], or
-    /// [`GraphError::OperationTimedOut`].
-    pub async fn wait(self) -> Result<CommsOperation, GraphError> {
-        match self.state {
-            HandleState::Ready(op) => finished(*op),
-            HandleState::Pending {
-                rx,
-                token,
-                deadline,
-                client,
-            } => {
-                let outcome = tokio::time::timeout_at(deadline, rx).await;
-                if let Some(inner) = client.upgrade() {
-                    let mut ops = lock(&inner.ops);
-                    ops.matcher.cancel(token);
-                    ops.waiters.remove(&token);
-                }
-                match outcome {
-                    Ok(Ok(OperationOutcome::Finished(op))) => finished(*op),
-                    _ => Err(GraphError::OperationTimedOut),
-                }
-            }
-        }
     }
 }
 
@@ -204,8 +103,6 @@ impl GraphClient {
                 http,
                 config,
                 tokens,
-                ops: Mutex::new(Ops::default()),
-                calls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -218,7 +115,7 @@ impl GraphClient {
     // ---- calls ----
 
     /// Places a call or joins a meeting (`POST /communications/calls`). The body is checked
-    /// against the calling rules first; keepAlive starts for the new call.
+    /// against the calling rules first. The caller keeps the call alive (keepAlive).
     pub async fn create_call(&self, call: &Call) -> Result<Call, GraphError> {
         validate::create_call(call)?;
         let resp = self
@@ -229,12 +126,7 @@ impl GraphClient {
                 Idempotency::NonIdempotent,
             )
             .await?;
-        let created: Call = self.parse(&resp, "call")?;
-        if let Some(id) = created.id.as_deref() {
-            let group = crate::build::is_group_call(call) || crate::build::is_group_call(&created);
-            self.track(id, group);
-        }
-        Ok(created)
+        self.parse(&resp, "call")
     }
 
     /// Reads a call.
@@ -252,7 +144,7 @@ impl GraphClient {
     }
 
     /// Answers an incoming call received at `received_at`; refused locally once the 15 s window
-    /// has passed. KeepAlive starts.
+    /// has passed.
     pub async fn answer(
         &self,
         call_id: &str,
@@ -274,10 +166,6 @@ impl GraphClient {
             Idempotency::NonIdempotent,
         )
         .await?;
-        let group = lock(&self.inner.calls)
-            .get(call_id)
-            .is_some_and(|c| c.group);
-        self.track(call_id, group);
         Ok(())
     }
 
@@ -345,50 +233,47 @@ impl GraphClient {
         Ok(())
     }
 
-    /// Invites participants. Several only into group calls (at most 5); `replacesCallId` with
-    /// exactly one. Without `client_context` a random one is used to match the outcome.
+    /// Invites participants (`POST …/participants/invite`): several only into a `group` call
+    /// (at most 5), `replacesCallId` with exactly one. Returns the operation the response
+    /// carried; its outcome arrives as a notification matched by `client_context`.
     pub async fn invite(
         &self,
         call_id: &str,
         participants: Vec<InvitationParticipantInfo>,
-        client_context: Option<String>,
-    ) -> Result<OperationHandle, GraphError> {
+        client_context: &str,
+        group: bool,
+    ) -> Result<Option<CommsOperation>, GraphError> {
         validate::path_id(call_id)?;
-        let ctx = client_context.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let group = lock(&self.inner.calls)
-            .get(call_id)
-            .is_some_and(|c| c.group);
-        validate::invite(&participants, Some(&ctx), group)?;
+        validate::invite(&participants, Some(client_context), group)?;
         let body = InviteParticipantsBody {
             participants,
-            client_context: Nullable::Value(ctx.clone()),
+            client_context: Nullable::Value(client_context.to_owned()),
             extra: Default::default(),
         };
         self.operation(
             call_id,
             "participants/invite",
             &body,
-            ctx,
             Idempotency::NonIdempotent,
         )
         .await
     }
 
-    /// Mutes the bot.
+    /// Mutes the bot (`POST …/mute`).
     pub async fn mute_self(
         &self,
         call_id: &str,
-        client_context: Option<String>,
-    ) -> Result<OperationHandle, GraphError> {
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
         self.context_action(call_id, "mute", client_context).await
     }
 
-    /// Unmutes the bot.
+    /// Unmutes the bot (`POST …/unmute`).
     pub async fn unmute_self(
         &self,
         call_id: &str,
-        client_context: Option<String>,
-    ) -> Result<OperationHandle, GraphError> {
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
         self.context_action(call_id, "unmute", client_context).await
     }
 
@@ -398,26 +283,25 @@ impl GraphClient {
         &self,
         call_id: &str,
         status: RecordingStatus,
-        client_context: Option<String>,
-    ) -> Result<OperationHandle, GraphError> {
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
         validate::path_id(call_id)?;
-        let ctx = client_context.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        validate::client_context(&ctx)?;
+        validate::client_context(client_context)?;
         let body = UpdateRecordingStatusBody {
             status,
-            client_context: Some(ctx.clone()),
+            client_context: Some(client_context.to_owned()),
         };
         self.operation(
             call_id,
             "updateRecordingStatus",
             &body,
-            ctx,
             Idempotency::Idempotent,
         )
         .await
     }
 
-    /// Hangs up (in a group call: removes only the bot). KeepAlive stops.
+    /// Hangs up (in a group call: removes only the bot). A call the service no longer knows
+    /// (404) counts as hung up.
     pub async fn hang_up(&self, call_id: &str) -> Result<(), GraphError> {
         validate::path_id(call_id)?;
         let r = self
@@ -429,67 +313,23 @@ impl GraphClient {
             )
             .await;
         match r {
-            Ok(_) => {}
-            // Already gone is what we wanted.
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) => return Err(e),
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.mark_ended(call_id);
-        Ok(())
     }
 
-    /// Sends one keepAlive; a 404 marks the call ended.
+    /// Sends one keepAlive (`POST …/keepAlive`). A 404 means the service ended the call.
     pub async fn keep_alive(&self, call_id: &str) -> Result<(), GraphError> {
         validate::path_id(call_id)?;
-        let r = self
-            .execute::<()>(
-                Method::POST,
-                &format!("communications/calls/{call_id}/keepAlive"),
-                None,
-                Idempotency::Idempotent,
-            )
-            .await;
-        if let Err(e) = &r {
-            if e.status() == Some(404) {
-                self.mark_ended(call_id);
-            }
-        }
-        r.map(|_| ())
-    }
-
-    /// True once the call is known to have ended (hang up, 404 on keepAlive, terminated).
-    pub fn call_ended(&self, call_id: &str) -> bool {
-        lock(&self.inner.calls)
-            .get(call_id)
-            .is_some_and(|c| c.ended)
-    }
-
-    /// Declares whether a call not created by this client (an answered one) is a group call,
-    /// which decides whether several participants may be invited at once.
-    pub fn set_group_call(&self, call_id: &str, group: bool) {
-        lock(&self.inner.calls)
-            .entry(call_id.to_owned())
-            .or_default()
-            .group = group;
-    }
-
-    /// Feeds a call event from the notification processor: finished operations resolve their
-    /// handles, termination stops keepAlive.
-    pub fn handle_event(&self, call_id: &str, event: &CallEvent) {
-        match event {
-            CallEvent::OperationFinished(op) => self.handle_operation(call_id, op),
-            CallEvent::Terminated(_) => self.mark_ended(call_id),
-            _ => {}
-        }
-    }
-
-    /// Feeds an operation outcome seen in a notification.
-    pub fn handle_operation(&self, call_id: &str, op: &CommsOperation) {
-        let mut ops = lock(&self.inner.ops);
-        ops.matcher.handle_operation(call_id, op);
-        ops.matcher
-            .handle_timeout(tokio::time::Instant::now().into_std());
-        ops.deliver();
+        self.execute::<()>(
+            Method::POST,
+            &format!("communications/calls/{call_id}/keepAlive"),
+            None,
+            Idempotency::Idempotent,
+        )
+        .await
+        .map(|_| ())
     }
 
     // ---- internals ----
@@ -498,83 +338,38 @@ impl GraphClient {
         &self,
         call_id: &str,
         action: &str,
-        client_context: Option<String>,
-    ) -> Result<OperationHandle, GraphError> {
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
         validate::path_id(call_id)?;
-        let ctx = client_context.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        validate::client_context(&ctx)?;
+        validate::client_context(client_context)?;
         let body = ClientContextBody {
-            client_context: Some(ctx.clone()),
+            client_context: Some(client_context.to_owned()),
         };
-        self.operation(call_id, action, &body, ctx, Idempotency::Idempotent)
+        self.operation(call_id, action, &body, Idempotency::Idempotent)
             .await
     }
 
+    /// Posts a call action and reads the operation its response carries (none for an empty
+    /// body).
     async fn operation<B: Serialize>(
         &self,
         call_id: &str,
         action: &str,
         body: &B,
-        ctx: String,
         idem: Idempotency,
-    ) -> Result<OperationHandle, GraphError> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.operation_timeout;
-        // Registered before sending: the outcome notification can beat the HTTP response.
-        let (token, rx) = {
-            let mut ops = lock(&self.inner.ops);
-            let token = ops
-                .matcher
-                .register(call_id, None, Some(ctx), deadline.into_std());
-            let (tx, rx) = oneshot::channel();
-            ops.waiters.insert(token, tx);
-            (token, rx)
-        };
-        let cancel = |inner: &Inner| {
-            let mut ops = lock(&inner.ops);
-            ops.matcher.cancel(token);
-            ops.waiters.remove(&token);
-        };
-        let resp = match self
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let resp = self
             .execute(
                 Method::POST,
                 &format!("communications/calls/{call_id}/{action}"),
                 Some(body),
                 idem,
             )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                cancel(&self.inner);
-                return Err(e);
-            }
-        };
-        let op: Option<CommsOperation> = if resp.body.is_empty() {
-            None
-        } else {
-            Some(self.parse(&resp, "operation")?)
-        };
-        if let Some(op) = op {
-            if op.is_finished() {
-                cancel(&self.inner);
-                return Ok(OperationHandle {
-                    state: HandleState::Ready(Box::new(op)),
-                });
-            }
-            if let Some(id) = op.id.as_deref() {
-                lock(&self.inner.ops)
-                    .matcher
-                    .set_operation_id(token, id.to_owned());
-            }
+            .await?;
+        if resp.body.is_empty() {
+            return Ok(None);
         }
-        Ok(OperationHandle {
-            state: HandleState::Pending {
-                rx,
-                token,
-                deadline,
-                client: Arc::downgrade(&self.inner),
-            },
-        })
+        self.parse(&resp, "operation").map(Some)
     }
 
     fn parse<T: serde::de::DeserializeOwned>(
@@ -586,28 +381,6 @@ impl GraphClient {
             client_request_id: resp.client_request_id.clone(),
             reason: format!("{what} body (HTTP {}): {e}", resp.status),
         })
-    }
-
-    fn track(&self, call_id: &str, group: bool) {
-        let mut calls = lock(&self.inner.calls);
-        let entry = calls.entry(call_id.to_owned()).or_default();
-        entry.group = group;
-        if entry.keepalive.is_none() && !entry.ended {
-            let weak = Arc::downgrade(&self.inner);
-            let id = call_id.to_owned();
-            let interval = self.inner.config.keepalive_interval;
-            let task = tokio::spawn(keepalive_loop(weak, id, interval));
-            entry.keepalive = Some(task.abort_handle());
-        }
-    }
-
-    fn mark_ended(&self, call_id: &str) {
-        let mut calls = lock(&self.inner.calls);
-        let entry = calls.entry(call_id.to_owned()).or_default();
-        entry.ended = true;
-        if let Some(k) = entry.keepalive.take() {
-            k.abort();
-        }
     }
 
     async fn execute<B: Serialize>(
@@ -740,27 +513,4 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-async fn keepalive_loop(inner: Weak<Inner>, call_id: String, interval: Duration) {
-    let mut timer = KeepAliveTimer::new(interval, tokio::time::Instant::now().into_std());
-    while let Some(due) = timer.poll_timeout() {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-        let now = tokio::time::Instant::now().into_std();
-        if timer.handle_timeout(now) != KeepAliveAction::Send {
-            continue;
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let client = GraphClient { inner };
-        let result = client.keep_alive(&call_id).await;
-        let now = tokio::time::Instant::now().into_std();
-        match result {
-            Ok(()) => timer.on_success(now),
-            Err(e) => {
-                let gone = e.status() == Some(404);
-                tracing::warn!(%call_id, error = %e, gone, "keepAlive failed");
-                timer.on_failure(now, gone);
-            }
-        }
-    }
 }

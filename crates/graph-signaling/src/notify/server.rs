@@ -1,10 +1,10 @@
 //! The axum endpoint the calling service posts notifications to.
 //!
 //! Each request is authenticated ([`TokenValidator`]), size-limited, parsed and queued; the
-//! response (202) does not wait for processing. A separate task applies queued batches to the
-//! [`CallRegistry`] and forwards events.
+//! response (202) does not wait for processing: the batches are read from the queue by the
+//! application, which routes each notification to the call it names.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 
 use crate::auth::{TokenValidator, VerifiedCaller};
 use crate::models::{CommsNotifications, MAX_NOTIFICATION_BYTES};
-use crate::state::{CallEvent, CallRegistry};
 
 /// Limits of the endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -113,63 +112,27 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
     axum::serve(listener, router).await
 }
 
-/// Applies queued batches to `registry` and sends each resulting event to `events`, until the
-/// queue closes. Duplicate notifications are harmless: the state machines ignore them.
-pub fn spawn_processor(
-    mut queue: mpsc::Receiver<Inbound>,
-    registry: Arc<Mutex<CallRegistry>>,
-    events: mpsc::UnboundedSender<(String, CallEvent)>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Some(inbound) = queue.recv().await {
-            let now = tokio::time::Instant::now().into_std();
-            {
-                let mut reg = match registry.lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                reg.handle_batch(&inbound.batch, now, &mut out);
-            }
-            for e in out.drain(..) {
-                // The receiver may be gone during shutdown; state is still applied.
-                let _ = events.send(e);
-            }
-        }
-    })
-}
-
 /// Everything needed to receive notifications, wired together: mount `router` (or [`serve`]
-/// it), read `events`, and look up call state in `registry`.
+/// it) and read authenticated batches from `batches`.
 #[derive(Debug)]
 pub struct NotificationPipeline {
     /// The endpoint to mount or serve.
     pub router: Router,
-    /// `(call id, event)` for every change, in order.
-    pub events: mpsc::UnboundedReceiver<(String, CallEvent)>,
-    /// The calls' state, shared with the processing task.
-    pub registry: Arc<Mutex<CallRegistry>>,
-    /// The processing task (ends when the router and its queue are dropped).
-    pub processor: tokio::task::JoinHandle<()>,
+    /// Authenticated, parsed batches, in the order they were accepted.
+    pub batches: mpsc::Receiver<Inbound>,
 }
 
-/// Builds the endpoint at `path`, a queue of `queue_depth` batches, and the task applying
-/// them to a new registry that recognises the bot by `bot_app_id`.
+/// Builds the endpoint at `path` with a queue of `queue_depth` batches (a full queue answers
+/// 503 with `Retry-After`, so the service redelivers).
 pub fn pipeline(
     path: &str,
     validator: Arc<TokenValidator>,
-    bot_app_id: Option<String>,
     limits: NotificationLimits,
     queue_depth: usize,
 ) -> NotificationPipeline {
-    let (tx, rx) = mpsc::channel(queue_depth.max(1));
-    let (etx, events) = mpsc::unbounded_channel();
-    let registry = Arc::new(Mutex::new(CallRegistry::new(bot_app_id)));
-    let processor = spawn_processor(rx, registry.clone(), etx);
+    let (tx, batches) = mpsc::channel(queue_depth.max(1));
     NotificationPipeline {
         router: notification_router(path, validator, tx, limits),
-        events,
-        registry,
-        processor,
+        batches,
     }
 }

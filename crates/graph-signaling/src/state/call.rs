@@ -43,27 +43,6 @@ pub enum CallEvent {
     Terminated(Option<ResultInfo>),
 }
 
-/// Where audio source bindings go: the root crate implements this over the audio pipeline's
-/// stream registry (keyed by [`SourceId`]), so this crate does not depend on the pipeline.
-pub trait StreamBinder {
-    /// Start delivering audio of `source` as `participant`'s stream.
-    fn bind(&mut self, source: SourceId, participant: &ParticipantKey);
-    /// Stop delivering audio of `source`.
-    fn unbind(&mut self, source: SourceId, participant: &ParticipantKey);
-}
-
-impl CallEvent {
-    /// Forwards a bind or unbind event to `binder`; returns whether it was one.
-    pub fn apply_binding(&self, binder: &mut dyn StreamBinder) -> bool {
-        match self {
-            CallEvent::StreamBind(s, k) => binder.bind(*s, k),
-            CallEvent::StreamUnbind(s, k) => binder.unbind(*s, k),
-            _ => return false,
-        }
-        true
-    }
-}
-
 /// Order of call states; a notification never moves a call to a lower rank.
 fn rank(state: &CallState) -> Option<u8> {
     Some(match state {

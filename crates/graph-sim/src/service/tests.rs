@@ -4,13 +4,51 @@
 use std::time::{Duration, Instant};
 
 use graph_signaling::models::{CallState, CommsNotifications};
-use graph_signaling::state::{CallEvent, CallRegistry};
+use graph_signaling::state::{CallEvent, CallStateMachine};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::scenario::{IdentityKind, Scenario, SimUser, Voice};
 
 const DOCUMENTED_BLOB: &str = include_str!("../../../media-session/testdata/documented-blob.json");
+
+/// The bot's side: one state machine per call id, as a call owner keeps them.
+struct CallRegistry {
+    calls: std::collections::HashMap<String, CallStateMachine>,
+    app_id: String,
+}
+
+impl CallRegistry {
+    fn new(app_id: String) -> CallRegistry {
+        CallRegistry {
+            calls: Default::default(),
+            app_id,
+        }
+    }
+
+    fn get(&self, call_id: &str) -> Option<&CallStateMachine> {
+        self.calls.get(call_id)
+    }
+
+    fn handle_batch(
+        &mut self,
+        batch: &CommsNotifications,
+        now: Instant,
+        out: &mut Vec<(String, CallEvent)>,
+    ) {
+        for n in &batch.value {
+            let Some(id) = n.call_id() else { continue };
+            let call = self
+                .calls
+                .entry(id.to_owned())
+                .or_insert_with(|| CallStateMachine::new(id, Some(self.app_id.clone())));
+            call.handle_notification(n, now);
+            while let Some(e) = call.poll_event() {
+                out.push((id.to_owned(), e));
+            }
+        }
+    }
+}
 
 struct Harness {
     sim: Sim,
@@ -48,7 +86,7 @@ impl Harness {
             sim,
             now,
             token,
-            registry: CallRegistry::new(Some(app_id)),
+            registry: CallRegistry::new(app_id),
             events: Vec::new(),
             sim_events: Vec::new(),
             posted: Vec::new(),

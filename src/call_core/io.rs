@@ -1,0 +1,195 @@
+//! What goes into a [`super::CallCore`] and what comes out.
+
+use std::time::Duration;
+
+use graph_signaling::client::GraphError;
+use graph_signaling::models::{
+    CommsNotification, CommsOperation, InvitationParticipantInfo, RecordingStatus,
+};
+use media_session::SourceId;
+use media_transport::MediaEvent;
+use media_transport::dtmf::DtmfDigit;
+
+use super::events::CallEvent;
+
+/// Names a Graph request the core asked for, so its response can be fed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Names a request of the application, so its outcome can be handed back to whoever waits.
+/// Chosen by the caller; the core only echoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// Everything that can happen to a call. Fed to [`super::CallCore::handle_input`] with the
+/// time it happened.
+// A response is moved in once and consumed at once; boxing it would add an allocation per
+// request for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input {
+    /// The calling service posted a notification about this call (already authenticated).
+    Notification(Box<CommsNotification>),
+    /// The call's media session reported something.
+    Media(MediaEvent),
+    /// The application asked for something.
+    App(AppRequest),
+    /// The answer to a [`GraphRequest`] the core emitted.
+    Response {
+        /// Which request.
+        id: RequestId,
+        /// The operation the response body carried (if any), or why the request failed.
+        result: Result<Option<CommsOperation>, GraphError>,
+    },
+    /// Time passed: the core handles whatever is due at `now`.
+    Timeout,
+}
+
+/// What the application can ask of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppRequest {
+    /// Hang up (in a group call, leave). Answered with [`Output::Reply`] once the service took
+    /// the request.
+    HangUp(Ticket),
+    /// A call action whose outcome arrives as an operation; answered with [`Output::Reply`]
+    /// when the operation completed, failed or timed out.
+    Action(Ticket, CallAction),
+    /// Send a DTMF key on the media path.
+    SendDtmf {
+        /// The key.
+        digit: DtmfDigit,
+        /// How long it is held.
+        duration: Duration,
+    },
+}
+
+/// A call action the service answers with an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallAction {
+    /// Invite participants (several only into group calls).
+    Invite(Vec<InvitationParticipantInfo>),
+    /// Mute the bot.
+    MuteSelf,
+    /// Unmute the bot.
+    UnmuteSelf,
+    /// Announce the bot's recording status.
+    UpdateRecordingStatus(RecordingStatus),
+}
+
+/// A Graph request about this call, for the shell's (stateless) client to execute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphRequest {
+    /// Feed the answer back as [`Input::Response`] with this id.
+    pub id: RequestId,
+    /// The call.
+    pub call_id: String,
+    /// What to send.
+    pub kind: CallRequest,
+}
+
+/// The request bodies the core sends.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CallRequest {
+    /// `POST …/keepAlive`.
+    KeepAlive,
+    /// `DELETE /communications/calls/{id}`.
+    HangUp,
+    /// `POST …/participants/invite`.
+    Invite {
+        /// Who.
+        participants: Vec<InvitationParticipantInfo>,
+        /// Matches the outcome notification.
+        client_context: String,
+        /// Whether the call is a group call (several invitees are allowed only there).
+        group: bool,
+    },
+    /// `POST …/mute`.
+    MuteSelf {
+        /// Matches the outcome notification.
+        client_context: String,
+    },
+    /// `POST …/unmute`.
+    UnmuteSelf {
+        /// Matches the outcome notification.
+        client_context: String,
+    },
+    /// `POST …/updateRecordingStatus`.
+    UpdateRecordingStatus {
+        /// The status.
+        status: RecordingStatus,
+        /// Matches the outcome notification.
+        client_context: String,
+    },
+}
+
+/// What the shell does to the call's media session.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MediaCommand {
+    /// Start (true) or stop (false) encoding and sending the bot's audio.
+    SetSending(bool),
+    /// Close the media session (or withdraw it if the service never connected).
+    Close(String),
+    /// Send a DTMF key.
+    SendDtmf(DtmfDigit, Duration),
+    /// Read the media path's quality figures and report them as [`CallEvent::Quality`].
+    ReportQuality,
+}
+
+/// Why an application request did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// The request failed (validation, HTTP status, network), with the service's context.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// The service reported the operation failed.
+    #[error("the operation failed: {}", describe(.0))]
+    OperationFailed(Box<CommsOperation>),
+    /// No outcome arrived in time.
+    #[error("no outcome of the operation arrived in time")]
+    TimedOut,
+    /// The call ended before the outcome was known.
+    #[error("the call ended before the outcome was known")]
+    CallEnded,
+}
+
+fn describe(op: &CommsOperation) -> String {
+    match op.result_info.get() {
+        Some(info) => format!(
+            "{} {}/{} {}",
+            op.kind(),
+            info.code.get().copied().unwrap_or_default(),
+            info.subcode.get().copied().unwrap_or_default(),
+            info.message.get().map(String::as_str).unwrap_or_default()
+        ),
+        None => op.kind().to_owned(),
+    }
+}
+
+/// What the core asks the shell to do, in order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send this Graph request; feed its answer back.
+    Request(GraphRequest),
+    /// The roster lists `source`: deliver its audio to the pipeline.
+    Bind(SourceId),
+    /// The roster no longer lists `source`: stop delivering it.
+    Unbind(SourceId),
+    /// Act on the media session.
+    Media(MediaCommand),
+    /// Tell the application.
+    Event(CallEvent),
+    /// The outcome of an application request.
+    Reply {
+        /// The request's ticket.
+        ticket: Ticket,
+        /// The operation (for actions), nothing for a hang-up, or why it failed.
+        result: Result<Option<CommsOperation>, ActionError>,
+    },
+    /// The call is over on both signaling and media: release everything it holds. Last
+    /// output; the core ignores input afterwards.
+    Release,
+}
