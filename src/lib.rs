@@ -9,5 +9,8 @@ pub use graph_sim;
 pub use media_session;
 pub use media_transport;
 
+#[cfg(feature = "_internal_test_exports")]
+#[doc(hidden)]
+pub mod _internal_test_exports;
 pub mod bot;
 pub mod call_core;

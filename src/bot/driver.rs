@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::{Shared, lock};
 use crate::call_core::{
-    ActionError, AppRequest, CallCore, CallEvent, CallRequest, Direction, GraphRequest, Input,
-    MediaCommand, Output, RequestId, Ticket,
+    ActionError, AppRequest, CallCore, CallEvent, Direction, GraphRequest, Input, MediaCommand,
+    Output, RequestId, Ticket,
 };
 
 /// The answer to an application request.
@@ -274,34 +274,11 @@ impl Driver {
         let client = self.client.clone();
         let responses = self.responses.clone();
         tokio::spawn(async move {
-            let GraphRequest { id, call_id, kind } = request;
-            let result = match kind {
-                CallRequest::KeepAlive => client.keep_alive(&call_id).await.map(|()| None),
-                CallRequest::HangUp => client.hang_up(&call_id).await.map(|()| None),
-                CallRequest::Invite {
-                    participants,
-                    client_context,
-                    group,
-                } => {
-                    client
-                        .invite(&call_id, participants, &client_context, group)
-                        .await
-                }
-                CallRequest::MuteSelf { client_context } => {
-                    client.mute_self(&call_id, &client_context).await
-                }
-                CallRequest::UnmuteSelf { client_context } => {
-                    client.unmute_self(&call_id, &client_context).await
-                }
-                CallRequest::UpdateRecordingStatus {
-                    status,
-                    client_context,
-                } => {
-                    client
-                        .update_recording_status(&call_id, status, &client_context)
-                        .await
-                }
+            let result = match request.prepare() {
+                Ok(prepared) => request.read(client.send(&prepared).await),
+                Err(e) => Err(e.into()),
             };
+            let id = request.id;
             // The driver may be gone (call released meanwhile): nothing waits then.
             let _ = responses.send((id, result));
         });

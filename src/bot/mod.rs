@@ -38,7 +38,7 @@ mod call;
 #[cfg(feature = "cli")]
 mod config;
 mod driver;
-mod early;
+pub(crate) mod early;
 mod http;
 #[cfg(feature = "sim")]
 mod sim;

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use graph_signaling::client::GraphError;
+use graph_signaling::error::GraphError;
 use graph_signaling::models::{
     CommsNotification, CommsOperation, InvitationParticipantInfo, RecordingStatus,
 };
+use graph_signaling::request::{Answer, PreparedRequest};
+use graph_signaling::validate::ValidationError;
 use media_session::SourceId;
 use media_transport::MediaEvent;
 use media_transport::dtmf::DtmfDigit;
@@ -85,6 +87,46 @@ pub struct GraphRequest {
     pub call_id: String,
     /// What to send.
     pub kind: CallRequest,
+}
+
+impl GraphRequest {
+    /// The HTTP request to send, checked against the calling rules.
+    pub fn prepare(&self) -> Result<PreparedRequest, ValidationError> {
+        let id = self.call_id.as_str();
+        match &self.kind {
+            CallRequest::KeepAlive => PreparedRequest::keep_alive(id),
+            CallRequest::HangUp => PreparedRequest::hang_up(id),
+            CallRequest::Invite {
+                participants,
+                client_context,
+                group,
+            } => PreparedRequest::invite(id, participants.clone(), client_context, *group),
+            CallRequest::MuteSelf { client_context } => {
+                PreparedRequest::mute_self(id, client_context)
+            }
+            CallRequest::UnmuteSelf { client_context } => {
+                PreparedRequest::unmute_self(id, client_context)
+            }
+            CallRequest::UpdateRecordingStatus {
+                status,
+                client_context,
+            } => PreparedRequest::update_recording_status(id, status.clone(), client_context),
+        }
+    }
+
+    /// What the answer means for the core, to feed back as [`Input::Response`]: the operation
+    /// an action's response carries; nothing for keepAlive and hang-up (for which a call the
+    /// service no longer knows, 404, counts as hung up).
+    pub fn read(
+        &self,
+        answer: Result<Answer, GraphError>,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        match (&self.kind, answer) {
+            (CallRequest::HangUp, Err(e)) if e.status() == Some(404) => Ok(None),
+            (CallRequest::KeepAlive | CallRequest::HangUp, a) => a.map(|_| None),
+            (_, a) => a?.operation(),
+        }
+    }
 }
 
 /// The request bodies the core sends.

@@ -190,11 +190,6 @@ impl Echo {
         lock(&self.stats).clone()
     }
 
-    /// Unmixed frames of `source` so far.
-    pub(crate) fn unmixed(&self, source: SourceId) -> u64 {
-        lock(&self.stats).unmixed.get(&source).copied().unwrap_or(0)
-    }
-
     /// Ticks on which the bot's output ran dry (audible gaps in what the call hears).
     pub(crate) fn underruns(&self) -> u64 {
         self.sender.underruns()

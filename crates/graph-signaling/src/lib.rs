@@ -4,13 +4,14 @@
 //! - [`models`]: typed serde models (call, participants, notifications, operations, errors)
 //!   that round-trip Graph's payloads, unknown fields and enum values included.
 //! - [`inspect`]: the library side of `mediabot inspect` (kind detection, one line per item).
-//! - [`state`]: sans-IO call state machine, roster, stream binding ([`state::StreamBinder`]),
-//!   operation matching and timers, fed with notifications and an injected `Instant`.
+//! - [`state`]: the sans-IO state of one call (call state, roster, stream bind events),
+//!   operation matching and token timing, fed with notifications and an injected `Instant`.
 //! - [`validate`] and [`build`]: the calling rules checked before sending, and request bodies
-//!   for the usual scenarios.
-//! - `client` (feature `client`): `GraphClient` over reqwest/rustls with token caching,
-//!   bounded retries that never repeat a call-creating request after an ambiguous failure,
-//!   operation handles and automatic keepAlive.
+//!   for the usual scenarios; [`request`]: every call request as data, ready to send, and how
+//!   to read its answer; [`retry`]: when a request may be repeated; [`error`]: what failed.
+//! - `client` (feature `client`): `GraphClient` over reqwest/rustls with token caching and
+//!   bounded retries that never repeat a call-creating request after an ambiguous failure. It
+//!   keeps nothing per call.
 //! - `auth` and `notify` (feature `server`): JWT validation of the calling service's tokens and
 //!   the axum notification endpoint.
 //!
@@ -29,9 +30,12 @@ pub mod auth;
 pub mod build;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod error;
 pub mod inspect;
 pub mod models;
 #[cfg(feature = "server")]
 pub mod notify;
+pub mod request;
+pub mod retry;
 pub mod state;
 pub mod validate;

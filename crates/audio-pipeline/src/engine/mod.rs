@@ -499,6 +499,61 @@ pub(crate) struct EngineShared {
     next_id: AtomicU64,
 }
 
+/// The workers of an engine before they run.
+struct Workers {
+    send: Vec<(SendWorker, Receiver<SendCommand>)>,
+    recv: Vec<(RecvWorker, Receiver<RecvCommand>, Receiver<Inbound>)>,
+}
+
+/// The workers of an engine started with [`Engine::start_stepped`], run by the caller.
+#[cfg(feature = "_internal_test_exports")]
+#[doc(hidden)]
+pub struct SteppedWorkers {
+    workers: Workers,
+}
+
+#[cfg(feature = "_internal_test_exports")]
+impl std::fmt::Debug for SteppedWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteppedWorkers")
+            .field("send", &self.workers.send.len())
+            .field("recv", &self.workers.recv.len())
+            .finish()
+    }
+}
+
+#[cfg(feature = "_internal_test_exports")]
+impl SteppedWorkers {
+    /// Does what the worker threads would have done by `now`: applies commands, takes in
+    /// queued packets, and runs every tick due.
+    pub fn run_until(&mut self, now: Instant) {
+        for (worker, commands) in &mut self.workers.send {
+            while let Ok(cmd) = commands.try_recv() {
+                worker.handle(cmd);
+            }
+            worker.run_due(now);
+        }
+        for (worker, commands, packets) in &mut self.workers.recv {
+            while let Ok(cmd) = commands.try_recv() {
+                worker.handle(cmd);
+            }
+            while let Ok(p) = packets.try_recv() {
+                worker.ingest(p);
+            }
+            worker.run_due(now);
+        }
+    }
+
+    /// The earliest tick any worker has due.
+    pub fn next_deadline(&self) -> Instant {
+        let send = self.workers.send.iter().map(|(w, _)| w.next_deadline());
+        let recv = self.workers.recv.iter().map(|(w, _, _)| w.next_deadline());
+        send.chain(recv)
+            .min()
+            .unwrap_or_else(|| unreachable!("an engine has workers"))
+    }
+}
+
 /// The running engine: owns the worker threads. Dropping it stops them.
 pub struct Engine {
     shared: Arc<EngineShared>,
@@ -517,12 +572,53 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Starts the worker threads.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let (mut engine, workers) = Engine::build(config, Instant::now());
+        let config = engine.shared.config.clone();
+        let stats = engine.shared.stats.clone();
+        for (i, (worker, rx)) in workers.send.into_iter().enumerate() {
+            let stop = engine.stop.clone();
+            let (prio, st) = (config.realtime_priority, stats.clone());
+            let ahead = config.work_ahead;
+            engine.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ap-send-{i}"))
+                    .spawn(move || {
+                        promote_current_thread(prio, &st);
+                        send::run(worker, rx, stop, ahead)
+                    })?,
+            );
+        }
+        for (i, (worker, rx, prx)) in workers.recv.into_iter().enumerate() {
+            let stop = engine.stop.clone();
+            // One step above the send threads: a receive tick is short and must not wait
+            // behind a send thread's batch of encodes on the same core.
+            let prio = config.realtime_priority.map(|p| p.saturating_add(1));
+            let st = stats.clone();
+            let ahead = config.work_ahead;
+            engine.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ap-recv-{i}"))
+                    .spawn(move || {
+                        promote_current_thread(prio, &st);
+                        recv::run(worker, rx, prx, stop, ahead)
+                    })?,
+            );
+        }
+        Ok(engine)
+    }
+
+    /// The engine's control plane and, instead of threads, its workers, whose ticks start at
+    /// `epoch`: the caller runs them (the real threads in [`Engine::start`], made-up time in
+    /// tests).
+    fn build(config: EngineConfig, epoch: Instant) -> (Engine, Workers) {
         let stats = Arc::new(EngineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let epoch = Instant::now();
         let recv_dropped = Arc::new(Counter::default());
         let mut send_links = Vec::new();
-        let mut send_rx = Vec::new();
+        let mut workers = Workers {
+            send: Vec::new(),
+            recv: Vec::new(),
+        };
         for _ in 0..config.send_threads.max(1) {
             let (tx, rx) = crossbeam_channel::unbounded();
             send_links.push(WorkerLink {
@@ -530,10 +626,10 @@ impl Engine {
                 load: AtomicUsize::new(0),
                 slots: Mutex::default(),
             });
-            send_rx.push(rx);
+            let worker = SendWorker::new(stats.clone(), config.clone(), epoch);
+            workers.send.push((worker, rx));
         }
         let mut recv_links = Vec::new();
-        let mut recv_rx = Vec::new();
         let mut recv_packets = Vec::new();
         for _ in 0..config.receive_threads.max(1) {
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -546,55 +642,35 @@ impl Engine {
             // frame from every stream a busy worker might serve.
             let (ptx, prx) = DropOldest::new(config.queue_capacity * 64, recv_dropped.clone());
             recv_packets.push(ptx);
-            recv_rx.push((rx, prx));
+            let worker = RecvWorker::new(stats.clone(), config.clone(), epoch, epoch);
+            workers.recv.push((worker, rx, prx));
         }
         let shared = Arc::new(EngineShared {
             epoch,
-            config: config.clone(),
-            stats: stats.clone(),
+            config,
+            stats,
             send: send_links,
             recv: recv_links,
             recv_packets,
             recv_dropped,
             next_id: AtomicU64::new(1),
         });
-        let mut threads = Vec::new();
-        for (i, rx) in send_rx.into_iter().enumerate() {
-            let worker = SendWorker::new(stats.clone(), config.clone(), epoch);
-            let stop = stop.clone();
-            let (prio, st) = (config.realtime_priority, stats.clone());
-            let ahead = config.work_ahead;
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ap-send-{i}"))
-                    .spawn(move || {
-                        promote_current_thread(prio, &st);
-                        send::run(worker, rx, stop, ahead)
-                    })?,
-            );
-        }
-        for (i, (rx, prx)) in recv_rx.into_iter().enumerate() {
-            let worker = RecvWorker::new(stats.clone(), config.clone(), epoch, epoch);
-            let stop = stop.clone();
-            // One step above the send threads: a receive tick is short and must not wait
-            // behind a send thread's batch of encodes on the same core.
-            let prio = config.realtime_priority.map(|p| p.saturating_add(1));
-            let st = stats.clone();
-            let ahead = config.work_ahead;
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ap-recv-{i}"))
-                    .spawn(move || {
-                        promote_current_thread(prio, &st);
-                        recv::run(worker, rx, prx, stop, ahead)
-                    })?,
-            );
-        }
-        Ok(Engine {
+        let engine = Engine {
             shared,
-            threads,
+            threads: Vec::new(),
             stop,
-        })
+        };
+        (engine, workers)
+    }
+
+    /// An engine whose workers run only when [`SteppedWorkers::run_until`] is called, with
+    /// made-up time starting at `epoch`: the same control plane, queues and worker code as
+    /// [`Engine::start`], for deterministic tests of whole calls.
+    #[cfg(feature = "_internal_test_exports")]
+    #[doc(hidden)]
+    pub fn start_stepped(config: EngineConfig, epoch: Instant) -> (Engine, SteppedWorkers) {
+        let (engine, workers) = Engine::build(config, epoch);
+        (engine, SteppedWorkers { workers })
     }
 
     /// Timing figures and counters, readable while running.

@@ -7,26 +7,23 @@
 //! operation notification that finishes it, belong to the call's owner (mediabot's
 //! `CallCore`, with [`crate::state::OperationMatcher`]).
 
-mod error;
-mod retry;
 mod token;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde::Serialize;
 
-pub use error::GraphError;
-pub use retry::{Attempt, Decision, Idempotency, RetryPolicy, parse_retry_after};
+pub use crate::error::GraphError;
+pub use crate::request::{Answer, HttpMethod, PreparedRequest};
+pub use crate::retry::{Attempt, Decision, Idempotency, RetryPolicy, parse_retry_after};
 pub use token::{ClientCredentials, GRAPH_SCOPE, TokenProvider};
 
 use crate::models::{
-    AnswerBody, Call, ClientContextBody, CommsOperation, InvitationParticipantInfo,
-    InviteParticipantsBody, Nullable, ParticipantInfo, RecordingStatus, RedirectBody, RejectBody,
-    RejectReason, TransferBody, UpdateRecordingStatusBody,
+    AnswerBody, Call, CommsOperation, InvitationParticipantInfo, ParticipantInfo, RecordingStatus,
+    RejectReason,
 };
-use crate::validate::{self, ValidationError};
+use crate::validate::ValidationError;
 
 /// Graph v1.0 (production default).
 pub const DEFAULT_GRAPH_BASE: &str = "https://graph.microsoft.com/v1.0";
@@ -62,14 +59,6 @@ struct Inner {
     http: reqwest::Client,
     config: GraphClientConfig,
     tokens: TokenProvider,
-}
-
-/// A successful answer.
-#[derive(Debug)]
-struct RawResponse {
-    status: u16,
-    body: Vec<u8>,
-    client_request_id: String,
 }
 
 /// Client for Graph's calling API. Cheap to clone; holds no per-call state.
@@ -117,30 +106,16 @@ impl GraphClient {
     /// Places a call or joins a meeting (`POST /communications/calls`). The body is checked
     /// against the calling rules first. The caller keeps the call alive (keepAlive).
     pub async fn create_call(&self, call: &Call) -> Result<Call, GraphError> {
-        validate::create_call(call)?;
-        let resp = self
-            .execute(
-                Method::POST,
-                "communications/calls",
-                Some(call),
-                Idempotency::NonIdempotent,
-            )
-            .await?;
-        self.parse(&resp, "call")
+        self.send(&PreparedRequest::create_call(call)?)
+            .await?
+            .parse("call")
     }
 
     /// Reads a call.
     pub async fn get_call(&self, call_id: &str) -> Result<Call, GraphError> {
-        validate::path_id(call_id)?;
-        let resp = self
-            .execute::<()>(
-                Method::GET,
-                &format!("communications/calls/{call_id}"),
-                None,
-                Idempotency::Idempotent,
-            )
-            .await?;
-        self.parse(&resp, "call")
+        self.send(&PreparedRequest::get_call(call_id)?)
+            .await?
+            .parse("call")
     }
 
     /// Answers an incoming call received at `received_at`; refused locally once the 15 s window
@@ -151,7 +126,7 @@ impl GraphClient {
         body: &AnswerBody,
         received_at: Instant,
     ) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
+        let request = PreparedRequest::answer(call_id, body)?;
         if tokio::time::Instant::now()
             .into_std()
             .saturating_duration_since(received_at)
@@ -159,31 +134,14 @@ impl GraphClient {
         {
             return Err(ValidationError::AnswerWindowElapsed.into());
         }
-        self.execute(
-            Method::POST,
-            &format!("communications/calls/{call_id}/answer"),
-            Some(body),
-            Idempotency::NonIdempotent,
-        )
-        .await?;
-        Ok(())
+        self.send(&request).await.map(|_| ())
     }
 
     /// Rejects an incoming call.
     pub async fn reject(&self, call_id: &str, reason: RejectReason) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
-        let body = RejectBody {
-            reason,
-            callback_uri: None,
-        };
-        self.execute(
-            Method::POST,
-            &format!("communications/calls/{call_id}/reject"),
-            Some(&body),
-            Idempotency::NonIdempotent,
-        )
-        .await?;
-        Ok(())
+        self.send(&PreparedRequest::reject(call_id, reason)?)
+            .await
+            .map(|_| ())
     }
 
     /// Redirects an incoming call.
@@ -193,21 +151,9 @@ impl GraphClient {
         targets: Vec<InvitationParticipantInfo>,
         timeout_secs: Option<u32>,
     ) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
-        validate::invite(&targets, None, true)?;
-        let body = RedirectBody {
-            targets,
-            timeout: timeout_secs,
-            callback_uri: None,
-        };
-        self.execute(
-            Method::POST,
-            &format!("communications/calls/{call_id}/redirect"),
-            Some(&body),
-            Idempotency::NonIdempotent,
-        )
-        .await?;
-        Ok(())
+        self.send(&PreparedRequest::redirect(call_id, targets, timeout_secs)?)
+            .await
+            .map(|_| ())
     }
 
     /// Transfers an active call.
@@ -217,20 +163,9 @@ impl GraphClient {
         target: InvitationParticipantInfo,
         transferee: Option<ParticipantInfo>,
     ) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
-        validate::invite(std::slice::from_ref(&target), None, false)?;
-        let body = TransferBody {
-            transfer_target: target,
-            transferee,
-        };
-        self.execute(
-            Method::POST,
-            &format!("communications/calls/{call_id}/transfer"),
-            Some(&body),
-            Idempotency::NonIdempotent,
-        )
-        .await?;
-        Ok(())
+        self.send(&PreparedRequest::transfer(call_id, target, transferee)?)
+            .await
+            .map(|_| ())
     }
 
     /// Invites participants (`POST …/participants/invite`): several only into a `group` call
@@ -243,20 +178,8 @@ impl GraphClient {
         client_context: &str,
         group: bool,
     ) -> Result<Option<CommsOperation>, GraphError> {
-        validate::path_id(call_id)?;
-        validate::invite(&participants, Some(client_context), group)?;
-        let body = InviteParticipantsBody {
-            participants,
-            client_context: Nullable::Value(client_context.to_owned()),
-            extra: Default::default(),
-        };
-        self.operation(
-            call_id,
-            "participants/invite",
-            &body,
-            Idempotency::NonIdempotent,
-        )
-        .await
+        let request = PreparedRequest::invite(call_id, participants, client_context, group)?;
+        self.send(&request).await?.operation()
     }
 
     /// Mutes the bot (`POST …/mute`).
@@ -265,7 +188,8 @@ impl GraphClient {
         call_id: &str,
         client_context: &str,
     ) -> Result<Option<CommsOperation>, GraphError> {
-        self.context_action(call_id, "mute", client_context).await
+        let request = PreparedRequest::mute_self(call_id, client_context)?;
+        self.send(&request).await?.operation()
     }
 
     /// Unmutes the bot (`POST …/unmute`).
@@ -274,7 +198,8 @@ impl GraphClient {
         call_id: &str,
         client_context: &str,
     ) -> Result<Option<CommsOperation>, GraphError> {
-        self.context_action(call_id, "unmute", client_context).await
+        let request = PreparedRequest::unmute_self(call_id, client_context)?;
+        self.send(&request).await?.operation()
     }
 
     /// Announces the bot's recording status; a recording bot must set `recording` before it
@@ -285,34 +210,14 @@ impl GraphClient {
         status: RecordingStatus,
         client_context: &str,
     ) -> Result<Option<CommsOperation>, GraphError> {
-        validate::path_id(call_id)?;
-        validate::client_context(client_context)?;
-        let body = UpdateRecordingStatusBody {
-            status,
-            client_context: Some(client_context.to_owned()),
-        };
-        self.operation(
-            call_id,
-            "updateRecordingStatus",
-            &body,
-            Idempotency::Idempotent,
-        )
-        .await
+        let request = PreparedRequest::update_recording_status(call_id, status, client_context)?;
+        self.send(&request).await?.operation()
     }
 
     /// Hangs up (in a group call: removes only the bot). A call the service no longer knows
     /// (404) counts as hung up.
     pub async fn hang_up(&self, call_id: &str) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
-        let r = self
-            .execute::<()>(
-                Method::DELETE,
-                &format!("communications/calls/{call_id}"),
-                None,
-                Idempotency::Idempotent,
-            )
-            .await;
-        match r {
+        match self.send(&PreparedRequest::hang_up(call_id)?).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(e) => Err(e),
@@ -321,85 +226,41 @@ impl GraphClient {
 
     /// Sends one keepAlive (`POST …/keepAlive`). A 404 means the service ended the call.
     pub async fn keep_alive(&self, call_id: &str) -> Result<(), GraphError> {
-        validate::path_id(call_id)?;
-        self.execute::<()>(
-            Method::POST,
-            &format!("communications/calls/{call_id}/keepAlive"),
-            None,
-            Idempotency::Idempotent,
+        self.send(&PreparedRequest::keep_alive(call_id)?)
+            .await
+            .map(|_| ())
+    }
+
+    // ---- the shell ----
+
+    /// Sends a prepared request with an access token and a `client-request-id`, retrying what
+    /// the [`RetryPolicy`] allows (honouring `Retry-After`); an answer of 400 or more is a
+    /// [`GraphError::Http`] with the service's `code`, `message` and `request-id`.
+    pub async fn send(&self, request: &PreparedRequest) -> Result<Answer, GraphError> {
+        let method = match request.method {
+            HttpMethod::Get => Method::GET,
+            HttpMethod::Post => Method::POST,
+            HttpMethod::Delete => Method::DELETE,
+        };
+        self.execute(
+            method,
+            &request.path,
+            request.body.as_deref(),
+            request.idempotency,
         )
         .await
-        .map(|_| ())
     }
 
-    // ---- internals ----
-
-    async fn context_action(
-        &self,
-        call_id: &str,
-        action: &str,
-        client_context: &str,
-    ) -> Result<Option<CommsOperation>, GraphError> {
-        validate::path_id(call_id)?;
-        validate::client_context(client_context)?;
-        let body = ClientContextBody {
-            client_context: Some(client_context.to_owned()),
-        };
-        self.operation(call_id, action, &body, Idempotency::Idempotent)
-            .await
-    }
-
-    /// Posts a call action and reads the operation its response carries (none for an empty
-    /// body).
-    async fn operation<B: Serialize>(
-        &self,
-        call_id: &str,
-        action: &str,
-        body: &B,
-        idem: Idempotency,
-    ) -> Result<Option<CommsOperation>, GraphError> {
-        let resp = self
-            .execute(
-                Method::POST,
-                &format!("communications/calls/{call_id}/{action}"),
-                Some(body),
-                idem,
-            )
-            .await?;
-        if resp.body.is_empty() {
-            return Ok(None);
-        }
-        self.parse(&resp, "operation").map(Some)
-    }
-
-    fn parse<T: serde::de::DeserializeOwned>(
-        &self,
-        resp: &RawResponse,
-        what: &str,
-    ) -> Result<T, GraphError> {
-        serde_json::from_slice(&resp.body).map_err(|e| GraphError::BadResponse {
-            client_request_id: resp.client_request_id.clone(),
-            reason: format!("{what} body (HTTP {}): {e}", resp.status),
-        })
-    }
-
-    async fn execute<B: Serialize>(
+    async fn execute(
         &self,
         method: Method,
         path: &str,
-        body: Option<&B>,
+        body: Option<&[u8]>,
         idem: Idempotency,
-    ) -> Result<RawResponse, GraphError> {
+    ) -> Result<Answer, GraphError> {
         let cfg = &self.inner.config;
         let url = format!("{}/{path}", cfg.base_url.trim_end_matches('/'));
         let client_request_id = uuid::Uuid::new_v4().to_string();
-        let body = match body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| GraphError::BadResponse {
-                client_request_id: client_request_id.clone(),
-                reason: format!("request body: {e}"),
-            })?),
-            None => None,
-        };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -414,7 +275,7 @@ impl GraphClient {
             if let Some(b) = &body {
                 req = req
                     .header("content-type", "application/json")
-                    .body(b.clone());
+                    .body(b.to_vec());
             } else if method == Method::POST {
                 req = req.header("content-length", "0");
             }
@@ -441,7 +302,7 @@ impl GraphClient {
                             })?;
                     if status < 400 {
                         tracing::debug!(%method, %url, status, %client_request_id, "graph request done");
-                        return Ok(RawResponse {
+                        return Ok(Answer {
                             status,
                             body,
                             client_request_id,

@@ -64,8 +64,9 @@ pub enum GraphError {
 }
 
 impl GraphError {
-    /// An HTTP error from a status, headers' request ids and the body.
-    pub(crate) fn from_response(
+    /// An HTTP error from a status, the `request-id` header, the body, the id this client
+    /// sent and the parsed `Retry-After`.
+    pub fn from_response(
         status: u16,
         body: &[u8],
         request_id_header: Option<String>,
