@@ -64,6 +64,8 @@ pub struct HarnessConfig {
     pub media_connect_delay: Duration,
     /// Play every mixed frame back into the call, as an echo bot does.
     pub echo: bool,
+    /// Simulated users send audio (off: signaling and binds only, much faster).
+    pub audio: bool,
     /// How requests answered 429/503 are retried.
     pub retry: RetryPolicy,
 }
@@ -81,6 +83,7 @@ impl Default for HarnessConfig {
             },
             media_connect_delay: Duration::from_millis(40),
             echo: true,
+            audio: true,
             retry: RetryPolicy::default(),
         }
     }
@@ -252,8 +255,14 @@ impl Harness {
         self.now
     }
 
-    /// The simulated service, to look at or to act as a user would.
-    pub fn sim(&mut self) -> &mut Sim {
+    /// The simulated service, to look at.
+    pub fn sim(&self) -> &Sim {
+        &self.sim
+    }
+
+    /// The simulated service, to act as a user would (what it then posts is handled as time
+    /// runs).
+    pub fn sim_mut(&mut self) -> &mut Sim {
         &mut self.sim
     }
 
@@ -416,6 +425,16 @@ impl Harness {
         }
     }
 
+    /// The call's media session ends on its own (the media path failed).
+    pub fn media_fails(&mut self, call_id: &str) {
+        self.input(
+            call_id,
+            Input::Media(MediaEvent::Ended(EndReason::MediaFailed {
+                detail: "made-up failure".into(),
+            })),
+        );
+    }
+
     /// The service offers the bot an incoming call from scenario user `from`.
     pub fn offer_incoming_call(&mut self, from: usize) -> Option<String> {
         let id = self.sim.offer_incoming_call(self.now, CALLBACK, from)?;
@@ -484,6 +503,7 @@ impl Harness {
         if self.sim.poll_timeout().is_some_and(|t| t <= now) {
             self.sim.handle_timeout(now);
         }
+        self.early.expire(now);
         self.drain_sim();
         while let Some(entry) = self.timeline.first_entry() {
             if entry.key().0 > now {
@@ -568,7 +588,7 @@ impl Harness {
                 voice,
                 talks,
                 ..
-            } => {
+            } if self.config.audio => {
                 let Ok(source) = VoiceSource::new(&voice, None, u64::from(source_id)) else {
                     return;
                 };

@@ -78,6 +78,11 @@ impl EarlyNotifications {
             .unwrap_or_default()
     }
 
+    /// When the oldest call's notifications expire (for the shell's timer).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.calls.values().map(|h| h.first + KEPT_FOR).min()
+    }
+
     /// Forgets calls kept longer than [`KEPT_FOR`].
     pub(crate) fn expire(&mut self, now: Instant) {
         let mut dropped = 0;
@@ -153,8 +158,10 @@ mod tests {
         }
         assert_eq!(e.dropped(), 504);
         assert_eq!(e.held(), MAX_CALLS - 1 + MAX_PER_CALL);
+        assert_eq!(e.poll_timeout(), Some(t0 + KEPT_FOR));
         e.expire(t0 + KEPT_FOR);
         assert_eq!((e.calls(), e.held()), (0, 0));
+        assert_eq!(e.poll_timeout(), None);
         assert_eq!(e.dropped(), 504 + (MAX_CALLS - 1 + MAX_PER_CALL) as u64);
     }
 }

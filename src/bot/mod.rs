@@ -227,11 +227,26 @@ impl Shared {
 }
 
 async fn dispatch_notifications(shared: Weak<Shared>, mut batches: mpsc::Receiver<Inbound>) {
-    while let Some(inbound) = batches.recv().await {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        shared.dispatch(inbound);
+    loop {
+        // Notifications of calls nobody took expire even when no new ones arrive.
+        let expiry = shared
+            .upgrade()
+            .and_then(|s| lock(&s.calls).early.poll_timeout());
+        let sleep = tokio::time::sleep_until(
+            expiry.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
+        );
+        tokio::select! {
+            inbound = batches.recv() => {
+                let Some(inbound) = inbound else { return };
+                let Some(shared) = shared.upgrade() else { return };
+                shared.dispatch(inbound);
+            }
+            () = sleep, if expiry.is_some() => {
+                let Some(shared) = shared.upgrade() else { return };
+                let now = tokio::time::Instant::now().into_std();
+                lock(&shared.calls).early.expire(now);
+            }
+        }
     }
 }
 

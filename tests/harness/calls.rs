@@ -137,7 +137,7 @@ fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
     assert!(bob_before >= 40);
 
     let now = h.now();
-    assert!(h.sim().person_leaves(now, &id, alice.get()));
+    assert!(h.sim_mut().person_leaves(now, &id, alice.get()));
     assert!(h.run_until(SETTLE, |h| call(h, &id).streams() == [bob]));
     h.run_for(Duration::from_millis(100));
     let (alice_after, bob_mid) = {

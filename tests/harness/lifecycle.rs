@@ -74,7 +74,7 @@ fn the_service_ending_the_call_releases_it_and_pending_actions_fail() {
     let id = placed(&mut h, 0);
     let alice = call(&h, &id).streams()[0];
     let now = h.now();
-    assert!(h.sim().person_leaves(now, &id, alice.get()));
+    assert!(h.sim_mut().person_leaves(now, &id, alice.get()));
     assert!(h.run_until(SETTLE, |h| call(h, &id).is_released()));
     let ticket = h.request(&id, AppRequest::Action(Ticket(0), CallAction::MuteSelf));
     let c = call(&h, &id);
