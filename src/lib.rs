@@ -14,3 +14,4 @@ pub use media_transport;
 pub mod _internal_test_exports;
 pub mod bot;
 pub mod call_core;
+pub mod logging;

@@ -134,7 +134,7 @@ async fn an_echo_bot_call_placed_through_the_api_plays_the_user_back() {
     }
     let metrics = bot.metrics_text().await;
     assert!(
-        metrics.contains("mediabot_frames_in_total"),
+        metrics.contains("mediabot_frames_received_total"),
         "metrics:\n{metrics}"
     );
 

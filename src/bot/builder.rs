@@ -9,7 +9,7 @@ use std::time::Duration;
 use audio_pipeline::{Engine, EngineConfig};
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::client::{ClientCredentials, GraphClient, GraphClientConfig, TokenProvider};
-use graph_signaling::notify::{NotificationLimits, pipeline};
+use graph_signaling::notify::{Admission, NotificationLimits, pipeline};
 use media_transport::protocol::ProtocolConfig;
 use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
@@ -63,6 +63,27 @@ pub struct BotBuilder {
     capacity: usize,
     qoe_interval: Duration,
     keepalive_interval: Duration,
+    instance_id: String,
+}
+
+/// The ordinal at the end of a host name (`mediabot-3` → `3`, as a StatefulSet names its pods),
+/// or `0`.
+pub(crate) fn default_instance_id(hostname: Option<&str>) -> String {
+    hostname
+        .and_then(|h| h.rsplit_once('-'))
+        .map(|(_, n)| n)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or("0")
+        .to_owned()
+}
+
+/// This machine's host name, from the environment or the kernel.
+pub(crate) fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
 }
 
 impl BotBuilder {
@@ -78,7 +99,15 @@ impl BotBuilder {
             capacity: 100,
             qoe_interval: Duration::from_secs(10),
             keepalive_interval: CallConfig::default().keepalive_interval,
+            instance_id: default_instance_id(hostname().as_deref()),
         }
+    }
+
+    /// This bot's instance id, carried by every log line about its calls. Default: the ordinal
+    /// suffix of the host name (a StatefulSet pod's `name-N`), else `0`.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = id.into();
+        self
     }
 
     /// Where the bot's HTTP server (callback, `/metrics`, `/healthz`) listens. Default
@@ -193,7 +222,14 @@ impl BotBuilder {
         let mut auth = AuthConfig::new(&endpoints.app_id);
         auth.openid_config_url = endpoints.openid_config_url.clone();
         let validator = Arc::new(TokenValidator::with_client(auth, http_client.clone()));
-        let notifications = pipeline(&path, validator, NotificationLimits::default(), 256);
+        let admission = Admission::default();
+        let notifications = pipeline(
+            &path,
+            validator,
+            NotificationLimits::default(),
+            256,
+            admission.clone(),
+        );
         let tokens = TokenProvider::client_credentials(
             ClientCredentials {
                 token_url: endpoints.token_url.clone(),
@@ -221,6 +257,7 @@ impl BotBuilder {
             callback_url,
             display_name: self.display_name,
             capacity: self.capacity,
+            instance_id: self.instance_id,
             call_config: CallConfig {
                 app_id: Some(endpoints.app_id.clone()),
                 keepalive_interval: self.keepalive_interval,
@@ -229,6 +266,8 @@ impl BotBuilder {
             },
             calls: Mutex::new(Calls::default()),
             incoming: incoming_tx,
+            admission,
+            lifecycle: Default::default(),
             counters: BotCounters::default(),
             health: Mutex::new(http::HealthWindow::default()),
             metrics: http::MetricsState::new(),
@@ -268,5 +307,20 @@ impl BotBuilder {
             incoming: Some(incoming),
             tasks: vec![server, routing],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_instance_id;
+
+    #[test]
+    fn the_instance_id_is_the_host_names_ordinal() {
+        assert_eq!(default_instance_id(Some("mediabot-3")), "3");
+        assert_eq!(default_instance_id(Some("bot-tier-12")), "12");
+        assert_eq!(default_instance_id(Some("laptop")), "0");
+        assert_eq!(default_instance_id(Some("web-x")), "0");
+        assert_eq!(default_instance_id(Some("trailing-")), "0");
+        assert_eq!(default_instance_id(None), "0");
     }
 }

@@ -153,6 +153,7 @@ pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Ca
     };
     let group = build::is_group_call(&request) || build::is_group_call(&created);
     shared.counters.calls_placed.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(instance = %shared.instance_id, call_id = %id, group, "call placed");
     Ok(start(shared, id, Direction::Outgoing, group, opened))
 }
 
@@ -411,6 +412,7 @@ impl IncomingCall {
             .counters
             .calls_answered
             .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(instance = %self.shared.instance_id, call_id = %self.id, "call answered");
         Ok(call)
     }
 

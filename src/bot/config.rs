@@ -56,6 +56,10 @@ pub struct BotArgs {
     /// UDP ports for WebRTC media, as `FIRST-LAST`.
     #[arg(long, env = "MEDIABOT_MEDIA_PORT_RANGE", value_parser = parse_port_range)]
     pub media_port_range: Option<RangeInclusive<u16>>,
+    /// This instance's id, in every log line about its calls (default: the ordinal at the end
+    /// of the host name, as a StatefulSet pod has, else 0).
+    #[arg(long, env = "MEDIABOT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Audio the application handles: pcm16k, pcm44kstereo, or RATE[/CHANNELS].
     #[arg(long, env = "MEDIABOT_AUDIO_FORMAT", default_value = "pcm16k", value_parser = parse_format)]
     pub audio_format: AudioFormat,
@@ -145,6 +149,9 @@ impl BotArgs {
             });
         if let Some(url) = &self.callback_url {
             b = b.callback_url(url);
+        }
+        if let Some(id) = &self.instance_id {
+            b = b.instance_id(id);
         }
         b
     }

@@ -99,6 +99,7 @@ pub(crate) fn spawn(
         },
     );
     let (responses, responses_rx) = mpsc::unbounded_channel();
+    shared.lifecycle.driver_started();
     let driver = Driver {
         shared: Arc::downgrade(shared),
         client: shared.client.clone(),
@@ -116,8 +117,11 @@ pub(crate) fn spawn(
         ended: ended.clone(),
         quality: Arc::new(Mutex::new(None)),
         started_at: SystemTime::now(),
+        failed: false,
+        hanging_up: false,
     };
-    tokio::spawn(driver.run());
+    let span = tracing::info_span!("call", instance = %shared.instance_id, call_id = %call_id);
+    tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
     Handle {
         inputs,
         events,
@@ -144,6 +148,10 @@ struct Driver {
     /// The last quality report: media figures, written by the report's task.
     quality: Arc<Mutex<Option<CallStats>>>,
     started_at: SystemTime,
+    /// The call ended badly: an error from the service, or media that failed or never came.
+    failed: bool,
+    /// The bot asked to hang up: how the media closes after that says nothing about the call.
+    hanging_up: bool,
 }
 
 fn now() -> std::time::Instant {
@@ -194,7 +202,10 @@ impl Driver {
             }
             DriverInput::App(request, reply) => {
                 let request = match request {
-                    AppRequest::HangUp(_) => AppRequest::HangUp(self.ticket(reply)),
+                    AppRequest::HangUp(_) => {
+                        self.hanging_up = true;
+                        AppRequest::HangUp(self.ticket(reply))
+                    }
                     AppRequest::Action(_, action) => AppRequest::Action(self.ticket(reply), action),
                     other => other,
                 };
@@ -232,15 +243,33 @@ impl Driver {
         let mut released = false;
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::Request(request) => self.execute(request),
+                Output::Request(request) => {
+                    tracing::debug!(request = ?request.kind, "graph request");
+                    self.execute(request);
+                }
                 Output::Bind(source) => {
                     // A source that cannot be bound (engine shut down) stays held by the gate
                     // and is dropped and counted there; the call goes on.
-                    let _ = self.parts.binding.bind(source);
+                    if let Err(e) = self.parts.binding.bind(source) {
+                        tracing::warn!(source_id = %source, error = %e, "cannot bind a source");
+                    } else {
+                        tracing::debug!(source_id = %source, "source bound");
+                    }
                 }
-                Output::Unbind(source) => self.parts.binding.unbind(source),
+                Output::Unbind(source) => {
+                    tracing::debug!(source_id = %source, "source unbound");
+                    self.parts.binding.unbind(source);
+                }
                 Output::Media(command) => self.media(command),
                 Output::Event(event) => {
+                    log_event(&event);
+                    // Once the call is over or being hung up, how its media closes says
+                    // nothing about it.
+                    let closing = self.hanging_up || self.ended.load(Ordering::Relaxed);
+                    self.failed |= match &event {
+                        CallEvent::MediaEnded(_) => !closing && is_failure(&event),
+                        _ => is_failure(&event),
+                    };
                     if matches!(event, CallEvent::MediaStreamFailed { .. })
                         && let Some(s) = self.shared.upgrade()
                     {
@@ -264,7 +293,10 @@ impl Driver {
                         let _ = reply.send(result);
                     }
                 }
-                Output::Release => released = true,
+                Output::Release => {
+                    tracing::debug!("call released");
+                    released = true;
+                }
             }
         }
         released
@@ -361,6 +393,16 @@ impl Driver {
     /// engine's call (dropped with `self`).
     fn release(mut self) {
         if let Some(shared) = self.shared.upgrade() {
+            // The call's figures live on in the bot's cumulative counters.
+            let last = self.snapshot();
+            let c = &shared.counters;
+            c.ended_frames_concealed
+                .fetch_add(last.frames_concealed, Ordering::Relaxed);
+            c.ended_unlisted_dropped
+                .fetch_add(last.unlisted_dropped, Ordering::Relaxed);
+            let outcome = usize::from(self.failed)
+                + 2 * usize::from(self.core.direction() == Direction::Incoming);
+            c.calls_ended[outcome].fetch_add(1, Ordering::Relaxed);
             shared.detach(self.core.call_id(), &self.own_inputs);
             // A session still registered (never connected) is withdrawn.
             shared
@@ -372,6 +414,69 @@ impl Driver {
         for (_, reply) in self.replies.drain() {
             let _ = reply.send(Err(ActionError::CallEnded));
         }
+        // Counted as released only once everything it held is dropped.
+        let shared = self.shared.clone();
+        drop(self);
+        if let Some(shared) = shared.upgrade() {
+            shared.lifecycle.driver_released();
+        }
+    }
+}
+
+/// True for what makes a call count as failed: the service ending it with an error, or its
+/// media failing or never connecting.
+fn is_failure(event: &CallEvent) -> bool {
+    match event {
+        CallEvent::Terminated(Some(info)) => info.code.get().is_some_and(|c| *c >= 400),
+        CallEvent::MediaEnded(reason) => !matches!(
+            reason,
+            EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. }
+        ),
+        _ => false,
+    }
+}
+
+/// What an operator needs to follow a call, at `info`; the rest at `debug`.
+fn log_event(event: &CallEvent) {
+    match event {
+        CallEvent::StateChanged { to, .. } => tracing::info!(state = to.as_str(), "call state"),
+        CallEvent::ParticipantJoined(_, p) => tracing::info!(
+            participant = %p.identity_label(),
+            sources = ?p.audio_sources().collect::<Vec<_>>(),
+            "participant joined"
+        ),
+        CallEvent::ParticipantLeft(key, reason) => {
+            tracing::info!(participant = %key, reason = ?reason, "participant left");
+        }
+        CallEvent::MediaConnected => tracing::info!("media connected"),
+        CallEvent::MediaEnded(reason) => match reason {
+            EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. } => {
+                tracing::info!(reason = %reason, "media ended");
+            }
+            _ => tracing::warn!(reason = %reason, "media failed"),
+        },
+        CallEvent::MediaStreamFailed { source, detail } => {
+            tracing::warn!(source_id = %source, detail = %detail, "media stream failed");
+        }
+        CallEvent::Terminated(info) => {
+            let (code, subcode, message) = info.as_ref().map_or((None, None, None), |i| {
+                (
+                    i.code.get().copied(),
+                    i.subcode.get().copied(),
+                    i.message.get().cloned(),
+                )
+            });
+            tracing::info!(
+                ?code,
+                ?subcode,
+                message = message.as_deref().unwrap_or(""),
+                "call terminated"
+            );
+        }
+        CallEvent::OperationFinished(op) => {
+            tracing::debug!(operation = op.kind(), status = ?op.status.get(), "operation finished");
+        }
+        other => tracing::trace!(event = ?other, "call event"),
     }
 }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use super::lifecycle::Phase;
 use super::{Shared, lock};
 
 /// The platform's health, as the official library reports it, from the engine's load.
@@ -123,6 +124,21 @@ impl MetricsState {
     }
 }
 
+/// True while the bot takes new calls: ready (not draining or stopped) and not overloaded.
+pub(crate) fn ready(shared: &Shared) -> bool {
+    shared.lifecycle.phase() == Phase::Ready && health(shared).0 != Health::Overloaded
+}
+
+/// The readiness state `/readyz` and `/metrics` report.
+fn readiness(shared: &Shared) -> &'static str {
+    match shared.lifecycle.phase() {
+        Phase::Ready if health(shared).0 == Health::Overloaded => "overloaded",
+        phase => phase.as_str(),
+    }
+}
+
+const READINESS_STATES: [&str; 4] = ["ready", "draining", "stopped", "overloaded"];
+
 /// Brings every figure up to date on the bot's recorder, then renders the text format.
 pub(crate) async fn render_metrics(shared: &Shared) -> String {
     // Asked of the calls' owners first, so nothing is held while the recorder works.
@@ -144,55 +160,80 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
         let calls = lock(&shared.calls);
         (calls.early.held(), calls.early.dropped())
     };
-    let (level, _, miss_ratio) = health(shared);
+    let (level, active, miss_ratio) = health(shared);
+    let readiness = readiness(shared);
     let stats = shared.engine.stats();
     let c = &shared.counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     metrics::with_local_recorder(&shared.metrics.recorder, || {
+        metrics::gauge!("mediabot_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        for h in [Health::Normal, Health::HeavilyLoaded, Health::Overloaded] {
+            metrics::gauge!("mediabot_health", "status" => h.as_str())
+                .set(f64::from(u8::from(h == level)));
+        }
+        for state in READINESS_STATES {
+            metrics::gauge!("mediabot_readiness", "state" => state)
+                .set(f64::from(u8::from(state == readiness)));
+        }
+        metrics::gauge!("mediabot_calls_active").set(active as f64);
         for state in [
+            "incoming",
             "establishing",
             "established",
             "terminating",
-            "incoming",
             "unknown",
         ] {
             by_state.entry(state.to_owned()).or_default();
         }
         for (state, n) in &by_state {
-            metrics::gauge!("mediabot_calls", "state" => state.clone()).set(*n as f64);
+            metrics::gauge!("mediabot_calls_by_state", "state" => state.clone()).set(*n as f64);
+        }
+        metrics::counter!("mediabot_calls_started_total", "direction" => "outgoing")
+            .absolute(load(&c.calls_placed));
+        metrics::counter!("mediabot_calls_started_total", "direction" => "incoming")
+            .absolute(load(&c.calls_answered));
+        for (i, (direction, outcome)) in CALL_OUTCOMES.iter().enumerate() {
+            metrics::counter!("mediabot_calls_total", "direction" => *direction, "outcome" => *outcome)
+                .absolute(load(&c.calls_ended[i]));
         }
         metrics::gauge!("mediabot_participants").set(participants as f64);
-        metrics::counter!("mediabot_frames_in_total").absolute(stats.frames_received.get());
-        metrics::counter!("mediabot_frames_out_total").absolute(stats.packets_sent.get());
+        metrics::counter!("mediabot_frames_received_total").absolute(stats.frames_received.get());
+        metrics::counter!("mediabot_packets_sent_total").absolute(stats.packets_sent.get());
+        metrics::counter!("mediabot_frames_concealed_total")
+            .absolute(load(&c.ended_frames_concealed) + concealed);
         metrics::counter!("mediabot_dropped_total", "where" => "engine_inbound")
             .absolute(shared.engine.inbound_dropped());
         metrics::counter!("mediabot_dropped_total", "where" => "app_receive")
-            .absolute(c.app_frames_dropped.load(Ordering::Relaxed));
+            .absolute(load(&c.app_frames_dropped));
         metrics::counter!("mediabot_dropped_total", "where" => "unlisted_source")
-            .absolute(gate_dropped);
-        metrics::gauge!("mediabot_concealed_frames").set(concealed as f64);
-        metrics::gauge!("mediabot_jitter_ms_max").set(jitter_ms);
+            .absolute(load(&c.ended_unlisted_dropped) + gate_dropped);
+        metrics::gauge!("mediabot_jitter_seconds_max").set(jitter_ms / 1000.0);
         metrics::counter!("mediabot_deadline_misses_total", "direction" => "send")
             .absolute(stats.send_deadline_misses.get());
         metrics::counter!("mediabot_deadline_misses_total", "direction" => "receive")
             .absolute(stats.recv_deadline_misses.get());
+        metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
         metrics::counter!("mediabot_notification_auth_failures_total")
-            .absolute(c.notification_auth_failures.load(Ordering::Relaxed));
+            .absolute(load(&c.notification_auth_failures));
         metrics::counter!("mediabot_media_stream_failures_total")
-            .absolute(c.media_stream_failures.load(Ordering::Relaxed));
-        metrics::counter!("mediabot_calls_placed_total")
-            .absolute(c.calls_placed.load(Ordering::Relaxed));
-        metrics::counter!("mediabot_calls_answered_total")
-            .absolute(c.calls_answered.load(Ordering::Relaxed));
+            .absolute(load(&c.media_stream_failures));
         metrics::gauge!("mediabot_unknown_call_notifications").set(early_held as f64);
         metrics::counter!("mediabot_unknown_call_notifications_dropped_total")
             .absolute(early_dropped);
-        metrics::gauge!("mediabot_health_level").set(f64::from(level as u8));
-        metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
     });
     let mut text = shared.metrics.handle.render();
     render_stage_histograms(&mut text, stats);
     text
 }
+
+/// The `(direction, outcome)` pairs of `mediabot_calls_total`, in the order of
+/// `BotCounters::calls_ended`.
+pub(crate) const CALL_OUTCOMES: [(&str, &str); 4] = [
+    ("outgoing", "completed"),
+    ("outgoing", "failed"),
+    ("incoming", "completed"),
+    ("incoming", "failed"),
+];
 
 /// Stages of the engine's frame path exported as latency histograms: the whole send and
 /// receive ticks, their parts, and how late each tick ran against its deadline.
@@ -254,44 +295,72 @@ fn render_stage_histograms(out: &mut String, stats: &EngineStats) {
 }
 
 pub(crate) fn router(shared: Weak<Shared>) -> Router {
-    let for_health = shared.clone();
     Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let shared = shared.clone();
-                async move {
-                    let Some(s) = shared.upgrade() else {
-                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    };
-                    metrics_response(&s).await
-                }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let shared = for_health.clone();
-                async move {
-                    let Some(s) = shared.upgrade() else {
-                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    };
-                    health_response(&s)
-                }
-            }),
-        )
+        .route("/metrics", get(on(shared.clone(), metrics_response)))
+        .route("/healthz", get(on(shared.clone(), health_response)))
+        .route("/readyz", get(on(shared.clone(), ready_response)))
+        .route("/calls", get(on(shared, calls_response)))
 }
 
-async fn metrics_response(shared: &Arc<Shared>) -> Response {
+/// A GET handler over the bot's shared state; 503 once the bot is gone.
+fn on<F, Fut>(
+    shared: Weak<Shared>,
+    handler: F,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> + Clone
+where
+    F: Fn(Arc<Shared>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response> + Send + 'static,
+{
+    move || {
+        let (shared, handler) = (shared.clone(), handler.clone());
+        Box::pin(async move {
+            match shared.upgrade() {
+                Some(s) => handler(s).await,
+                None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        })
+    }
+}
+
+async fn ready_response(shared: Arc<Shared>) -> Response {
+    let state = readiness(&shared);
+    let status = if state == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(serde_json::json!({ "status": state }))).into_response()
+}
+
+async fn calls_response(shared: Arc<Shared>) -> Response {
+    let calls: Vec<serde_json::Value> = super::driver::snapshots(&shared)
+        .await
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "call_id": c.call_id,
+                "state": c.state.as_ref().map(|s| s.as_str().to_owned()),
+                "direction": c.direction.as_str(),
+                "participants": c.participants,
+                "started_at": humantime::format_rfc3339_millis(c.started_at).to_string(),
+                "frames_in": c.frames_in,
+                "frames_out": c.frames_out,
+            })
+        })
+        .collect();
+    axum::Json(calls).into_response()
+}
+
+async fn metrics_response(shared: Arc<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(shared).await,
+        render_metrics(&shared).await,
     )
         .into_response()
 }
 
-fn health_response(shared: &Arc<Shared>) -> Response {
-    let (level, calls, ratio) = health(shared);
+async fn health_response(shared: Arc<Shared>) -> Response {
+    let (level, calls, ratio) = health(&shared);
     let body = serde_json::json!({
         "status": level.as_str(),
         "calls": calls,

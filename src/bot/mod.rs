@@ -40,6 +40,7 @@ mod config;
 mod driver;
 pub(crate) mod early;
 mod http;
+mod lifecycle;
 #[cfg(feature = "sim")]
 mod sim;
 mod target;
@@ -48,11 +49,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use audio_pipeline::{CallMedia, Engine};
 use graph_signaling::client::GraphClient;
-use graph_signaling::notify::Inbound;
+use graph_signaling::notify::{Admission, Inbound};
 use media_session::SourceId;
 use media_transport::MediaEndpoint;
 use tokio::sync::mpsc;
@@ -69,6 +70,7 @@ pub use config::{BotArgs, TargetKind};
 pub use driver::CallSnapshot;
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
+pub use lifecycle::{DrainReport, Phase};
 #[cfg(feature = "sim")]
 pub use sim::{LocalSim, LocalSimOptions, SimUserInfo};
 pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};
@@ -123,6 +125,11 @@ struct BotCounters {
     media_stream_failures: AtomicU64,
     calls_placed: AtomicU64,
     calls_answered: AtomicU64,
+    /// Calls ended, by `http::CALL_OUTCOMES` (direction × completed/failed).
+    calls_ended: [AtomicU64; 4],
+    /// Figures of calls already released, so cumulative counters never go back.
+    ended_frames_concealed: AtomicU64,
+    ended_unlisted_dropped: AtomicU64,
 }
 
 /// How the bot reaches a call it holds. The call itself (state, roster, timers, operations)
@@ -150,9 +157,12 @@ struct Shared {
     callback_url: String,
     display_name: String,
     capacity: usize,
+    instance_id: String,
     call_config: CallConfig,
     calls: Mutex<Calls>,
     incoming: mpsc::UnboundedSender<(String, Instant)>,
+    admission: Admission,
+    lifecycle: lifecycle::Lifecycle,
     counters: BotCounters,
     health: Mutex<http::HealthWindow>,
     metrics: http::MetricsState,
@@ -324,6 +334,11 @@ impl Bot {
         self.shared.endpoint.mp_uri().to_string()
     }
 
+    /// This bot's instance id (in every log line about its calls).
+    pub fn instance_id(&self) -> &str {
+        &self.shared.instance_id
+    }
+
     /// The target this bot talks to.
     pub fn target(&self) -> &Target {
         &self.shared.target
@@ -332,6 +347,35 @@ impl Bot {
     /// Calls the bot currently holds (placed or answered, not yet terminated).
     pub fn active_calls(&self) -> usize {
         self.shared.active_calls()
+    }
+
+    /// Where the bot is in its life: ready, draining, stopped.
+    pub fn phase(&self) -> Phase {
+        self.shared.lifecycle.phase()
+    }
+
+    /// True while the bot takes new calls: ready, and not overloaded (what `/readyz` says).
+    pub fn is_ready(&self) -> bool {
+        http::ready(&self.shared)
+    }
+
+    /// Stops taking new calls (incoming offers are answered 503 with `Retry-After`, so the
+    /// service offers them again, elsewhere when a proxy balances the callback) and lets the
+    /// calls in progress go on until they end or `timeout` passes; then hangs up what is left
+    /// and waits for every call to be released. Call it on SIGTERM.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        lifecycle::drain(&self.shared, timeout).await
+    }
+
+    /// Stops taking new calls and hangs up every call now, waiting for their release.
+    pub async fn shutdown(&self) -> DrainReport {
+        lifecycle::shutdown(&self.shared).await
+    }
+
+    /// Calls whose owner has not released them yet (ended calls still closing their media
+    /// included): 0 once everything a call held is freed.
+    pub fn unreleased_calls(&self) -> usize {
+        self.shared.lifecycle.drivers()
     }
 
     /// The platform health, as `/healthz` reports it.

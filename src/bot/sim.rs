@@ -2,7 +2,7 @@
 
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
-use graph_sim::server::{ServerOptions, SimServer};
+use graph_sim::server::{NotifierStats, ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
 use graph_sim::softphone::{Softphone, SoftphoneOptions};
 use media_session::SourceId;
@@ -31,6 +31,7 @@ enum Command {
         source: u32,
         reply: oneshot::Sender<bool>,
     },
+    Stats(oneshot::Sender<NotifierStats>),
     Finish,
 }
 
@@ -129,6 +130,9 @@ impl LocalSim {
                             let id = sim.with_sim(|s, now| s.offer_incoming_call(now, &callback_url, from));
                             let _ = reply.send(id);
                         }
+                        Some(Command::Stats(reply)) => {
+                            let _ = reply.send(sim.notifier_stats());
+                        }
                         Some(Command::Leave { call_id, source, reply }) => {
                             let left = sim.with_sim(|s, now| s.person_leaves(now, &call_id, source));
                             let _ = reply.send(left);
@@ -192,6 +196,15 @@ impl LocalSim {
             reply,
         });
         sent.is_ok() && rx.await.unwrap_or(false)
+    }
+
+    /// What the sim's notifier did so far: delivered, refused, posted again after a 503.
+    pub async fn notifier_stats(&self) -> NotifierStats {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Stats(reply)).is_err() {
+            return NotifierStats::default();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Stops the sim: hangs up the media of calls still running, waits for them to wind down

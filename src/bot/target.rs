@@ -83,7 +83,7 @@ impl Target {
 }
 
 /// What [`super::Bot::place_call`] calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallTarget {
     /// A P2P call to one Teams user.
@@ -107,6 +107,32 @@ pub enum CallTarget {
         /// Its passcode, if it has one.
         passcode: Option<String>,
     },
+}
+
+impl std::fmt::Debug for CallTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallTarget::User { id, name } => f
+                .debug_struct("User")
+                .field("id", id)
+                .field("name", name)
+                .finish(),
+            CallTarget::Group { users, subject } => f
+                .debug_struct("Group")
+                .field("users", users)
+                .field("subject", subject)
+                .finish(),
+            // A passcode is a secret: it stays out of logs.
+            CallTarget::Meeting {
+                join_meeting_id,
+                passcode,
+            } => f
+                .debug_struct("Meeting")
+                .field("join_meeting_id", join_meeting_id)
+                .field("passcode", &passcode.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
 }
 
 impl CallTarget {

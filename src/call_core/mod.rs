@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use graph_signaling::models::CallState;
 use graph_signaling::models::{
-    ChangeType, CommsNotification, CommsOperation, Nullable, OperationStatusKind, ResourceItem,
+    ChangeType, CommsNotification, CommsOperation, Nullable, OperationStatusKind,
 };
 use graph_signaling::state::{
     CallEvent as SignalingEvent, CallStateMachine, OperationMatcher, OperationOutcome,
@@ -636,8 +636,5 @@ pub fn gone(call_id: &str) -> CommsNotification {
 /// True when `n` offers a new incoming call (a call resource in state `incoming`): what the
 /// bot answers or rejects before any [`CallCore`] exists for it.
 pub fn is_incoming_offer(n: &CommsNotification) -> bool {
-    n.change_type != ChangeType::Deleted
-        && n.items().iter().any(|item| {
-            matches!(item, ResourceItem::Call(c) if c.state.get() == Some(&CallState::Incoming))
-        })
+    n.offers_new_call()
 }

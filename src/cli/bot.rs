@@ -28,9 +28,18 @@ pub(crate) struct BotCommandArgs {
     /// The meeting's passcode.
     #[arg(long, env = "MEDIABOT_MEETING_PASSCODE", requires = "join_meeting_id")]
     passcode: Option<String>,
-    /// Hang up and stop after this many seconds (default: run until Ctrl-C).
+    /// Hang up and stop after this many seconds (default: run until SIGTERM or Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<u64>,
+    /// On SIGTERM or SIGINT, how long calls in progress may go on before they are hung up.
+    /// A second signal hangs up at once.
+    #[arg(
+        long,
+        env = "MEDIABOT_DRAIN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value = "60"
+    )]
+    drain_timeout: u64,
 }
 
 pub(crate) fn run(args: BotCommandArgs) -> Result<(), String> {
@@ -80,13 +89,11 @@ async fn serve(args: BotCommandArgs) -> Result<(), String> {
     }
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
-    let (hang_up_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     {
         let done = done_tx.clone();
-        let hang_up = hang_up_tx.clone();
         bot.answer_incoming_with(move |call| {
             eprintln!("call {}: answered", call.id());
-            tokio::spawn(echo(call, done.clone(), hang_up.subscribe()));
+            tokio::spawn(echo(call, done.clone()));
         });
     }
 
@@ -110,11 +117,13 @@ async fn serve(args: BotCommandArgs) -> Result<(), String> {
             .map_err(|e| format!("placing the call: {e}"))?;
         eprintln!("call {}: placed", call.id());
         waiting_for_placed = true;
-        tokio::spawn(echo(call, done_tx.clone(), hang_up_tx.subscribe()));
+        tokio::spawn(echo(call, done_tx.clone()));
     } else {
         eprintln!("waiting for incoming calls");
     }
+    drop(done_tx);
 
+    let mut signals = Signals::new().map_err(|e| format!("cannot watch signals: {e}"))?;
     let deadline = async {
         match args.duration {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -123,35 +132,44 @@ async fn serve(args: BotCommandArgs) -> Result<(), String> {
     };
     tokio::pin!(deadline);
     let mut failures = Vec::new();
-    let mut stopping = false;
-    loop {
+    let stop = loop {
         tokio::select! {
-            () = &mut deadline, if !stopping => {
-                stopping = true;
-                let _ = hang_up_tx.send(());
-            }
-            _ = tokio::signal::ctrl_c(), if !stopping => {
-                stopping = true;
-                let _ = hang_up_tx.send(());
-            }
+            () = &mut deadline => break Stop::Duration,
+            signal = signals.next() => break Stop::Signal(signal),
             Some(outcome) = done_rx.recv() => {
-                let ended = if outcome.established { "ended" } else { "ended before it was established" };
-                match &outcome.error {
-                    Some(error) => {
-                        eprintln!("call {}: {ended}: {error}", outcome.id);
-                        failures.push(format!("call {}: {error}", outcome.id));
-                    }
-                    None => eprintln!("call {}: {ended}", outcome.id),
-                }
+                report(&outcome, &mut failures);
                 // A command that placed its call is done once that call is over.
                 if waiting_for_placed && bot.active_calls() == 0 {
-                    break;
+                    break Stop::CallOver;
                 }
             }
         }
-        if stopping && bot.active_calls() == 0 {
-            break;
+    };
+    let drained = match stop {
+        Stop::Signal(name) => {
+            eprintln!(
+                "{name}: draining: no new calls; calls in progress may go on for {} s \
+                 (another signal hangs up at once)",
+                args.drain_timeout
+            );
+            tokio::select! {
+                report = bot.drain(Duration::from_secs(args.drain_timeout)) => report,
+                name = signals.next() => {
+                    eprintln!("{name}: hanging up every call");
+                    bot.shutdown().await
+                }
+            }
         }
+        Stop::Duration | Stop::CallOver => bot.shutdown().await,
+    };
+    eprintln!(
+        "stopped: {} call(s) in progress at the stop, {} hung up by the bot",
+        drained.calls_at_start, drained.hung_up
+    );
+    // The calls' tasks report their ends as their events run out.
+    while let Ok(Some(outcome)) = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await
+    {
+        report(&outcome, &mut failures);
     }
     drop(bot);
     if let Some(sim) = local {
@@ -164,12 +182,54 @@ async fn serve(args: BotCommandArgs) -> Result<(), String> {
     }
 }
 
+/// Why the command stops.
+enum Stop {
+    Duration,
+    CallOver,
+    Signal(&'static str),
+}
+
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+fn report(outcome: &Outcome, failures: &mut Vec<String>) {
+    let ended = if outcome.established {
+        "ended"
+    } else {
+        "ended before it was established"
+    };
+    match &outcome.error {
+        Some(error) => {
+            eprintln!("call {}: {ended}: {error}", outcome.id);
+            failures.push(format!("call {}: {error}", outcome.id));
+        }
+        None => eprintln!("call {}: {ended}", outcome.id),
+    }
+}
+
 /// Plays back what a call hears until it ends or the command stops, reporting its events.
-async fn echo(
-    mut call: Call,
-    done: mpsc::UnboundedSender<Outcome>,
-    mut hang_up: tokio::sync::broadcast::Receiver<()>,
-) {
+async fn echo(mut call: Call, done: mpsc::UnboundedSender<Outcome>) {
     let id = call.id().to_owned();
     if let Some(mut audio) = call.audio_receiver() {
         let out = call.audio_sender();
@@ -189,20 +249,9 @@ async fn echo(
         established: false,
         error: None,
     };
-    let mut hung_up = false;
-    loop {
-        let event = tokio::select! {
-            event = call.next_event() => event,
-            _ = hang_up.recv(), if !hung_up => {
-                hung_up = true;
-                if let Err(e) = call.hang_up().await {
-                    outcome.error = Some(format!("hang up failed: {e}"));
-                    break;
-                }
-                continue;
-            }
-        };
-        let Some(event) = event else { break };
+    // The bot hangs calls up itself when the command stops (drain or shutdown); its media then
+    // ends as a hang-up and the call terminates normally, so neither reads as an error.
+    while let Some(event) = call.next_event().await {
         match event {
             CallEvent::StateChanged { to, .. } => {
                 outcome.established |= to.as_str() == "established";
@@ -226,7 +275,7 @@ async fn echo(
                     reason,
                     EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. }
                 );
-                if !normal && !hung_up {
+                if !normal {
                     outcome.error = Some(format!("media: {reason}"));
                 }
             }
@@ -238,7 +287,7 @@ async fn echo(
                     .as_ref()
                     .and_then(|i| i.code.get().copied())
                     .unwrap_or(0);
-                if !hung_up && outcome.error.is_none() && code >= 400 {
+                if outcome.error.is_none() && code >= 400 {
                     let message = info.as_ref().and_then(|i| i.message.get().cloned());
                     outcome.error = Some(format!(
                         "terminated by the service: {code} {}",

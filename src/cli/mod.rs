@@ -19,6 +19,16 @@ mod sim;
 #[derive(Debug, Parser)]
 #[command(name = "mediabot", version, about)]
 pub(crate) struct Cli {
+    /// Log lines on stderr as text or one JSON object per line; the level comes from
+    /// RUST_LOG (default info).
+    #[arg(
+        long,
+        global = true,
+        env = "MEDIABOT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: mediabot::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +56,10 @@ enum Command {
 
 impl Cli {
     pub(crate) fn run(self) -> ExitCode {
+        if let Err(e) = mediabot::logging::init(self.log_format) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         let result = match self.command {
             Command::Blob(cmd) => cmd.run(),
             Command::Inspect { input } => inspect::run(&input),

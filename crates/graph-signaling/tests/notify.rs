@@ -10,7 +10,7 @@ use axum::Json;
 use axum::routing::get;
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::models::CallState;
-use graph_signaling::notify::{NotificationLimits, notification_router};
+use graph_signaling::notify::{Admission, NotificationLimits, notification_router};
 use graph_signaling::state::{CallEvent, CallStateMachine};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -55,6 +55,7 @@ async fn key_server() -> KeyServer {
 
 struct Endpoint {
     url: String,
+    admission: Admission,
     queue: mpsc::Receiver<graph_signaling::notify::Inbound>,
     keys: KeyServer,
 }
@@ -65,6 +66,7 @@ async fn endpoint(max_body: usize) -> Endpoint {
     cfg.openid_config_url = format!("{}/openid", keys.base);
     let validator = Arc::new(TokenValidator::new(cfg));
     let (tx, rx) = mpsc::channel(16);
+    let admission = Admission::default();
     let router = notification_router(
         "/api/calls",
         validator,
@@ -72,12 +74,14 @@ async fn endpoint(max_body: usize) -> Endpoint {
         NotificationLimits {
             max_body_bytes: max_body,
         },
+        admission.clone(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/calls", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     Endpoint {
         url,
+        admission,
         queue: rx,
         keys,
     }
@@ -318,6 +322,7 @@ async fn the_ready_pipeline_delivers_the_documented_roster() {
         Arc::new(TokenValidator::new(cfg)),
         NotificationLimits::default(),
         8,
+        Default::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/callback", listener.local_addr().unwrap());
@@ -338,4 +343,88 @@ async fn the_ready_pipeline_delivers_the_documented_roster() {
         .collect();
     assert_eq!(binds, vec![media_session::SourceId(1)]);
     assert_eq!(call.roster().len(), 2);
+}
+
+fn incoming(call: &str) -> String {
+    json!({"value": [{"changeType": "created",
+        "resourceUrl": format!("/communications/calls/{call}"),
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "incoming", "id": call}}]})
+    .to_string()
+}
+
+/// A draining bot refuses offers of new calls with 503 and `Retry-After` (the service offers
+/// them again), and still takes notifications of the calls it has.
+#[tokio::test]
+async fn while_refusing_new_calls_offers_get_503_and_the_rest_is_taken() {
+    let mut ep = endpoint(1 << 20).await;
+    ep.admission.refuse_new_calls();
+    let r = reqwest::Client::new()
+        .post(&ep.url)
+        .header("content-type", "application/json")
+        .bearer_auth(valid_token())
+        .body(incoming("c9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "2");
+    assert_eq!(
+        post(&ep.url, Some(&valid_token()), established("c1")).await,
+        202
+    );
+    assert_eq!(
+        ep.queue.recv().await.unwrap().batch.value[0].call_id(),
+        Some("c1")
+    );
+    ep.admission.accept_new_calls();
+    assert_eq!(
+        post(&ep.url, Some(&valid_token()), incoming("c9")).await,
+        202
+    );
+}
+
+/// A declared length over the limit is refused before the body is read; a body that does not
+/// say it is JSON is refused with 415.
+#[tokio::test]
+async fn oversized_declarations_and_other_content_types_are_refused_up_front() {
+    let ep = endpoint(1024).await;
+    let addr = ep
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/calls HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: 1000000000\r\n\r\n",
+        valid_token()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, head.as_bytes())
+        .await
+        .unwrap();
+    // Not one byte of the body is sent: the answer comes anyway.
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut answer),
+    )
+    .await
+    .expect("answered without the body")
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let r = reqwest::Client::new()
+        .post(&ep.url)
+        .header("content-type", "text/plain")
+        .bearer_auth(valid_token())
+        .body(established("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }

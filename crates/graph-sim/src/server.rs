@@ -86,6 +86,24 @@ pub struct NotifierStats {
     pub delivered: u64,
     /// Notifications the bot refused or that could not be posted.
     pub failed: u64,
+    /// Notifications posted again after the bot answered 503 or 429 (it was draining or
+    /// busy), as the calling service redelivers.
+    pub redelivered: u64,
+}
+
+/// Attempts at posting one notification the bot answers with 503 or 429.
+const MAX_DELIVERY_ATTEMPTS: u32 = 6;
+
+/// Redelivery delay when the bot's 503 or 429 names none, and the longest honoured.
+const REDELIVERY_DEFAULT: Duration = Duration::from_secs(1);
+const REDELIVERY_MAX: Duration = Duration::from_secs(10);
+
+/// What became of one post.
+enum Delivery {
+    Done,
+    Failed,
+    /// Post again after this long.
+    Again(Duration),
 }
 
 struct Shared {
@@ -299,20 +317,22 @@ impl SimServer {
     }
 }
 
-/// Fires the core's timers and posts its notifications, one at a time and in order.
+/// Fires the core's timers and posts its notifications, one at a time and in order; posts
+/// again, later, what the bot refused with 503 or 429.
 async fn notifier(
     shared: Arc<Shared>,
     http: reqwest::Client,
     events: mpsc::UnboundedSender<SimEvent>,
 ) {
+    let mut retries: Vec<(Instant, Outbound, u32)> = Vec::new();
     loop {
-        let (due, next) = {
+        let (mut due, next) = {
             let mut sim = shared.sim();
             let now = Instant::now();
             sim.handle_timeout(now);
             let mut due = Vec::new();
             while let Some(n) = sim.poll_notification(now) {
-                due.push(n);
+                due.push((n, 1));
             }
             while let Some(e) = sim.poll_event() {
                 // Nobody listening is fine: the sim runs without a media side too.
@@ -320,9 +340,21 @@ async fn notifier(
             }
             (due, sim.poll_timeout())
         };
-        for n in due {
-            post_notification(&shared, &http, n).await;
+        let now = Instant::now();
+        let (ready, later): (Vec<_>, Vec<_>) = retries.drain(..).partition(|(at, _, _)| *at <= now);
+        retries = later;
+        due.extend(ready.into_iter().map(|(_, n, attempt)| (n, attempt)));
+        for (n, attempt) in due {
+            match post_notification(&shared, &http, &n).await {
+                Delivery::Again(after) if attempt < MAX_DELIVERY_ATTEMPTS => {
+                    lock_stats(&shared).redelivered += 1;
+                    retries.push((Instant::now() + after, n, attempt + 1));
+                }
+                Delivery::Done => lock_stats(&shared).delivered += 1,
+                Delivery::Again(_) | Delivery::Failed => lock_stats(&shared).failed += 1,
+            }
         }
+        let next = retries.iter().map(|(at, _, _)| *at).chain(next).min();
         let sleep = match next {
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
@@ -334,27 +366,44 @@ async fn notifier(
     }
 }
 
-async fn post_notification(shared: &Shared, http: &reqwest::Client, n: Outbound) {
-    let outcome = match shared.signer.token(&shared.app_id, &shared.tenant_id) {
-        Ok(token) => http
-            .post(&n.callback_uri)
-            .bearer_auth(token)
-            .json(&n.body)
-            .send()
-            .await
-            .map(|r| r.status().is_success()),
+fn lock_stats(shared: &Shared) -> std::sync::MutexGuard<'_, NotifierStats> {
+    shared.stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn post_notification(shared: &Shared, http: &reqwest::Client, n: &Outbound) -> Delivery {
+    let token = match shared.signer.token(&shared.app_id, &shared.tenant_id) {
+        Ok(token) => token,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign notification");
-            Ok(false)
+            return Delivery::Failed;
         }
     };
-    let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
-    match outcome {
-        Ok(true) => stats.delivered += 1,
-        Ok(false) => stats.failed += 1,
+    let response = http
+        .post(&n.callback_uri)
+        .bearer_auth(token)
+        .json(&n.body)
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => Delivery::Done,
+        Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+            let after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(REDELIVERY_DEFAULT, Duration::from_secs)
+                .min(REDELIVERY_MAX);
+            tracing::info!(call = %n.call_id, status = r.status().as_u16(), ?after, "the bot asked for redelivery");
+            Delivery::Again(after)
+        }
+        Ok(r) => {
+            tracing::warn!(call = %n.call_id, status = r.status().as_u16(), "notification refused");
+            Delivery::Failed
+        }
         Err(e) => {
             tracing::warn!(call = %n.call_id, error = %e, "notification not delivered");
-            stats.failed += 1;
+            Delivery::Failed
         }
     }
 }

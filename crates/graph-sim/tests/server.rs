@@ -21,7 +21,13 @@ async fn bot_endpoint(openid: String, app_id: &str) -> (String, mpsc::Receiver<I
     auth.openid_config_url = openid;
     let validator = Arc::new(TokenValidator::new(auth));
     let (tx, rx) = mpsc::channel(64);
-    let router = notification_router("/callback", validator, tx, NotificationLimits::default());
+    let router = notification_router(
+        "/callback",
+        validator,
+        tx,
+        NotificationLimits::default(),
+        Default::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/callback", listener.local_addr().unwrap());
     tokio::spawn(async move {

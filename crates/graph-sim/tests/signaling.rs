@@ -36,6 +36,7 @@ async fn bot(sim: &SimServer, retry: RetryPolicy) -> Bot {
         Arc::new(TokenValidator::new(auth)),
         NotificationLimits::default(),
         64,
+        Default::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let callback = format!("http://{}/callback", listener.local_addr().unwrap());

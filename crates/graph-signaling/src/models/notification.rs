@@ -88,6 +88,16 @@ impl CommsNotification {
         call_id_of(&self.resource_url).or_else(|| self.resource.as_deref().and_then(call_id_of))
     }
 
+    /// True when this offers a new incoming call (a call resource in state `incoming`): what a
+    /// bot answers or rejects, and what a draining bot refuses.
+    pub fn offers_new_call(&self) -> bool {
+        self.change_type != ChangeType::Deleted
+            && self.items().iter().any(|item| {
+                matches!(item, ResourceItem::Call(c)
+                    if c.state.get() == Some(&super::CallState::Incoming))
+            })
+    }
+
     /// The items of `resourceData`, whether it was an object or an array.
     pub fn items(&self) -> &[ResourceItem] {
         match self.resource_data.get() {

@@ -5,5 +5,6 @@
 pub mod server;
 
 pub use server::{
-    Inbound, NotificationLimits, NotificationPipeline, notification_router, pipeline, serve,
+    Admission, Inbound, NotificationLimits, NotificationPipeline, notification_router, pipeline,
+    serve,
 };

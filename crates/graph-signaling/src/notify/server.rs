@@ -5,6 +5,7 @@
 //! application, which routes each notification to the call it names.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -41,25 +42,62 @@ pub struct Inbound {
     pub caller: VerifiedCaller,
 }
 
+/// Whether the endpoint takes notifications that offer a new incoming call. A draining bot
+/// refuses them with 503 and `Retry-After`, so the service offers the call again, to another
+/// instance when a proxy balances the callback. Cheap to clone; clones share the switch.
+#[derive(Debug, Clone)]
+pub struct Admission(Arc<AtomicBool>);
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Admission {
+    /// New calls are taken.
+    pub fn accept_new_calls(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// New calls are refused (503); notifications of existing calls are still taken.
+    pub fn refuse_new_calls(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+
+    /// True while new calls are taken.
+    pub fn accepts_new_calls(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `Retry-After` of a refused incoming-call offer, in seconds: soon, within the offer's 15 s
+/// answer window.
+const OFFER_RETRY_AFTER: &str = "2";
+
 #[derive(Clone)]
 struct Shared {
     validator: Arc<TokenValidator>,
     queue: mpsc::Sender<Inbound>,
     limits: NotificationLimits,
+    admission: Admission,
 }
 
 /// A router serving `POST {path}`; mount it in the app's router or serve it with [`serve`].
-/// Authenticated, well-formed batches go to `queue`.
+/// Authenticated, well-formed batches go to `queue`; offers of new calls only while
+/// `admission` accepts them.
 pub fn notification_router(
     path: &str,
     validator: Arc<TokenValidator>,
     queue: mpsc::Sender<Inbound>,
     limits: NotificationLimits,
+    admission: Admission,
 ) -> Router {
     Router::new().route(path, post(handle)).with_state(Shared {
         validator,
         queue,
         limits,
+        admission,
     })
 }
 
@@ -84,6 +122,27 @@ async fn handle(State(shared): State<Shared>, request: Request<Body>) -> Respons
             return r;
         }
     };
+    // A declared length over the limit is refused before a byte is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > shared.limits.max_body_bytes as u64) {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected application/json",
+        );
+    }
     let body = match axum::body::to_bytes(request.into_body(), shared.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
@@ -95,6 +154,15 @@ async fn handle(State(shared): State<Shared>, request: Request<Body>) -> Respons
             return reply(StatusCode::BAD_REQUEST, "malformed notification");
         }
     };
+    if !shared.admission.accepts_new_calls() && batch.value.iter().any(|n| n.offers_new_call()) {
+        tracing::info!("incoming call refused: new calls are not taken (draining)");
+        let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, "not taking new calls");
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(OFFER_RETRY_AFTER),
+        );
+        return r;
+    }
     match shared.queue.try_send(Inbound { batch, caller }) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         // Backpressure: the service retries a 503 with Retry-After.
@@ -123,16 +191,17 @@ pub struct NotificationPipeline {
 }
 
 /// Builds the endpoint at `path` with a queue of `queue_depth` batches (a full queue answers
-/// 503 with `Retry-After`, so the service redelivers).
+/// 503 with `Retry-After`, so the service redelivers) and new calls admitted per `admission`.
 pub fn pipeline(
     path: &str,
     validator: Arc<TokenValidator>,
     limits: NotificationLimits,
     queue_depth: usize,
+    admission: Admission,
 ) -> NotificationPipeline {
     let (tx, batches) = mpsc::channel(queue_depth.max(1));
     NotificationPipeline {
-        router: notification_router(path, validator, tx, limits),
+        router: notification_router(path, validator, tx, limits, admission),
         batches,
     }
 }

@@ -244,7 +244,14 @@ impl MediaSide {
                 self.send(&call_id, Command::Remove { source: source_id });
                 Ok(())
             }
-            SimEvent::Ended { call_id, .. } => {
+            SimEvent::Ended {
+                call_id,
+                code,
+                subcode,
+            } => {
+                if let Some(call) = self.calls.get(&call_id) {
+                    lock(&call.measure).result = Some((code, subcode));
+                }
                 self.send(&call_id, Command::HangUp);
                 Ok(())
             }

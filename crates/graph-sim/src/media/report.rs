@@ -37,6 +37,10 @@ pub struct CallReport {
     pub ended: bool,
     /// Why it ended, when the bot or the connection ended it (not the simulated service).
     pub end_reason: Option<String>,
+    /// The service's `resultInfo` `(code, subcode)` when the call ended: 200/5001 when the bot
+    /// hung up, 408/8537 when it was not kept alive, and so on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<(i64, i64)>,
     /// The WAV file of the bot's audio.
     pub recording: Option<PathBuf>,
     /// Each simulated participant, by source id.
@@ -192,6 +196,9 @@ pub struct CallMeasure {
     pub ended: bool,
     /// Why, when the bot or the connection ended it.
     pub end_reason: Option<String>,
+    /// The service's `resultInfo` `(code, subcode)` when the call ended (a bot's hang-up is
+    /// 200/5001).
+    pub result: Option<(i64, i64)>,
 }
 
 /// A copy of a [`CallMeasure`]'s data, to analyse without holding the call's lock.
@@ -225,6 +232,7 @@ impl CallMeasure {
             error: None,
             ended: false,
             end_reason: None,
+            result: None,
         }
     }
 
@@ -333,6 +341,7 @@ impl CallMeasure {
                 error: self.error.clone(),
                 ended: self.ended,
                 end_reason: self.end_reason.clone(),
+                result: self.result,
                 recording: self.bot.wav_path().map(Into::into),
                 participants: Vec::new(),
                 bot: self.bot.report(),

@@ -1,0 +1,236 @@
+//! A bot as a service: readiness, `/calls`, draining with calls in progress, incoming calls
+//! refused while draining (and offered again by the service), shutting down, and nothing left
+//! of a call once it ended.
+
+use std::time::Duration;
+
+use mediabot::audio_pipeline::EngineConfig;
+use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, Phase, ReceivedAudio};
+use mediabot::graph_sim::scenario::Scenario;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn small_engine() -> EngineConfig {
+    EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        realtime_priority: None,
+        ..EngineConfig::default()
+    }
+}
+
+async fn get(bot: &Bot, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("http://{}{path}", bot.local_addr()))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+async fn wait_for(call: &mut mediabot::bot::Call, what: impl Fn(&CallEvent) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while let Some(e) = call.next_event().await {
+            if what(&e) {
+                return;
+            }
+        }
+        panic!("the call's events ended first");
+    })
+    .await
+    .expect("the event came in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_calls_describe_the_bot_and_its_calls() {
+    let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
+    let bot = Bot::builder(sim.target())
+        .engine(small_engine())
+        .capacity(1)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&bot, "/readyz").await,
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    assert_eq!(get(&bot, "/calls").await, (200, serde_json::json!([])));
+    let alice = sim.users()[0].clone();
+    let mut call = bot
+        .place_call(CallTarget::user(&alice.id, None))
+        .await
+        .unwrap();
+    // An echo, so the bot sends too.
+    let (mut audio, out) = (call.audio_receiver().unwrap(), call.audio_sender());
+    tokio::spawn(async move {
+        while let Some(a) = audio.recv().await {
+            if let ReceivedAudio::Mixed { frame, .. } = a {
+                out.push_frame(&frame);
+            }
+        }
+    });
+    wait_for(&mut call, |e| matches!(e, CallEvent::MediaConnected)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, calls) = get(&bot, "/calls").await;
+    assert_eq!(status, 200);
+    let c = &calls[0];
+    assert_eq!(c["call_id"], call.id());
+    assert_eq!(c["state"], "established");
+    assert_eq!(c["direction"], "outgoing");
+    assert_eq!(c["participants"], 2, "the bot and Alice: {c}");
+    assert!(c["frames_in"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["frames_out"].as_u64().unwrap() > 0, "{c}");
+    let started = c["started_at"].as_str().unwrap();
+    assert!(
+        humantime::parse_rfc3339(started).is_ok(),
+        "RFC 3339: {started}"
+    );
+    // Two calls on a bot sized for one: overloaded, so not ready.
+    let bob = sim.users()[1].clone();
+    let mut second = bot
+        .place_call(CallTarget::user(&bob.id, None))
+        .await
+        .unwrap();
+    assert_eq!(get(&bot, "/readyz").await.0, 503);
+    assert!(!bot.is_ready());
+    second.hang_up().await.unwrap();
+    wait_for(&mut second, |e| matches!(e, CallEvent::Terminated(_))).await;
+    assert_eq!(get(&bot, "/readyz").await.0, 200);
+    call.hang_up().await.unwrap();
+    wait_for(&mut call, |e| matches!(e, CallEvent::Terminated(_))).await;
+    sim.finish().await.unwrap();
+}
+
+/// Draining: not ready at once; an incoming call is refused with 503 and the service offers it
+/// again; the call in progress goes on until the deadline, then the bot hangs it up (the
+/// service reports 200/5001, the bot's DELETE) and every call is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_refuses_new_calls_and_hangs_up_at_the_deadline() {
+    let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
+    let mut bot = Bot::builder(sim.target())
+        .engine(small_engine())
+        .build()
+        .await
+        .unwrap();
+    let (offered_tx, mut offered) = tokio::sync::mpsc::unbounded_channel();
+    assert!(bot.answer_incoming_with(move |call| {
+        let _ = offered_tx.send(call);
+    }));
+    let alice = sim.users()[0].clone();
+    let mut call = bot
+        .place_call(CallTarget::user(&alice.id, None))
+        .await
+        .unwrap();
+    wait_for(&mut call, |e| matches!(e, CallEvent::MediaConnected)).await;
+    let id = call.id().to_owned();
+
+    let bot = std::sync::Arc::new(bot);
+    let draining = {
+        let bot = bot.clone();
+        tokio::spawn(async move { bot.drain(Duration::from_secs(2)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bot.phase(), Phase::Draining);
+    assert_eq!(
+        get(&bot, "/readyz").await,
+        (503, serde_json::json!({"status": "draining"}))
+    );
+
+    // Bob calls meanwhile: refused, and offered again by the service.
+    let before = sim.notifier_stats().await.redelivered;
+    let offered_id = sim
+        .offer_incoming_call(bot.callback_url(), 1)
+        .await
+        .expect("offered");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        sim.notifier_stats().await.redelivered > before,
+        "the refused offer is posted again"
+    );
+    assert!(
+        offered.try_recv().is_err(),
+        "no call is answered while draining"
+    );
+
+    // The call in progress is still up before the deadline.
+    assert_eq!(bot.active_calls(), 1);
+    let report = tokio::time::timeout(WAIT * 3, draining)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+    assert_eq!(
+        (report.calls_at_start, report.hung_up, report.not_released),
+        (1, 1, 0)
+    );
+    assert_eq!(bot.phase(), Phase::Stopped);
+    assert_eq!(bot.unreleased_calls(), 0);
+    wait_for(&mut call, |e| matches!(e, CallEvent::Terminated(_))).await;
+    let media = sim.finish().await.unwrap();
+    let ours = media.calls.iter().find(|c| c.call_id == id).unwrap();
+    assert_eq!(
+        ours.result,
+        Some((200, 5001)),
+        "hung up by the bot: {ours:?}"
+    );
+    assert!(media.calls.iter().all(|c| c.call_id != offered_id));
+}
+
+/// Calls placed and ended one after another: every per-call structure is released and the
+/// process's threads are back to where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_calls_leave_nothing_behind() {
+    let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
+    let bot = Bot::builder(sim.target())
+        .engine(small_engine())
+        .build()
+        .await
+        .unwrap();
+    let alice = sim.users()[0].clone();
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let mut baseline = None;
+    for i in 0..200 {
+        let mut call = bot
+            .place_call(CallTarget::user(&alice.id, None))
+            .await
+            .unwrap();
+        wait_for(
+            &mut call,
+            |e| matches!(e, CallEvent::StateChanged { to, .. } if to.as_str() == "established"),
+        )
+        .await;
+        call.hang_up().await.unwrap();
+        wait_for(&mut call, |e| matches!(e, CallEvent::Terminated(_))).await;
+        drop(call);
+        // Released: its owner is gone with everything it held.
+        tokio::time::timeout(WAIT, async {
+            while bot.unreleased_calls() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("released");
+        if i == 9 {
+            // Lazily started pools (HTTP, DNS, blocking threads) exist by now.
+            baseline = Some(threads());
+        }
+    }
+    assert_eq!(bot.active_calls(), 0);
+    assert_eq!(bot.unreleased_calls(), 0);
+    assert!(bot.calls().await.is_empty());
+    let metrics = bot.metrics_text().await;
+    assert!(
+        metrics.contains("mediabot_unknown_call_notifications 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mediabot_calls_total{direction=\"outgoing\",outcome=\"completed\"} 200"),
+        "{metrics}"
+    );
+    // Threads come and go with the runtime's blocking pool; none is kept per call.
+    let (start, end) = (baseline.unwrap(), threads());
+    assert!(end <= start + 2, "threads grew from {start} to {end}");
+    sim.finish().await.unwrap();
+}
