@@ -9,6 +9,7 @@ use graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo,
 use graph_signaling::state::ParticipantKey;
 use graph_sim::faults::SignalingFaults;
 use graph_sim::scenario::{Scenario, SimUser, Voice};
+use graph_sim::service::PersonAction;
 
 use super::harness::{Harness, HarnessCall, HarnessConfig};
 use crate::call_core::{AppRequest, CallAction, CallEvent, Ticket};
@@ -161,7 +162,11 @@ fn run(h: &mut Harness, step: Step, asked: &mut Vec<(String, Ticket)>) {
                 if !people.is_empty() {
                     let source = people[usize::from(member) % people.len()];
                     let now = h.now();
-                    h.sim_mut().person_leaves(now, &id, source);
+                    let action = PersonAction::Leave {
+                        call_id: &id,
+                        source_id: source,
+                    };
+                    let _ = h.sim_mut().handle_person(now, action);
                 }
             }
         }

@@ -29,7 +29,7 @@ use graph_signaling::request::{Answer, HttpMethod, PreparedRequest};
 use graph_signaling::retry::{Attempt, Decision, RetryPolicy};
 use graph_sim::media::voice::VoiceSource;
 use graph_sim::scenario::Scenario;
-use graph_sim::service::{ApiRequest, Method, Sim, SimConfig, SimEvent};
+use graph_sim::service::{ApiRequest, Caller, Method, PersonAction, Sim, SimConfig, SimEvent};
 use media_session::{AudioSocketSettings, MediaSession, MpUri, SourceId, StreamDirection};
 use media_transport::binding::GateConfig;
 use media_transport::pipeline::PipelineBinding;
@@ -437,7 +437,11 @@ impl Harness {
 
     /// The service offers the bot an incoming call from scenario user `from`.
     pub fn offer_incoming_call(&mut self, from: usize) -> Option<String> {
-        let id = self.sim.offer_incoming_call(self.now, CALLBACK, from)?;
+        let action = PersonAction::CallBot {
+            callback_uri: CALLBACK,
+            caller: Caller::ScenarioUser(from),
+        };
+        let id = self.sim.handle_person(self.now, action).ok()?.call_id;
         self.drain_sim();
         Some(id)
     }

@@ -3,7 +3,7 @@
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{NotifierStats, ServerOptions, SimServer};
-use graph_sim::service::SimConfig;
+use graph_sim::service::{Caller, PersonAction, SimConfig};
 use graph_sim::softphone::{Softphone, SoftphoneOptions};
 use media_session::SourceId;
 use tokio::sync::{mpsc, oneshot};
@@ -127,15 +127,20 @@ impl LocalSim {
                     },
                     command = rx.recv() => match command {
                         Some(Command::OfferIncoming { callback_url, from, reply }) => {
-                            let id = sim.with_sim(|s, now| s.offer_incoming_call(now, &callback_url, from));
-                            let _ = reply.send(id);
+                            let action = PersonAction::CallBot {
+                                callback_uri: &callback_url,
+                                caller: Caller::ScenarioUser(from),
+                            };
+                            let offered = sim.with_sim(|s, now| s.handle_person(now, action));
+                            let _ = reply.send(offered.ok().map(|o| o.call_id));
                         }
                         Some(Command::Stats(reply)) => {
                             let _ = reply.send(sim.notifier_stats());
                         }
                         Some(Command::Leave { call_id, source, reply }) => {
-                            let left = sim.with_sim(|s, now| s.person_leaves(now, &call_id, source));
-                            let _ = reply.send(left);
+                            let action = PersonAction::Leave { call_id: &call_id, source_id: source };
+                            let left = sim.with_sim(|s, now| s.handle_person(now, action));
+                            let _ = reply.send(left.is_ok());
                         }
                         Some(Command::Finish) | None => break,
                     },

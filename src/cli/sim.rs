@@ -8,7 +8,7 @@ use clap::Args;
 use graph_sim::media::{MediaOptions, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
-use graph_sim::service::{SimConfig, SimEvent};
+use graph_sim::service::{Caller, PersonAction, SimConfig, SimEvent};
 use graph_sim::softphone::{Softphone, SoftphoneOptions};
 
 use super::print_out;
@@ -119,10 +119,16 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
     }
     print_out(&banner)?;
     if let Some(callback) = &args.offer_incoming {
-        let id = sim.with_sim(|s, now| s.offer_incoming_call(now, callback, 0));
-        match id {
-            Some(id) => print_out(&format!("offered incoming call {id} to {callback}\n"))?,
-            None => return Err("the scenario has no user to place the incoming call".into()),
+        let action = PersonAction::CallBot {
+            callback_uri: callback,
+            caller: Caller::ScenarioUser(0),
+        };
+        match sim.with_sim(|s, now| s.handle_person(now, action)) {
+            Ok(offered) => print_out(&format!(
+                "offered incoming call {} to {callback}\n",
+                offered.call_id
+            ))?,
+            Err(_) => return Err("the scenario has no user to place the incoming call".into()),
         }
     }
     let stop = async {

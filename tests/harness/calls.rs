@@ -5,6 +5,7 @@ use std::time::Duration;
 use mediabot::call_core::{AppRequest, CallAction, CallEvent, Ticket};
 use mediabot::graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo};
 use mediabot::graph_sim::scenario::Voice;
+use mediabot::graph_sim::service::PersonAction;
 use mediabot::media_session::SourceId;
 use test_kit::similarity::tone_power;
 
@@ -137,7 +138,11 @@ fn an_invitee_is_bound_by_source_id_and_a_leaver_unbound() {
     assert!(bob_before >= 40);
 
     let now = h.now();
-    assert!(h.sim_mut().person_leaves(now, &id, alice.get()));
+    let leaves = PersonAction::Leave {
+        call_id: &id,
+        source_id: alice.get(),
+    };
+    assert!(h.sim_mut().handle_person(now, leaves).is_ok());
     assert!(h.run_until(SETTLE, |h| call(h, &id).streams() == [bob]));
     h.run_for(Duration::from_millis(100));
     let (alice_after, bob_mid) = {

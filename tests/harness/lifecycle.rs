@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mediabot::_internal_test_exports::harness::{Harness, HarnessConfig};
 use mediabot::call_core::{AppRequest, CallAction, CallConfig, CallEvent, CallRequest, Ticket};
-use mediabot::graph_sim::service::SimConfig;
+use mediabot::graph_sim::service::{PersonAction, SimConfig};
 
 use crate::{SETTLE, call, hang_up, placed, terminated, tones};
 
@@ -74,7 +74,11 @@ fn the_service_ending_the_call_releases_it_and_pending_actions_fail() {
     let id = placed(&mut h, 0);
     let alice = call(&h, &id).streams()[0];
     let now = h.now();
-    assert!(h.sim_mut().person_leaves(now, &id, alice.get()));
+    let leaves = PersonAction::Leave {
+        call_id: &id,
+        source_id: alice.get(),
+    };
+    assert!(h.sim_mut().handle_person(now, leaves).is_ok());
     assert!(h.run_until(SETTLE, |h| call(h, &id).is_released()));
     let ticket = h.request(&id, AppRequest::Action(Ticket(0), CallAction::MuteSelf));
     let c = call(&h, &id);

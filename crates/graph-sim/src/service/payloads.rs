@@ -1,5 +1,6 @@
 //! The JSON the simulated service sends, in the shapes of the Graph reference examples.
 
+use graph_signaling::models::CallState;
 use serde_json::{Value, json};
 
 use crate::scenario::IdentityKind;
@@ -75,10 +76,14 @@ pub(crate) fn notifications(
 }
 
 /// A call state change (`resourceData` of a call notification).
-pub(crate) fn call_state(call_id: &str, state: &str, result: Option<(i64, i64, &str)>) -> Value {
+pub(crate) fn call_state(
+    call_id: &str,
+    state: &CallState,
+    result: Option<(i64, i64, &str)>,
+) -> Value {
     let mut data = json!({
         "@odata.type": format!("{NS}call"),
-        "state": state,
+        "state": state.as_str(),
         "id": call_id,
     });
     if let Some((code, subcode, message)) = result {

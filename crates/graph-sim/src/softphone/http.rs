@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::{MAX_PEOPLE, PAGE_PATH, Softphone, relay};
-use crate::service::JoinError;
+use crate::service::{Caller, PersonAction, PersonError, PersonOutcome};
 
 /// Largest request body the softphone reads (an offer is a few kilobytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,11 +49,13 @@ impl IntoResponse for Refusal {
     }
 }
 
-impl From<JoinError> for Refusal {
-    fn from(e: JoinError) -> Refusal {
+impl From<PersonError> for Refusal {
+    fn from(e: PersonError) -> Refusal {
         let status = match e {
-            JoinError::NoCall(_) => StatusCode::NOT_FOUND,
-            JoinError::BadName => StatusCode::BAD_REQUEST,
+            PersonError::NoCall(_)
+            | PersonError::NoParticipant { .. }
+            | PersonError::NoScenarioUser(_) => StatusCode::NOT_FOUND,
+            PersonError::BadName => StatusCode::BAD_REQUEST,
             _ => StatusCode::CONFLICT,
         };
         Refusal(status, e.to_string())
@@ -185,9 +187,13 @@ async fn join(
     // The person is registered under the sim's lock, before the notifier can hand the media
     // side the `SourceAdded` this join queues.
     let source = sim.with_sim(|s, now| {
-        let source = s.join_person(now, &call_id, &body.name)?;
+        let action = PersonAction::Join {
+            call_id: &call_id,
+            name: &body.name,
+        };
+        let source = s.handle_person(now, action)?.source_id;
         sp.add_person(&call_id, source, attach_tx, stop_tx);
-        Ok::<u32, JoinError>(source)
+        Ok::<u32, PersonError>(source)
     })?;
     relay::spawn(
         sp.clone(),
@@ -212,10 +218,17 @@ async fn create_call(State(sp): State<Softphone>, body: Body) -> Result<Response
     let (peer, sdp) = answer(&sp, &body).await?;
     let (attach_tx, attach_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel();
-    let (call_id, source) = sim.with_sim(|s, now| {
-        let (id, source) = s.call_bot_as_person(now, &callback, &body.name)?;
-        sp.add_person(&id, source, attach_tx, stop_tx);
-        Ok::<_, JoinError>((id, source))
+    let PersonOutcome {
+        call_id,
+        source_id: source,
+    } = sim.with_sim(|s, now| {
+        let action = PersonAction::CallBot {
+            callback_uri: &callback,
+            caller: Caller::Person(&body.name),
+        };
+        let called = s.handle_person(now, action)?;
+        sp.add_person(&called.call_id, called.source_id, attach_tx, stop_tx);
+        Ok::<_, PersonError>(called)
     })?;
     relay::spawn(
         sp.clone(),
@@ -239,7 +252,12 @@ async fn mute(
     if !sp.is_person(&call_id, source) {
         return Err(Refusal(StatusCode::NOT_FOUND, "no such person".into()));
     }
-    let done = sim.with_sim(|s, now| s.set_person_muted(now, &call_id, source, body.muted));
+    let action = PersonAction::Mute {
+        call_id: &call_id,
+        source_id: source,
+        muted: body.muted,
+    };
+    let done = sim.with_sim(|s, now| s.handle_person(now, action).is_ok());
     if done {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -256,7 +274,12 @@ async fn hang_up(
     if !sp.is_person(&call_id, source) {
         return Err(Refusal(StatusCode::NOT_FOUND, "no such person".into()));
     }
-    sim.with_sim(|s, now| s.person_leaves(now, &call_id, source));
+    let action = PersonAction::Leave {
+        call_id: &call_id,
+        source_id: source,
+    };
+    // The call may have ended meanwhile, taking the person with it: hanging up is done anyway.
+    let _ = sim.with_sim(|s, now| s.handle_person(now, action));
     sp.detach(&call_id, source);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

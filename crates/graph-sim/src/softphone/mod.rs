@@ -3,7 +3,7 @@
 //!
 //! - The page (`assets/`, compiled into the crate) is a WebRTC client. It offers, the sim
 //!   answers with [`media_transport::browser::BrowserPeer`], and the sim's core adds the person
-//!   to the call ([`crate::service::Sim::join_person`]): the bot sees a roster update with a new
+//!   to the call ([`crate::service::Sim::handle_person`]): the bot sees a roster update with a new
 //!   `sourceId`, like any join.
 //! - The media side ([`crate::media::MediaSide`], given the same [`Softphone`] in
 //!   [`crate::media::MediaOptions::softphone`]) adds that `sourceId`'s m-line to the call's
@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::media::report::CallMeasure;
 use crate::server::SimHandle;
+use crate::service::PersonAction;
 
 pub use http::MAX_BODY_BYTES;
 pub(crate) use http::routes;
@@ -181,7 +182,12 @@ impl Softphone {
             .remove(&(call_id.to_owned(), source))
             .is_some();
         if known && let Some(sim) = self.sim() {
-            sim.with_sim(|s, now| s.person_leaves(now, call_id, source));
+            let action = PersonAction::Leave {
+                call_id,
+                source_id: source,
+            };
+            // The call may have ended meanwhile, taking the person with it.
+            let _ = sim.with_sim(|s, now| s.handle_person(now, action));
         }
     }
 }

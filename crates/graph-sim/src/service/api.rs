@@ -1,0 +1,167 @@
+//! The Graph API as the sim serves it: a request passes the token check, the throttling fault
+//! and the size limit, then its method and path choose the handler, and the handler's result
+//! becomes the HTTP answer. The status codes of accepted requests are chosen here; those of
+//! refusals come from [`Refusal`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::refusal::Refusal;
+use super::{MAX_REQUEST_BYTES, Sim};
+use crate::faults::RequestFate;
+
+/// HTTP method of an API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// DELETE
+    Delete,
+    /// Anything else.
+    Other,
+}
+
+/// One API request, as the HTTP shell received it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest<'a> {
+    /// The method.
+    pub method: Method,
+    /// The path below the version prefix, such as `/communications/calls/{id}/keepAlive`.
+    pub path: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// The answer to an API request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Location` header.
+    pub location: Option<String>,
+    /// `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
+    /// The `request-id` header (also in error bodies).
+    pub request_id: String,
+    /// JSON body, if any.
+    pub body: Option<Value>,
+    /// How long the shell waits before answering (slow-response fault).
+    pub delay: Duration,
+}
+
+/// An accepted request's answer, before the shell's headers are added.
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    body: Option<Value>,
+}
+
+impl Reply {
+    fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            location: None,
+            body: None,
+        }
+    }
+
+    fn with_body(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            location: None,
+            body: Some(body),
+        }
+    }
+
+    fn located(status: u16, (location, body): (String, Value)) -> Reply {
+        Reply {
+            status,
+            location: Some(location),
+            body: Some(body),
+        }
+    }
+}
+
+impl Sim {
+    /// Answers one API request and queues what follows from it.
+    pub fn handle_request(&mut self, now: Instant, request: &ApiRequest<'_>) -> ApiResponse {
+        self.request_counter += 1;
+        let request_id = format!("sim-request-{}", self.request_counter);
+        // Authentication comes first: an unauthenticated request learns nothing.
+        if !self.is_authorized(now, request.authorization) {
+            return Refusal::InvalidToken.into_response(request_id, Duration::ZERO);
+        }
+        let delay = match self.faults.request() {
+            RequestFate::Refuse {
+                status,
+                retry_after,
+            } => {
+                return Refusal::throttled(status, retry_after)
+                    .into_response(request_id, Duration::ZERO);
+            }
+            RequestFate::Serve { delay } => delay,
+        };
+        if request.body.len() > MAX_REQUEST_BYTES {
+            return Refusal::TooLarge.into_response(request_id, delay);
+        }
+        match self.route(now, request) {
+            Ok(reply) => ApiResponse {
+                status: reply.status,
+                location: reply.location,
+                retry_after: None,
+                request_id,
+                body: reply.body,
+                delay,
+            },
+            Err(refusal) => refusal.into_response(request_id, delay),
+        }
+    }
+
+    fn route(&mut self, now: Instant, request: &ApiRequest<'_>) -> Result<Reply, Refusal> {
+        let path = request.path.trim_end_matches('/');
+        let rest = path
+            .strip_prefix("/communications/calls")
+            .or_else(|| path.strip_prefix("/app/calls"))
+            .ok_or_else(|| Refusal::NoResource {
+                path: path.to_owned(),
+            })?;
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let body = request.body;
+        match (request.method, segments.as_slice()) {
+            (Method::Post, []) => self.create_call(now, body).map(|r| Reply::located(201, r)),
+            (Method::Get, [id]) => self.get_call(id).map(|b| Reply::with_body(200, b)),
+            (Method::Delete, [id]) => self.hang_up(now, id).map(|()| Reply::empty(204)),
+            (Method::Post, [id, "keepAlive"]) => {
+                self.keep_alive(now, id).map(|()| Reply::empty(200))
+            }
+            (Method::Post, [id, "answer"]) => {
+                self.answer(now, id, body).map(|()| Reply::empty(202))
+            }
+            (Method::Post, [id, "reject"]) => self.reject(now, id).map(|()| Reply::empty(202)),
+            (Method::Post, [id, "participants", "invite"]) => {
+                self.invite(now, id, body).map(|r| Reply::located(200, r))
+            }
+            (Method::Post, [id, action @ ("mute" | "unmute")]) => self
+                .mute(now, id, *action == "mute", body)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Post, [id, "updateRecordingStatus"]) => self
+                .update_recording_status(id, body)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Post, [id, "redirect"]) => {
+                self.redirect(now, id, body).map(|()| Reply::empty(202))
+            }
+            (Method::Post, [id, "transfer"]) => {
+                self.transfer(now, id, body).map(|()| Reply::empty(202))
+            }
+            _ => Err(Refusal::MethodNotAllowed {
+                method: request.method,
+                path: path.to_owned(),
+            }),
+        }
+    }
+}

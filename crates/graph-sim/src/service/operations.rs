@@ -1,0 +1,223 @@
+//! Requests answered with an operation resource: inviting participants (which completes later,
+//! by notification), muting or unmuting the bot and updating the recording status (which
+//! complete at once).
+
+use std::time::{Duration, Instant};
+
+use graph_signaling::models::{
+    ClientContextBody, InviteParticipantsBody, UpdateRecordingStatusBody,
+};
+use serde_json::Value;
+
+use super::calls::CallKind;
+use super::refusal::Refusal;
+use super::timers::TimerKind;
+use super::{MAX_CLIENT_CONTEXT, MAX_GROUP_PARTICIPANTS, Sim, payloads};
+
+/// An invitation still ringing, finished by [`Sim::finish_invite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PendingInvite {
+    pub(super) operation_id: String,
+    pub(super) client_context: Option<String>,
+    /// Indexes of the invited members in the call.
+    pub(super) members: Vec<usize>,
+    /// The request's participants, echoed in the operation.
+    pub(super) participants: Value,
+}
+
+impl Sim {
+    /// Starts an invitation; returns the operation's `Location` and the running operation.
+    pub(super) fn invite(
+        &mut self,
+        now: Instant,
+        id: &str,
+        body: &[u8],
+    ) -> Result<(String, Value), Refusal> {
+        let call = self.live_call(id)?;
+        let kind = call.kind;
+        let can_dial_phones = call.can_dial_phones;
+        let invite: InviteParticipantsBody = serde_json::from_slice(body)
+            .map_err(|e| Refusal::bad_request(format!("the invite body is not valid: {e}")))?;
+        let client_context = invite.client_context.get().cloned();
+        check_client_context(client_context.as_deref())?;
+        let count = invite.participants.len();
+        if count == 0 {
+            return Err(Refusal::bad_request(
+                "invite needs at least one participant",
+            ));
+        }
+        if count > MAX_GROUP_PARTICIPANTS {
+            return Err(Refusal::bad_request(format!(
+                "at most {MAX_GROUP_PARTICIPANTS} participants can be invited at once"
+            )));
+        }
+        if count > 1 && kind == CallKind::PeerToPeer {
+            return Err(Refusal::bad_request(
+                "several participants can be invited only into a group call",
+            ));
+        }
+        // With replacesCallId the service moves only the first participant of the request.
+        let replacing = invite
+            .participants
+            .first()
+            .is_some_and(|p| p.replaces_call_id.get().is_some());
+        let invited = if replacing {
+            &invite.participants[..1]
+        } else {
+            &invite.participants[..]
+        };
+        let mut new_members = Vec::new();
+        for p in invited {
+            new_members.push(self.member_for(p, can_dial_phones)?);
+        }
+        let operation_id = self.new_id();
+        let participants = serde_json::to_value(&invite.participants).unwrap_or(Value::Null);
+        let call = self.calls.get_mut(id).ok_or_else(|| Refusal::no_call(id))?;
+        let members = new_members
+            .into_iter()
+            .map(|m| call.add_member(m))
+            .collect();
+        let body = payloads::operation(
+            "inviteParticipantsOperation",
+            &operation_id,
+            "Running",
+            client_context.as_deref(),
+            None,
+            Some(participants.clone()),
+        );
+        let location = format!(
+            "{}/communications/calls/{id}/operations/{operation_id}",
+            self.config.base_url
+        );
+        self.schedule(
+            now + self.config.ring_delay,
+            id,
+            TimerKind::InviteDone(PendingInvite {
+                operation_id,
+                client_context,
+                members,
+                participants,
+            }),
+        );
+        Ok((location, body))
+    }
+
+    /// The invitees answered: the operation completes (or fails if one declined) and, unless
+    /// declined, they join.
+    pub(super) fn finish_invite(&mut self, now: Instant, call_id: &str, invite: PendingInvite) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let PendingInvite {
+            operation_id,
+            client_context,
+            members,
+            participants,
+        } = invite;
+        let declined = members
+            .iter()
+            .any(|&i| call.members.get(i).is_some_and(|m| m.user.declines));
+        let (status, result) = if declined {
+            (
+                "failed",
+                (603, 0, "The participant declined the invitation."),
+            )
+        } else {
+            ("completed", (200, 0, "Success"))
+        };
+        let op = payloads::operation(
+            "inviteParticipantsOperation",
+            &operation_id,
+            status,
+            client_context.as_deref(),
+            Some(result),
+            Some(participants),
+        );
+        let suffix = format!("/operations/{operation_id}");
+        // An invited user's `leave_ms` counts from when they join.
+        let leaves: Vec<(usize, u64)> = members
+            .iter()
+            .filter_map(|&i| Some((i, call.members.get(i)?.user.leave_ms?)))
+            .collect();
+        self.notify(now, call_id, "deleted", &suffix, op);
+        if !declined {
+            for i in members {
+                self.join(now, call_id, i);
+            }
+            for (i, leave) in leaves {
+                self.schedule(
+                    now + Duration::from_millis(leave),
+                    call_id,
+                    TimerKind::Leave(i),
+                );
+            }
+        }
+    }
+
+    /// Mutes or unmutes the bot; returns the completed operation.
+    pub(super) fn mute(
+        &mut self,
+        now: Instant,
+        id: &str,
+        mute: bool,
+        body: &[u8],
+    ) -> Result<Value, Refusal> {
+        self.live_call(id)?;
+        let request: ClientContextBody = if body.is_empty() {
+            ClientContextBody::default()
+        } else {
+            serde_json::from_slice(body).map_err(|e| Refusal::bad_request(e.to_string()))?
+        };
+        check_client_context(request.client_context.as_deref())?;
+        let operation_id = self.new_id();
+        let kind = if mute {
+            "muteParticipantOperation"
+        } else {
+            "unmuteParticipantOperation"
+        };
+        if let Some(call) = self.calls.get_mut(id) {
+            call.bot_muted = mute;
+        }
+        self.emit_roster(now, id, &[], true);
+        Ok(payloads::operation(
+            kind,
+            &operation_id,
+            "completed",
+            request.client_context.as_deref(),
+            Some((200, 0, "Success")),
+            None,
+        ))
+    }
+
+    /// Records the bot's recording status; returns the completed operation.
+    pub(super) fn update_recording_status(
+        &mut self,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Value, Refusal> {
+        self.live_call(id)?;
+        let request: UpdateRecordingStatusBody = serde_json::from_slice(body).map_err(|e| {
+            Refusal::bad_request(format!("the recording status body is not valid: {e}"))
+        })?;
+        check_client_context(request.client_context.as_deref())?;
+        let operation_id = self.new_id();
+        Ok(payloads::operation(
+            "updateRecordingStatusOperation",
+            &operation_id,
+            "completed",
+            request.client_context.as_deref(),
+            Some((200, 0, "Success")),
+            None,
+        ))
+    }
+}
+
+fn check_client_context(context: Option<&str>) -> Result<(), Refusal> {
+    match context {
+        Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => Err(Refusal::bad_request(format!(
+            "clientContext is {} characters; at most {MAX_CLIENT_CONTEXT} are allowed",
+            c.chars().count()
+        ))),
+        _ => Ok(()),
+    }
+}
