@@ -79,3 +79,260 @@ fn a_meeting_passcode_needs_a_meeting() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--join-meeting-id"), "{stderr}");
 }
+
+/// `mediabot bot` as a running service, its stderr read line by line as it comes.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = mediabot()
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("mediabot bot starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one contains `text`; returns it.
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {text:?} in:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; the status and how long after `since` it came.
+    fn exit(mut self, since: std::time::Instant) -> (std::process::ExitStatus, Duration) {
+        let status = self.child.wait().unwrap();
+        (status, since.elapsed())
+    }
+}
+
+use std::time::Duration;
+
+fn sim_url(sim: &mediabot::bot::LocalSim) -> String {
+    sim.target()
+        .endpoints()
+        .api_url
+        .trim_end_matches("/v1.0")
+        .to_owned()
+}
+
+fn http_base(ready_line: &str) -> String {
+    // "bot ready: callback http://127.0.0.1:PORT/callback, …"
+    let url = ready_line
+        .split("callback ")
+        .nth(1)
+        .and_then(|s| s.split('/').nth(2))
+        .expect("the callback's address");
+    format!("http://{}", url.trim_end_matches(','))
+}
+
+/// SIGTERM mid-call: not ready at once, the call goes on until the drain timeout, then the bot
+/// hangs it up (the service reports the bot's DELETE: 200/5001) and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
+    let sim = mediabot::bot::LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users())
+        .await
+        .unwrap();
+    let alice = sim.users()[0].id.clone();
+    let url = sim_url(&sim);
+    let mut bot = Running::start(&[
+        "bot",
+        "--target",
+        "sim",
+        "--sim-url",
+        &url,
+        "--call",
+        &alice,
+        "--drain-timeout",
+        "2",
+    ]);
+    let base = http_base(&bot.wait_for("bot ready:"));
+    bot.wait_for("media connected");
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let t0 = std::time::Instant::now();
+    bot.signal("TERM");
+    bot.wait_for("SIGTERM: draining");
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // The call is still up during the drain.
+    let calls: serde_json::Value = reqwest::get(format!("{base}/calls"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+    bot.wait_for("drain finished");
+    let (status, after) = bot.exit(t0);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        after >= Duration::from_secs(2),
+        "left before the drain timeout: {after:?}"
+    );
+    assert!(after < Duration::from_secs(20), "{after:?}");
+    let report = sim.finish().await.unwrap();
+    assert_eq!(
+        report.calls[0].result,
+        Some((200, 5001)),
+        "{:?}",
+        report.calls[0]
+    );
+}
+
+/// A second signal during a drain hangs up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_hangs_up_at_once() {
+    let sim = mediabot::bot::LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users())
+        .await
+        .unwrap();
+    let alice = sim.users()[0].id.clone();
+    let url = sim_url(&sim);
+    let mut bot = Running::start(&[
+        "bot",
+        "--target",
+        "sim",
+        "--sim-url",
+        &url,
+        "--call",
+        &alice,
+        "--drain-timeout",
+        "60",
+    ]);
+    bot.wait_for("media connected");
+    let t0 = std::time::Instant::now();
+    bot.signal("INT");
+    bot.wait_for("SIGINT: draining");
+    bot.signal("TERM");
+    bot.wait_for("SIGTERM: hanging up every call");
+    let (status, after) = bot.exit(t0);
+    assert!(status.success(), "{status:?}");
+    assert!(after < Duration::from_secs(15), "{after:?}");
+    let report = sim.finish().await.unwrap();
+    assert_eq!(
+        report.calls[0].result,
+        Some((200, 5001)),
+        "{:?}",
+        report.calls[0]
+    );
+}
+
+/// At `trace`, with a known secret and a meeting passcode, a whole call's log holds neither,
+/// nor an access token or a signed notification token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    const SECRET: &str = "Zq8-known-secret-77f1";
+    let meeting: mediabot::graph_sim::scenario::Scenario = toml_meeting();
+    let passcode = meeting.meeting.as_ref().unwrap().passcode.clone().unwrap();
+    let join_id = meeting.meeting.as_ref().unwrap().join_meeting_id.clone();
+    let sim = mediabot::bot::LocalSim::start_with(
+        meeting,
+        mediabot::bot::LocalSimOptions {
+            config: mediabot::graph_sim::service::SimConfig {
+                app_secret: SECRET.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = sim_url(&sim);
+    let out = tokio::task::spawn_blocking(move || {
+        mediabot()
+            .args([
+                "--log-format",
+                "json",
+                "bot",
+                "--target",
+                "sim",
+                "--sim-url",
+                &url,
+                "--app-secret",
+                SECRET,
+                "--join-meeting-id",
+                &join_id,
+                "--passcode",
+                &passcode,
+                "--duration",
+                "3",
+            ])
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+    // The run did log a call at trace (so the check below means something).
+    assert!(log.contains("\"level\":\"TRACE\""));
+    assert!(log.contains("participant joined"));
+    let passcode = sim_meeting_passcode();
+    for (what, needle) in [
+        ("the app secret", SECRET),
+        ("the meeting passcode", passcode.as_str()),
+        ("an access token", "sim."),
+        ("a signed token", "eyJ"),
+    ] {
+        assert!(!log.contains(needle), "{what} is in the log");
+    }
+    sim.finish().await.unwrap();
+}
+
+const MEETING: &str = include_str!("../crates/graph-sim/scenarios/meeting-passcode.toml");
+
+fn toml_meeting() -> mediabot::graph_sim::scenario::Scenario {
+    mediabot::graph_sim::scenario::Scenario::parse(MEETING).unwrap()
+}
+
+fn sim_meeting_passcode() -> String {
+    toml_meeting().meeting.unwrap().passcode.unwrap()
+}
