@@ -355,10 +355,10 @@ impl SimUser {
         if let Some(t) = &self.talks {
             t.validate().map_err(|reason| self.error(reason))?;
         }
-        if let Voice::Tone { tone_hz } = self.says {
-            if !(50.0..=7000.0).contains(&tone_hz) {
-                return Err(self.error("tone_hz must be within 50..=7000"));
-            }
+        if let Voice::Tone { tone_hz } = self.says
+            && !(50.0..=7000.0).contains(&tone_hz)
+        {
+            return Err(self.error("tone_hz must be within 50..=7000"));
         }
         Ok(())
     }

@@ -114,10 +114,10 @@ impl TokenProvider {
         };
         let mut cached = self.cached.lock().await;
         let now = tokio::time::Instant::now().into_std();
-        if let Some((token, life)) = cached.as_ref() {
-            if !life.needs_refresh(now) {
-                return Ok(token.clone());
-            }
+        if let Some((token, life)) = cached.as_ref()
+            && !life.needs_refresh(now)
+        {
+            return Ok(token.clone());
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let resp = self

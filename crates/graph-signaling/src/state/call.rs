@@ -227,16 +227,16 @@ impl CallStateMachine {
 
     fn apply_call(&mut self, call: &Call, now: Instant) {
         self.last_update = Some(now);
-        if self.call_id.is_empty() {
-            if let Some(id) = call.id.as_deref() {
-                self.call_id = id.to_owned();
-            }
+        if self.call_id.is_empty()
+            && let Some(id) = call.id.as_deref()
+        {
+            self.call_id = id.to_owned();
         }
-        if let Some(me) = call.my_participant_id.as_deref() {
-            if self.me.participant_id.as_deref() != Some(me) {
-                self.me.participant_id = Some(me.to_owned());
-                self.roster.set_self(self.me.clone());
-            }
+        if let Some(me) = call.my_participant_id.as_deref()
+            && self.me.participant_id.as_deref() != Some(me)
+        {
+            self.me.participant_id = Some(me.to_owned());
+            self.roster.set_self(self.me.clone());
         }
         if let Some(r) = call.result_info.get() {
             self.result_info = Some(r.clone());
@@ -256,10 +256,10 @@ impl CallStateMachine {
                 return;
             }
             // Establishing may arrive after established: never move back.
-            if let (Some(a), Some(b)) = (rank(cur), rank(&to)) {
-                if b < a {
-                    return;
-                }
+            if let (Some(a), Some(b)) = (rank(cur), rank(&to))
+                && b < a
+            {
+                return;
             }
         }
         self.state = Some(to.clone());

@@ -118,10 +118,10 @@ pub struct SelfIdentity {
 
 impl SelfIdentity {
     fn matches(&self, p: &Participant) -> bool {
-        if let (Some(mine), Some(id)) = (&self.participant_id, p.id.as_deref()) {
-            if mine == id {
-                return true;
-            }
+        if let (Some(mine), Some(id)) = (&self.participant_id, p.id.as_deref())
+            && mine == id
+        {
+            return true;
         }
         let Some(app) = &self.app_id else {
             return false;
@@ -312,13 +312,13 @@ impl Roster {
             .collect::<BTreeSet<_>>();
         for s in wanted.difference(&previous) {
             // A source id moves to its newest owner; the old owner loses it first.
-            if let Some(old) = self.sources.insert(*s, key.clone()) {
-                if old != key {
-                    if let Some(e) = self.entries.get_mut(&old) {
-                        e.bound.remove(s);
-                    }
-                    out.push(RosterChange::Unbind(*s, old));
+            if let Some(old) = self.sources.insert(*s, key.clone())
+                && old != key
+            {
+                if let Some(e) = self.entries.get_mut(&old) {
+                    e.bound.remove(s);
                 }
+                out.push(RosterChange::Unbind(*s, old));
             }
             out.push(RosterChange::Bind(*s, key.clone()));
             bound.insert(*s);

@@ -618,12 +618,12 @@ impl CallTask {
             return;
         };
         self.stopped(source, sender).await;
-        if session.remove_participant(SourceId(source)).await.is_ok() {
-            if let Err(e) = session.negotiate().await {
-                lock(&self.measure)
-                    .error
-                    .get_or_insert(format!("offer removing sourceId {source}: {e}"));
-            }
+        if session.remove_participant(SourceId(source)).await.is_ok()
+            && let Err(e) = session.negotiate().await
+        {
+            lock(&self.measure)
+                .error
+                .get_or_insert(format!("offer removing sourceId {source}: {e}"));
         }
     }
 
