@@ -15,7 +15,8 @@ use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
 
 use super::{
-    AudioFormat, Bot, BotCounters, BotError, Calls, Shared, Target, dispatch_notifications, http,
+    AudioFormat, Bot, BotCounters, BotError, Calls, ServerLimits, Shared, Target,
+    dispatch_notifications, http, serve,
 };
 use crate::call_core::CallConfig;
 
@@ -64,6 +65,7 @@ pub struct BotBuilder {
     qoe_interval: Duration,
     keepalive_interval: Duration,
     instance_id: String,
+    server_limits: ServerLimits,
 }
 
 /// The ordinal at the end of a host name (`mediabot-3` → `3`, as a StatefulSet names its pods),
@@ -100,7 +102,14 @@ impl BotBuilder {
             qoe_interval: Duration::from_secs(10),
             keepalive_interval: CallConfig::default().keepalive_interval,
             instance_id: default_instance_id(hostname().as_deref()),
+            server_limits: ServerLimits::default(),
         }
+    }
+
+    /// Limits of the HTTP server: connections at once, header and request timeouts.
+    pub fn server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
     }
 
     /// This bot's instance id, carried by every log line about its calls. Default: the ordinal
@@ -269,6 +278,7 @@ impl BotBuilder {
             admission,
             lifecycle: Default::default(),
             counters: BotCounters::default(),
+            server: Default::default(),
             health: Mutex::new(http::HealthWindow::default()),
             metrics: http::MetricsState::new(),
         });
@@ -293,10 +303,12 @@ impl BotBuilder {
             },
         ));
         let router = callback.merge(http::router(Arc::downgrade(&shared)));
-        let server = tokio::spawn(async move {
-            // Ends only when the bot aborts it.
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = tokio::spawn(serve::serve(
+            listener,
+            router,
+            self.server_limits,
+            shared.server.clone(),
+        ));
         let routing = tokio::spawn(dispatch_notifications(
             Arc::downgrade(&shared),
             notifications.batches,

@@ -217,6 +217,13 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&c.notification_auth_failures));
         metrics::counter!("mediabot_media_stream_failures_total")
             .absolute(load(&c.media_stream_failures));
+        let server = &shared.server;
+        metrics::gauge!("mediabot_http_connections")
+            .set(server.open.load(Ordering::Relaxed) as f64);
+        metrics::counter!("mediabot_http_connections_closed_total", "why" => "evicted_idle")
+            .absolute(load(&server.evicted));
+        metrics::counter!("mediabot_http_connections_closed_total", "why" => "refused_busy")
+            .absolute(load(&server.refused));
         metrics::gauge!("mediabot_unknown_call_notifications").set(early_held as f64);
         metrics::counter!("mediabot_unknown_call_notifications_dropped_total")
             .absolute(early_dropped);

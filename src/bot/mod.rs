@@ -41,6 +41,7 @@ mod driver;
 pub(crate) mod early;
 mod http;
 mod lifecycle;
+mod serve;
 #[cfg(feature = "sim")]
 mod sim;
 mod target;
@@ -71,6 +72,7 @@ pub use driver::CallSnapshot;
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use lifecycle::{DrainReport, Phase};
+pub use serve::ServerLimits;
 #[cfg(feature = "sim")]
 pub use sim::{LocalSim, LocalSimOptions, SimUserInfo};
 pub use target::{CallTarget, GRAPH_OPENID_CONFIG_URL, ServiceEndpoints, Target};
@@ -164,6 +166,7 @@ struct Shared {
     admission: Admission,
     lifecycle: lifecycle::Lifecycle,
     counters: BotCounters,
+    server: Arc<serve::ServerCounters>,
     health: Mutex<http::HealthWindow>,
     metrics: http::MetricsState,
 }
