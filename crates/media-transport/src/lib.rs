@@ -5,8 +5,9 @@
 //! Always built (no async runtime, no WebRTC; the fuzz target uses these):
 //! - [`protocol`]: the mpUri exchange as a sans-IO core: messages, the offer's stream plan,
 //!   pending sessions, and the per-connection state machine [`protocol::BotSession`].
-//! - [`dtmf`] (RFC 4733 events), [`stats`] (per-stream QoE figures), [`binding`] (the roster
-//!   gate that holds audio of sources the roster does not list yet).
+//! - [`dtmf`] (RFC 4733 events), [`stats`] (per-stream QoE figures, from audio-pipeline's RFC
+//!   3550 `ReceptionStats`), [`binding`] (the roster gate that holds audio of sources that have
+//!   no pipeline stream yet).
 //!
 //! With the default feature `runtime` (tokio, tokio-tungstenite, `webrtc` 0.21.1):
 //! - [`endpoint`]: the bot side. [`MediaEndpoint::bind`] listens; [`MediaEndpoint::register`]
@@ -18,6 +19,8 @@
 //!
 //! Feature `pipeline` adds the `pipeline` module: the adapter feeding
 //! `audio-pipeline`'s jitter buffers by sourceId and its paced encoder output to the send track.
+//! Whether a source's audio is delivered is decided there, by the pipeline's stream registry
+//! alone; the transport labels every packet with its `sourceId` and hands it over.
 //!
 //! ```no_run
 //! # #[cfg(feature = "runtime")]
