@@ -2,7 +2,6 @@
 //! between it, the socket, the WebRTC peer and the application.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -53,9 +52,11 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
     }
 }
 
-/// Per-source receive state shared with the track reader.
+/// Per-source receive state shared with the track reader: which payload type carries DTMF on
+/// the source's m-line, and its QoE figures. Which sources are delivered is not decided here
+/// but by the sink (the pipeline's stream registry, for a bot); the transport labels every
+/// packet of an answered m-line with its `sourceId` and hands it over.
 struct Route {
-    active: AtomicBool,
     dtmf_pt: Option<u8>,
     stats: Mutex<ReceiveStats>,
 }
@@ -361,9 +362,7 @@ async fn apply_offer(m: &mut CallMedia, sdp: String, plan: &OfferPlan) -> Result
 
 fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[ParticipantLine]) {
     for p in removed {
-        if let Some(route) = m.routes().remove(&p.source) {
-            route.active.store(false, Ordering::Relaxed);
-        }
+        m.routes().remove(&p.source);
         m.slot.sink.on_stream_unbound(p.source);
         let _ = m
             .slot
@@ -374,7 +373,6 @@ fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[Partici
         m.routes().insert(
             p.source,
             Arc::new(Route {
-                active: AtomicBool::new(true),
                 dtmf_pt: p.dtmf_pt,
                 stats: Mutex::new(ReceiveStats::new()),
             }),
@@ -412,9 +410,6 @@ fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
         while let Some(event) = track.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(pkt) => {
-                    if !route.active.load(Ordering::Relaxed) {
-                        continue; // unbound: keep draining, deliver nothing
-                    }
                     let h = &pkt.header;
                     if Some(h.payload_type) == route.dtmf_pt {
                         if let Some(digit) = dtmf.push(h.timestamp, &pkt.payload) {
@@ -456,9 +451,6 @@ async fn drain(track: Arc<dyn TrackRemote>) {
 }
 
 async fn end_media(m: &mut CallMedia, reason: &EndReason) {
-    for route in m.routes().values() {
-        route.active.store(false, Ordering::Relaxed);
-    }
     if let Some(t) = m.send_task.take() {
         t.abort();
     }
