@@ -58,6 +58,12 @@
 //! answered with an `error` message carrying a code. There is no `unwrap`/`expect` outside
 //! tests; a panic is a bug. Locks poisoned by a panic
 //! elsewhere are recovered rather than propagated, so one failed call does not take others down.
+//!
+//! # Errors and logs
+//! Failures of the local WebRTC stack are [`WebRtcError`]s (the stack's own error with the step
+//! that failed). Logs go through `tracing` with structured fields (`media_session_id`, `seq`,
+//! `source`, `error`): sessions starting and ending at `info`, failures at `warn`, offers and
+//! streams at `debug`, nothing per packet above `trace`.
 
 pub mod binding;
 #[cfg(feature = "runtime")]
@@ -69,6 +75,8 @@ mod connection;
 pub mod dtmf;
 #[cfg(feature = "runtime")]
 pub mod endpoint;
+#[cfg(feature = "runtime")]
+mod error;
 #[cfg(feature = "runtime")]
 pub mod events;
 #[cfg(feature = "runtime")]
@@ -86,6 +94,8 @@ pub mod tls;
 pub use call::{AudioSender, CallError, CallStats, MediaCall};
 #[cfg(feature = "runtime")]
 pub use endpoint::{EndpointConfig, EndpointError, MediaEndpoint};
+#[cfg(feature = "runtime")]
+pub use error::WebRtcError;
 #[cfg(feature = "runtime")]
 pub use events::{AudioSink, ChannelSink, IncomingAudio, MediaEvent};
 #[cfg(feature = "runtime")]

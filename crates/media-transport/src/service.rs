@@ -26,6 +26,7 @@ use webrtc::rtp_transceiver::RtpTransceiver;
 
 use crate::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::endpoint::MEDIA_PROCESSOR_PATH;
+use crate::error::WebRtcError;
 use crate::peer::{
     Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer, negotiated_payload_types,
     random_ssrc, set_local_and_gather, voice_codecs,
@@ -77,7 +78,7 @@ pub enum ServiceError {
     Closed,
     /// The local WebRTC stack failed.
     #[error("WebRTC: {0}")]
-    WebRtc(String),
+    WebRtc(#[from] WebRtcError),
     /// The participant is already present (add) or absent (remove).
     #[error("sourceId {0} is {1}")]
     Participant(SourceId, &'static str),
@@ -270,9 +271,7 @@ impl ServiceSession {
             _ => return Err(ServiceError::Closed),
         }
 
-        let peer = build_peer(&config.webrtc)
-            .await
-            .map_err(ServiceError::WebRtc)?;
+        let peer = build_peer(&config.webrtc).await?;
         // The bot's line first: it is then mid 0 and stays so.
         let bot_line = peer
             .pc
@@ -285,11 +284,11 @@ impl ServiceSession {
                 }),
             )
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot add the bot's line"))?;
         bot_line
             .set_codec_preferences(voice_codecs())
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot set the codec preferences"))?;
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let (replies_tx, replies) = mpsc::unbounded_channel();
@@ -425,11 +424,11 @@ impl ServiceSession {
                 }),
             )
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot add the participant's track"))?;
         transceiver
             .set_codec_preferences(voice_codecs())
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot set the codec preferences"))?;
         let audio = ParticipantAudio {
             source,
             writer: Arc::new(RtpWriter::new(track, ssrc)),
@@ -454,7 +453,7 @@ impl ServiceSession {
         p.transceiver
             .stop()
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))
+            .map_err(|e| WebRtcError::stack("cannot stop the participant's line")(e).into())
     }
 
     /// Sends an offer with the current participants and applies the bot's answer. Returns how
@@ -465,10 +464,8 @@ impl ServiceSession {
             .pc
             .create_offer(None)
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
-        let sdp = set_local_and_gather(&mut self.peer, offer)
-            .await
-            .map_err(ServiceError::WebRtc)?;
+            .map_err(WebRtcError::stack("cannot create an offer"))?;
+        let sdp = set_local_and_gather(&mut self.peer, offer).await?;
         let seq = self.seq + 1;
         self.send(ServiceMessage::Offer { seq, sdp })?;
         let sent = Instant::now();
@@ -486,7 +483,7 @@ impl ServiceSession {
                 } if s == seq => {
                     // Back to the last agreed state so a corrected offer can follow.
                     let rollback = RTCSessionDescription::rollback(None)
-                        .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+                        .map_err(WebRtcError::stack("cannot roll the offer back"))?;
                     let _ = self.peer.pc.set_local_description(rollback).await;
                     return Err(ServiceError::Refused { code, message });
                 }
@@ -494,12 +491,12 @@ impl ServiceSession {
             }
         };
         let answer = RTCSessionDescription::answer(answer)
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("the answer is not usable"))?;
         self.peer
             .pc
             .set_remote_description(answer)
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("the answer is not usable"))?;
         self.seq = seq;
         for p in self.participants.values_mut() {
             if !p.negotiated {
