@@ -1,12 +1,14 @@
-//! Any bytes into the mpUri exchange: both message parsers, the offer's SDP reader, and a
-//! connection's state machine fed the text after a valid hello. Nothing may panic, and what a
+//! Any bytes into the mpUri exchange: both message parsers, the offer's SDP reader, and both
+//! sides' state machines: the bot's fed the text after a valid hello, the service's as the
+//! bot's first reply and as a reply while an offer is out. Nothing may panic, and what a
 //! parser accepts must survive a write and re-read unchanged.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use media_transport::protocol::{
-    BotMessage, BotSession, PendingSessions, ProtocolConfig, ServiceMessage, read_offer,
+    BotMessage, BotSession, PendingSessions, ProtocolConfig, ServiceMessage, ServiceProtocol,
+    ServiceProtocolConfig, read_offer,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -41,4 +43,21 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     session.handle_answer(now, 1, String::new());
     session.handle_text(now, text, &mut pending);
     while session.poll_output().is_some() {}
+
+    let mut first = ServiceProtocol::new(now, id, None, ServiceProtocolConfig::default());
+    first.handle_text(now, text);
+    while first.poll_output().is_some() {}
+    let mut service = ServiceProtocol::new(now, id, None, ServiceProtocolConfig::default());
+    service.handle_text(
+        now,
+        &BotMessage::Accepted {
+            media_session_id: id,
+        }
+        .to_json(),
+    );
+    let _ = service.add_participant(media_session::SourceId(10));
+    let _ = service.offer(now, String::new());
+    service.handle_text(now, text);
+    service.handle_timeout(now + Duration::from_secs(3600));
+    while service.poll_output().is_some() {}
 });

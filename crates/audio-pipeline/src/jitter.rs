@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{OPUS_FRAME_SAMPLES, has_inband_fec};
+use crate::frame::OPUS_RATE;
 use crate::opus_packet::{self, OpusPacketError};
+use crate::reception::ReceptionStats;
 
 /// RTP timestamp units per 20 ms frame (Opus RTP always counts at 48 kHz).
 const TS_PER_FRAME: i64 = OPUS_FRAME_SAMPLES as i64;
@@ -128,7 +130,7 @@ pub struct JitterStats {
     pub depth_frames: u16,
     /// Target depth in frames.
     pub target_frames: u16,
-    /// Interarrival jitter (RFC 3550 estimator), milliseconds.
+    /// Interarrival jitter (RFC 3550 A.8, [`ReceptionStats`]), milliseconds.
     pub jitter_ms: f64,
 }
 
@@ -163,8 +165,9 @@ pub struct JitterBuffer {
     next_play: Option<u64>,
     /// Set by a resync; cleared by [`JitterBuffer::take_resync`].
     resync_pending: bool,
-    last_arrival: Option<(Instant, u32)>,
-    jitter_ts: f64,
+    /// The RFC 3550 figures of the packets accepted since the last resync; its jitter sizes
+    /// the target depth.
+    reception: ReceptionStats,
     target: u16,
     shrink_ticks: u32,
     excess_ticks: u32,
@@ -185,8 +188,7 @@ impl JitterBuffer {
             highest: None,
             next_play: None,
             resync_pending: false,
-            last_arrival: None,
-            jitter_ts: 0.0,
+            reception: ReceptionStats::new(OPUS_RATE),
             target: start_target(&config),
             shrink_ticks: 0,
             excess_ticks: 0,
@@ -201,9 +203,14 @@ impl JitterBuffer {
         JitterStats {
             depth_frames: self.depth(),
             target_frames: self.target,
-            jitter_ms: self.jitter_ts / 48.0,
+            jitter_ms: self.reception.jitter_ms(),
             ..self.stats
         }
+    }
+
+    /// RFC 3550 reception figures of the packets accepted since the last resync.
+    pub fn reception(&self) -> &ReceptionStats {
+        &self.reception
     }
 
     /// True once after each resync: the decoder should reset its state.
@@ -271,7 +278,7 @@ impl JitterBuffer {
             self.stats.dropped += 1;
         }
         self.seen[idx] = ext;
-        self.update_jitter(now, packet.timestamp);
+        self.reception.record(packet.seq, packet.timestamp, now);
         self.slots[idx] = Some(Slot {
             ext_seq: ext,
             payload: packet.payload,
@@ -385,10 +392,11 @@ impl JitterBuffer {
 
     fn adapt_depth(&mut self) {
         // About three jitters of headroom, rounded up to frames.
-        let want = ((3.0 * self.jitter_ts / TS_PER_FRAME as f64).ceil() as u16).clamp(
-            self.config.min_depth_frames.max(1),
-            self.config.max_depth_frames,
-        );
+        let want = ((3.0 * self.reception.jitter_units() / TS_PER_FRAME as f64).ceil() as u16)
+            .clamp(
+                self.config.min_depth_frames.max(1),
+                self.config.max_depth_frames,
+            );
         if want > self.target {
             self.target = want;
             self.shrink_ticks = 0;
@@ -424,21 +432,6 @@ impl JitterBuffer {
         }
     }
 
-    fn update_jitter(&mut self, now: Instant, ts: u32) {
-        if let Some((prev_at, prev_ts)) = self.last_arrival {
-            // RFC 3550 6.4.1: D = (Rj - Ri) - (Sj - Si), in timestamp units; J += (|D| - J) / 16.
-            let arrival = if now >= prev_at {
-                (now - prev_at).as_secs_f64() * 48_000.0
-            } else {
-                -((prev_at - now).as_secs_f64() * 48_000.0)
-            };
-            let sent = f64::from(ts.wrapping_sub(prev_ts) as i32);
-            let d = (arrival - sent).abs();
-            self.jitter_ts += (d - self.jitter_ts) / 16.0;
-        }
-        self.last_arrival = Some((now, ts));
-    }
-
     fn lowest_held(&self) -> Option<u64> {
         self.slots.iter().flatten().map(|s| s.ext_seq).min()
     }
@@ -452,8 +445,7 @@ impl JitterBuffer {
         self.seen.iter_mut().for_each(|s| *s = u64::MAX);
         self.highest = None;
         self.next_play = None;
-        self.last_arrival = None;
-        self.jitter_ts = 0.0;
+        self.reception.reset();
         self.target = start_target(&self.config);
         self.shrink_ticks = 0;
         self.excess_ticks = 0;

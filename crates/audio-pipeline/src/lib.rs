@@ -3,7 +3,8 @@
 //!
 //! Every algorithm is a sans-IO core (a plain struct fed input and the current time, returning
 //! output): [`framer::Framer`], [`player::FramePlayer`], [`pacer::Pacer`],
-//! [`jitter::JitterBuffer`], [`mix`]'s mixer and [`mix::SpeakerTracker`]. The [`engine`] module
+//! [`jitter::JitterBuffer`], [`reception::ReceptionStats`] (RFC 3550 loss and jitter, which
+//! media-transport reports too), [`mix`]'s mixer and [`mix::SpeakerTracker`]. The [`engine`] module
 //! is the thin shell that runs them on dedicated OS threads at absolute 20 ms deadlines.
 //!
 //! # Send path (app → network)
@@ -64,6 +65,7 @@ pub mod mix;
 pub mod opus_packet;
 pub mod pacer;
 pub mod player;
+pub mod reception;
 pub mod registry;
 pub mod resample;
 pub mod stats;
@@ -82,4 +84,5 @@ pub use engine::{
 };
 pub use frame::{AudioFrame, PcmSpec};
 pub use jitter::RtpAudio;
+pub use reception::ReceptionStats;
 pub use registry::{ReceiveStream, StreamRegistry};

@@ -1,10 +1,12 @@
 //! The receive-stream registry of a call, keyed by [`SourceId`].
 //!
-//! This is where signaling and transport meet: graph-signaling adds and removes streams as
+//! This is where signaling and transport meet: the call's owner adds and removes streams as
 //! the roster announces participants' sources, media-transport looks a source up and delivers
-//! its packets. Both run in async code; the registry's lock is taken only there. The receive
-//! thread learns about streams through a command queue and gets packets through a lock-free
-//! queue, so it never touches this lock.
+//! its packets. It is the one record of which sources are live: a source's audio is delivered
+//! exactly while it has a stream here. Both sides run in async code; the registry's lock is
+//! taken only there. The receive thread learns about streams through a command queue and gets
+//! packets through a lock-free queue, so it never touches this lock; its own list of streams
+//! follows these commands and keeps nothing else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

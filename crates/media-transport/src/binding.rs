@@ -1,12 +1,16 @@
-//! Binding received streams to the roster: audio of a source the roster lists passes; audio of a
-//! source it does not list (yet) is held briefly, then released when the roster binds the
-//! source, or dropped and counted when the hold runs out. Sans-IO: time is passed in.
+//! The roster gate: audio of a source that has no pipeline stream yet is held briefly, then
+//! released when the source gets its stream, or dropped and counted when the hold runs out.
+//! Sans-IO: time is passed in.
 //!
 //! Media can outrun signaling: the service may start sending a joining participant's audio
 //! before the roster notification that announces its `sourceId` arrives, so a short hold avoids
 //! clipping the first words without ever delivering audio nobody listed.
+//!
+//! The gate keeps no record of which sources are bound. Whoever owns the streams (the audio
+//! pipeline's `StreamRegistry`, through `pipeline::PipelineBinding`) asks only the gate to hold
+//! what it cannot deliver and to release a source's packets once that source has a stream.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use media_session::SourceId;
@@ -32,11 +36,9 @@ impl Default for GateConfig {
     }
 }
 
-/// What the gate did with a packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admit<P> {
-    /// The source is bound: deliver the packet now.
-    Deliver(P),
+/// What the gate did with a packet of a source that has no stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
     /// Held until the source is bound or the hold runs out.
     Held,
     /// Dropped (too many unlisted sources).
@@ -50,33 +52,26 @@ pub struct GateCounters {
     pub held: u64,
     /// Held packets released to a source bound in time.
     pub released: u64,
-    /// Packets dropped: hold expired, per-source limit, too many sources, or source unbound.
+    /// Packets dropped: hold expired, per-source limit, too many sources, or the session ended.
     pub dropped: u64,
 }
 
-/// The roster gate in front of the pipeline.
+/// The roster gate in front of the pipeline: packets of sources without a stream.
 #[derive(Debug)]
 pub struct SourceGate<P> {
     config: GateConfig,
-    bound: HashSet<SourceId>,
     held: HashMap<SourceId, VecDeque<(Instant, P)>>,
     counters: GateCounters,
 }
 
 impl<P> SourceGate<P> {
-    /// An empty gate: no source bound.
+    /// An empty gate.
     pub fn new(config: GateConfig) -> Self {
         SourceGate {
             config,
-            bound: HashSet::new(),
             held: HashMap::new(),
             counters: GateCounters::default(),
         }
-    }
-
-    /// True when `source` is bound.
-    pub fn is_bound(&self, source: SourceId) -> bool {
-        self.bound.contains(&source)
     }
 
     /// What happened so far.
@@ -84,11 +79,8 @@ impl<P> SourceGate<P> {
         self.counters
     }
 
-    /// A packet of `source` arrived at `now`.
-    pub fn admit(&mut self, now: Instant, source: SourceId, packet: P) -> Admit<P> {
-        if self.bound.contains(&source) {
-            return Admit::Deliver(packet);
-        }
+    /// A packet arrived at `now` for `source`, which has no stream to take it.
+    pub fn hold(&mut self, now: Instant, source: SourceId, packet: P) -> Admit {
         self.handle_timeout(now);
         if !self.held.contains_key(&source) && self.held.len() >= self.config.max_held_sources {
             self.counters.dropped += 1;
@@ -104,11 +96,10 @@ impl<P> SourceGate<P> {
         Admit::Held
     }
 
-    /// The roster lists `source`: later packets pass, and the held ones still within the hold
-    /// are returned in arrival order for delivery.
-    pub fn bind(&mut self, now: Instant, source: SourceId) -> Vec<P> {
+    /// `source` now has a stream: its held packets still within the hold are returned in
+    /// arrival order for delivery.
+    pub fn release(&mut self, now: Instant, source: SourceId) -> Vec<P> {
         self.handle_timeout(now);
-        self.bound.insert(source);
         let released: Vec<P> = self
             .held
             .remove(&source)
@@ -116,11 +107,6 @@ impl<P> SourceGate<P> {
             .unwrap_or_default();
         self.counters.released += released.len() as u64;
         released
-    }
-
-    /// The roster no longer lists `source`: its packets are held (and expire) again.
-    pub fn unbind(&mut self, source: SourceId) {
-        self.bound.remove(&source);
     }
 
     /// When held packets next expire.
@@ -144,6 +130,13 @@ impl<P> SourceGate<P> {
         });
         self.counters.dropped += dropped;
     }
+
+    /// Drops everything held (the session ended), counting it.
+    pub fn clear(&mut self) {
+        let dropped: usize = self.held.values().map(VecDeque::len).sum();
+        self.held.clear();
+        self.counters.dropped += dropped as u64;
+    }
 }
 
 #[cfg(test)]
@@ -156,10 +149,11 @@ mod tests {
     fn unlisted_audio_is_held_then_released_in_order() {
         let t0 = Instant::now();
         let mut g = SourceGate::new(GateConfig::default());
-        assert_eq!(g.admit(t0, SourceId(5), 1), Admit::Held);
-        assert_eq!(g.admit(t0 + 20 * MS, SourceId(5), 2), Admit::Held);
-        assert_eq!(g.bind(t0 + 100 * MS, SourceId(5)), [1, 2]);
-        assert_eq!(g.admit(t0 + 120 * MS, SourceId(5), 3), Admit::Deliver(3));
+        assert_eq!(g.hold(t0, SourceId(5), 1), Admit::Held);
+        assert_eq!(g.hold(t0 + 20 * MS, SourceId(5), 2), Admit::Held);
+        assert_eq!(g.release(t0 + 100 * MS, SourceId(5)), [1, 2]);
+        // Released once: nothing is left for a second release.
+        assert!(g.release(t0 + 120 * MS, SourceId(5)).is_empty());
         assert_eq!(
             g.counters(),
             GateCounters {
@@ -180,17 +174,21 @@ mod tests {
         };
         let mut g = SourceGate::new(cfg);
         for i in 0..5 {
-            assert_eq!(g.admit(t0 + i * MS, SourceId(5), i), Admit::Held);
+            assert_eq!(g.hold(t0 + i * MS, SourceId(5), i), Admit::Held);
         }
         // Per-source limit: the two oldest went.
         assert_eq!(g.counters().dropped, 2);
         // A second unlisted source is over the source limit.
-        assert_eq!(g.admit(t0, SourceId(6), 9), Admit::Dropped);
+        assert_eq!(g.hold(t0, SourceId(6), 9), Admit::Dropped);
         assert_eq!(g.poll_timeout(), Some(t0 + 2 * MS + 100 * MS));
         g.handle_timeout(t0 + 200 * MS);
         assert_eq!(g.counters().dropped, 6);
-        assert!(g.bind(t0 + 200 * MS, SourceId(5)).is_empty());
-        g.unbind(SourceId(5));
-        assert_eq!(g.admit(t0 + 300 * MS, SourceId(5), 7), Admit::Held);
+        assert!(g.release(t0 + 200 * MS, SourceId(5)).is_empty());
+        // Room again for another source once the first one's packets expired.
+        assert_eq!(g.hold(t0 + 300 * MS, SourceId(6), 7), Admit::Held);
+        assert_eq!(g.poll_timeout(), Some(t0 + 400 * MS));
+        g.clear();
+        assert_eq!(g.counters().dropped, 7);
+        assert_eq!(g.poll_timeout(), None);
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{RTCPeerConnectionState, RTCSessionDescription};
 
+use crate::error::WebRtcError;
 use crate::peer::{
     OPUS_PAYLOAD_TYPE, Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer,
     negotiated_payload_types, random_ssrc, set_local_and_gather, voice_codecs,
@@ -42,7 +43,7 @@ pub enum BrowserPeerError {
     BadOffer(String),
     /// The local WebRTC stack failed.
     #[error("WebRTC: {0}")]
-    WebRtc(String),
+    WebRtc(#[from] WebRtcError),
 }
 
 /// One RTP packet of the browser's microphone.
@@ -147,7 +148,7 @@ impl BrowserPeer {
         config: &WebRtcConfig,
     ) -> Result<(BrowserPeer, String), BrowserPeerError> {
         check_offer_size(offer_sdp)?;
-        let mut peer = build_peer(config).await.map_err(BrowserPeerError::WebRtc)?;
+        let mut peer = build_peer(config).await?;
         let ssrc = random_ssrc();
         let track = audio_track("graph-sim", "call-audio", ssrc);
         // Made before the offer so it is matched to the browser's sendrecv line: the browser's
@@ -163,11 +164,11 @@ impl BrowserPeer {
                 }),
             )
             .await
-            .map_err(|e| BrowserPeerError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot add the call's track"))?;
         transceiver
             .set_codec_preferences(voice_codecs())
             .await
-            .map_err(|e| BrowserPeerError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot set the codec preferences"))?;
         let offer = RTCSessionDescription::offer(offer_sdp.to_owned())
             .map_err(|e| BrowserPeerError::BadOffer(e.to_string()))?;
         peer.pc
@@ -179,9 +180,7 @@ impl BrowserPeer {
             .create_answer(None)
             .await
             .map_err(|e| BrowserPeerError::BadOffer(e.to_string()))?;
-        let sdp = set_local_and_gather(&mut peer, answer)
-            .await
-            .map_err(BrowserPeerError::WebRtc)?;
+        let sdp = set_local_and_gather(&mut peer, answer).await?;
         let writer = Arc::new(RtpWriter::new(track, ssrc));
         if let Ok(Some(sender)) = transceiver.sender().await
             && let Some((opus, dtmf)) = negotiated_payload_types(&sender).await
@@ -275,7 +274,7 @@ impl std::fmt::Debug for BrowserSender {
 
 impl BrowserSender {
     /// Sends one 20 ms Opus packet (dropped by the stack before media connects).
-    pub async fn send_opus(&self, packet: Bytes) -> Result<(), String> {
+    pub async fn send_opus(&self, packet: Bytes) -> Result<(), WebRtcError> {
         self.writer.write_opus(packet).await
     }
 }

@@ -2,7 +2,6 @@
 //! between it, the socket, the WebRTC peer and the application.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::call::{CallStats, Command};
 use crate::dtmf::DtmfReceiver;
 use crate::endpoint::{CallSlot, MEDIA_PROCESSOR_PATH, Shared};
+use crate::error::WebRtcError;
 use crate::events::{IncomingAudio, MediaEvent};
 use crate::peer::{
     Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer, negotiated_payload_types,
@@ -53,15 +53,29 @@ fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> 
     }
 }
 
-/// Per-source receive state shared with the track reader.
+/// Per-source receive state shared with the track reader: which payload type carries DTMF on
+/// the source's m-line, and its QoE figures. Which sources are delivered is not decided here
+/// but by the sink (the pipeline's stream registry, for a bot); the transport labels every
+/// packet of an answered m-line with its `sourceId` and hands it over.
 struct Route {
-    active: AtomicBool,
     dtmf_pt: Option<u8>,
     stats: Mutex<ReceiveStats>,
 }
 
+/// Why an accepted session got no media.
+#[derive(Debug, thiserror::Error)]
+enum MediaSetupError {
+    /// The application withdrew the session between the claim and the setup.
+    #[error("the session was withdrawn")]
+    Withdrawn,
+    /// The WebRTC peer could not be made.
+    #[error(transparent)]
+    WebRtc(#[from] WebRtcError),
+}
+
 /// The media side of an accepted connection.
 struct CallMedia {
+    media_session_id: Uuid,
     peer: Peer,
     slot: CallSlot,
     writer: Arc<RtpWriter>,
@@ -99,7 +113,7 @@ where
     {
         Ok(ws) => ws,
         Err(e) => {
-            log::info!("WebSocket handshake failed: {e}");
+            tracing::info!(error = %e, "mpUri WebSocket handshake failed");
             return;
         }
     };
@@ -121,13 +135,21 @@ where
                     call_id,
                 } => match start_media(&shared, media_session_id).await {
                     Ok(m) => {
+                        tracing::info!(
+                            %media_session_id,
+                            call_id = ?call_id,
+                            "media session accepted"
+                        );
                         let _ = m.slot.events.send(MediaEvent::Accepted {
                             media_session_id,
                             call_id,
                         });
                         media = Some(m);
                     }
-                    Err(e) => session.handle_media_failed(Instant::now(), &e),
+                    Err(e) => {
+                        tracing::warn!(%media_session_id, error = %e, "no media for the session");
+                        session.handle_media_failed(Instant::now(), &e.to_string());
+                    }
                 },
                 Output::ApplyOffer {
                     seq,
@@ -141,17 +163,34 @@ where
                         continue;
                     };
                     let started = Instant::now();
+                    let id = m.media_session_id;
                     match apply_offer(m, sdp, &plan).await {
                         Ok(answer) => {
-                            log::debug!("offer {seq} answered in {:?}", started.elapsed());
+                            tracing::debug!(
+                                media_session_id = %id,
+                                seq,
+                                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                                added = added.len(),
+                                removed = removed.len(),
+                                "offer answered"
+                            );
                             session.handle_answer(Instant::now(), seq, answer);
                             bind_streams(m, &added, &removed);
                         }
-                        Err(e) => session.handle_answer_failed(Instant::now(), seq, &e),
+                        Err(e) => {
+                            tracing::warn!(
+                                media_session_id = %id,
+                                seq,
+                                error = %e,
+                                "offer refused by the WebRTC stack"
+                            );
+                            session.handle_answer_failed(Instant::now(), seq, &e.to_string());
+                        }
                     }
                 }
                 Output::Ended(reason) => {
                     if let Some(m) = media.as_mut() {
+                        log_end(m.media_session_id, &reason);
                         end_media(m, &reason).await;
                     }
                 }
@@ -207,9 +246,15 @@ where
             Wake::Command(Some(Command::Dtmf(digit, duration))) => {
                 if let Some(m) = &media {
                     let writer = m.writer.clone();
+                    let id = m.media_session_id;
                     tokio::spawn(async move {
                         if let Err(e) = writer.write_dtmf(digit, duration).await {
-                            log::info!("DTMF {digit} not sent: {e}");
+                            tracing::warn!(
+                                media_session_id = %id,
+                                %digit,
+                                error = %e,
+                                "DTMF digit not sent"
+                            );
                         }
                     });
                 }
@@ -229,6 +274,7 @@ where
                     match state {
                         RTCPeerConnectionState::Connected if !m.connected => {
                             m.connected = true;
+                            tracing::info!(media_session_id = %m.media_session_id, "media connected");
                             session.handle_media_connected(now);
                             let _ = m.slot.events.send(MediaEvent::MediaConnected);
                         }
@@ -256,6 +302,7 @@ where
             session.handle_connection_lost(Instant::now());
             while let Some(out) = session.poll_output() {
                 if let Output::Ended(reason) = out {
+                    log_end(m.media_session_id, &reason);
                     end_media(&mut m, &reason).await;
                 }
             }
@@ -267,14 +314,18 @@ where
     }
 }
 
-async fn start_media(shared: &Arc<Shared>, media_session_id: Uuid) -> Result<CallMedia, String> {
+async fn start_media(
+    shared: &Arc<Shared>,
+    media_session_id: Uuid,
+) -> Result<CallMedia, MediaSetupError> {
     let slot = shared
         .registry()
         .slots
         .remove(&media_session_id)
-        .ok_or_else(|| "the session was withdrawn".to_owned())?;
+        .ok_or(MediaSetupError::Withdrawn)?;
     match build_media(&shared.config.webrtc, media_session_id).await {
         Ok((peer, writer, bot_sender)) => Ok(CallMedia {
+            media_session_id,
             peer,
             slot,
             writer,
@@ -286,10 +337,12 @@ async fn start_media(shared: &Arc<Shared>, media_session_id: Uuid) -> Result<Cal
         Err(e) => {
             // The session core will report the failure to the service; the application hears
             // it here, since no CallMedia exists to carry the end.
-            let reason = EndReason::MediaFailed { detail: e.clone() };
+            let reason = EndReason::MediaFailed {
+                detail: e.to_string(),
+            };
             slot.sink.on_session_ended(&reason);
             let _ = slot.events.send(MediaEvent::Ended(reason));
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -297,10 +350,8 @@ async fn start_media(shared: &Arc<Shared>, media_session_id: Uuid) -> Result<Cal
 async fn build_media(
     config: &WebRtcConfig,
     media_session_id: Uuid,
-) -> Result<(Peer, Arc<RtpWriter>, Arc<dyn RtpSender>), String> {
-    let peer = build_peer(config)
-        .await
-        .map_err(|e| format!("cannot create the WebRTC peer: {e}"))?;
+) -> Result<(Peer, Arc<RtpWriter>, Arc<dyn RtpSender>), WebRtcError> {
+    let peer = build_peer(config).await?;
     let ssrc = random_ssrc();
     let track = audio_track("bot", &media_session_id.to_string(), ssrc);
     // A sendonly transceiver made before the first offer is matched to the offer's recvonly
@@ -316,29 +367,33 @@ async fn build_media(
             }),
         )
         .await
-        .map_err(|e| format!("cannot add the bot's track: {e}"))?;
+        .map_err(WebRtcError::stack("cannot add the bot's track"))?;
     let bot_sender = transceiver
         .sender()
         .await
         .ok()
         .flatten()
-        .ok_or_else(|| "the bot's transceiver has no sender".to_owned())?;
+        .ok_or(WebRtcError::NoSender)?;
     Ok((peer, Arc::new(RtpWriter::new(track, ssrc)), bot_sender))
 }
 
-async fn apply_offer(m: &mut CallMedia, sdp: String, plan: &OfferPlan) -> Result<String, String> {
-    let offer = RTCSessionDescription::offer(sdp).map_err(|e| format!("offer rejected: {e}"))?;
+async fn apply_offer(
+    m: &mut CallMedia,
+    sdp: String,
+    plan: &OfferPlan,
+) -> Result<String, WebRtcError> {
+    let offer = RTCSessionDescription::offer(sdp).map_err(WebRtcError::stack("offer rejected"))?;
     m.peer
         .pc
         .set_remote_description(offer)
         .await
-        .map_err(|e| format!("offer rejected: {e}"))?;
+        .map_err(WebRtcError::stack("offer rejected"))?;
     let answer = m
         .peer
         .pc
         .create_answer(None)
         .await
-        .map_err(|e| format!("cannot answer: {e}"))?;
+        .map_err(WebRtcError::stack("cannot answer"))?;
     let sdp = set_local_and_gather(&mut m.peer, answer).await?;
     if m.send_task.is_none() {
         // The payload types are the offer's numbering as negotiated for the bot's sender.
@@ -361,9 +416,8 @@ async fn apply_offer(m: &mut CallMedia, sdp: String, plan: &OfferPlan) -> Result
 
 fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[ParticipantLine]) {
     for p in removed {
-        if let Some(route) = m.routes().remove(&p.source) {
-            route.active.store(false, Ordering::Relaxed);
-        }
+        tracing::debug!(media_session_id = %m.media_session_id, source = %p.source, mid = %p.mid, "stream removed");
+        m.routes().remove(&p.source);
         m.slot.sink.on_stream_unbound(p.source);
         let _ = m
             .slot
@@ -371,10 +425,10 @@ fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[Partici
             .send(MediaEvent::StreamRemoved { source: p.source });
     }
     for p in added {
+        tracing::debug!(media_session_id = %m.media_session_id, source = %p.source, mid = %p.mid, "stream added");
         m.routes().insert(
             p.source,
             Arc::new(Route {
-                active: AtomicBool::new(true),
                 dtmf_pt: p.dtmf_pt,
                 stats: Mutex::new(ReceiveStats::new()),
             }),
@@ -388,13 +442,18 @@ fn bind_streams(m: &mut CallMedia, added: &[ParticipantLine], removed: &[Partici
 }
 
 fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
+    let id = m.media_session_id;
     let routes = m.routes.clone();
     let sink = m.slot.sink.clone();
     let events = m.slot.events.clone();
     tokio::spawn(async move {
         let label = track.stream_id().await;
         let Ok(source) = label.parse::<SourceId>() else {
-            log::info!("track labelled {label:?} is not a participant stream; ignored");
+            tracing::info!(
+                media_session_id = %id,
+                label = %label,
+                "track is not a participant stream; ignored"
+            );
             drain(track).await;
             return;
         };
@@ -404,7 +463,11 @@ fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
             .get(&source)
             .cloned();
         let Some(route) = route else {
-            log::info!("track for sourceId {source} is not in the answered plan; ignored");
+            tracing::info!(
+                media_session_id = %id,
+                %source,
+                "track is not in the answered plan; ignored"
+            );
             drain(track).await;
             return;
         };
@@ -412,12 +475,10 @@ fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
         while let Some(event) = track.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(pkt) => {
-                    if !route.active.load(Ordering::Relaxed) {
-                        continue; // unbound: keep draining, deliver nothing
-                    }
                     let h = &pkt.header;
                     if Some(h.payload_type) == route.dtmf_pt {
                         if let Some(digit) = dtmf.push(h.timestamp, &pkt.payload) {
+                            tracing::debug!(media_session_id = %id, %source, %digit, "DTMF digit");
                             let _ = events.send(MediaEvent::Dtmf { source, digit });
                         }
                         continue;
@@ -439,6 +500,7 @@ fn spawn_reader(m: &CallMedia, track: Arc<dyn TrackRemote>) {
                     });
                 }
                 TrackRemoteEvent::OnError => {
+                    tracing::warn!(media_session_id = %id, %source, "the WebRTC stack reported a stream error");
                     let _ = events.send(MediaEvent::StreamFailed {
                         source,
                         detail: "the WebRTC stack reported an error on the stream".into(),
@@ -455,10 +517,17 @@ async fn drain(track: Arc<dyn TrackRemote>) {
     while track.poll().await.is_some() {}
 }
 
-async fn end_media(m: &mut CallMedia, reason: &EndReason) {
-    for route in m.routes().values() {
-        route.active.store(false, Ordering::Relaxed);
+/// Hang-ups end a session normally; anything else is a failure worth a warning.
+fn log_end(media_session_id: Uuid, reason: &EndReason) {
+    match reason {
+        EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. } => {
+            tracing::info!(%media_session_id, %reason, "media session ended");
+        }
+        _ => tracing::warn!(%media_session_id, %reason, "media session ended"),
     }
+}
+
+async fn end_media(m: &mut CallMedia, reason: &EndReason) {
     if let Some(t) = m.send_task.take() {
         t.abort();
     }

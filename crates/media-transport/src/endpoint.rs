@@ -232,6 +232,7 @@ impl MediaEndpoint {
             );
         }
         self.shared.registry_changed.notify_one();
+        tracing::debug!(%media_session_id, call_id = ?call_id, "media session registered");
         Ok(MediaCall {
             media_session_id,
             events,
@@ -288,13 +289,19 @@ async fn expiry_loop(shared: Arc<Shared>) {
                 continue;
             }
         }
-        let expired: Vec<CallSlot> = {
+        let expired: Vec<(Uuid, CallSlot)> = {
             let mut reg = shared.registry();
             let ids = reg.pending.handle_timeout(Instant::now());
-            ids.iter().filter_map(|id| reg.slots.remove(id)).collect()
+            ids.into_iter()
+                .filter_map(|id| reg.slots.remove(&id).map(|slot| (id, slot)))
+                .collect()
         };
-        for slot in expired {
-            log::warn!("{}", EndReason::NeverConnected);
+        for (media_session_id, slot) in expired {
+            tracing::warn!(
+                %media_session_id,
+                reason = %EndReason::NeverConnected,
+                "media session ended"
+            );
             slot.sink.on_session_ended(&EndReason::NeverConnected);
             let _ = slot
                 .events
@@ -317,7 +324,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 None => crate::connection::serve(shared, tcp).await,
                 Some(tls) => match tls.accept(tcp).await {
                     Ok(stream) => crate::connection::serve(shared, stream).await,
-                    Err(e) => log::info!("TLS handshake with {peer} failed: {e}"),
+                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                 },
             }
         });

@@ -5,8 +5,9 @@
 //! Always built (no async runtime, no WebRTC; the fuzz target uses these):
 //! - [`protocol`]: the mpUri exchange as a sans-IO core: messages, the offer's stream plan,
 //!   pending sessions, and the per-connection state machine [`protocol::BotSession`].
-//! - [`dtmf`] (RFC 4733 events), [`stats`] (per-stream QoE figures), [`binding`] (the roster
-//!   gate that holds audio of sources the roster does not list yet).
+//! - [`dtmf`] (RFC 4733 events), [`stats`] (per-stream QoE figures, from audio-pipeline's RFC
+//!   3550 `ReceptionStats`), [`binding`] (the roster gate that holds audio of sources that have
+//!   no pipeline stream yet).
 //!
 //! With the default feature `runtime` (tokio, tokio-tungstenite, `webrtc` 0.21.1):
 //! - [`endpoint`]: the bot side. [`MediaEndpoint::bind`] listens; [`MediaEndpoint::register`]
@@ -18,6 +19,8 @@
 //!
 //! Feature `pipeline` adds the `pipeline` module: the adapter feeding
 //! `audio-pipeline`'s jitter buffers by sourceId and its paced encoder output to the send track.
+//! Whether a source's audio is delivered is decided there, by the pipeline's stream registry
+//! alone; the transport labels every packet with its `sourceId` and hands it over.
 //!
 //! ```no_run
 //! # #[cfg(feature = "runtime")]
@@ -55,6 +58,12 @@
 //! answered with an `error` message carrying a code. There is no `unwrap`/`expect` outside
 //! tests; a panic is a bug. Locks poisoned by a panic
 //! elsewhere are recovered rather than propagated, so one failed call does not take others down.
+//!
+//! # Errors and logs
+//! Failures of the local WebRTC stack are [`WebRtcError`]s (the stack's own error with the step
+//! that failed). Logs go through `tracing` with structured fields (`media_session_id`, `seq`,
+//! `source`, `error`): sessions starting and ending at `info`, failures at `warn`, offers and
+//! streams at `debug`, nothing per packet above `trace`.
 
 pub mod binding;
 #[cfg(feature = "runtime")]
@@ -66,6 +75,8 @@ mod connection;
 pub mod dtmf;
 #[cfg(feature = "runtime")]
 pub mod endpoint;
+#[cfg(feature = "runtime")]
+mod error;
 #[cfg(feature = "runtime")]
 pub mod events;
 #[cfg(feature = "runtime")]
@@ -83,6 +94,8 @@ pub mod tls;
 pub use call::{AudioSender, CallError, CallStats, MediaCall};
 #[cfg(feature = "runtime")]
 pub use endpoint::{EndpointConfig, EndpointError, MediaEndpoint};
+#[cfg(feature = "runtime")]
+pub use error::WebRtcError;
 #[cfg(feature = "runtime")]
 pub use events::{AudioSink, ChannelSink, IncomingAudio, MediaEvent};
 #[cfg(feature = "runtime")]

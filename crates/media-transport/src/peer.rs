@@ -29,6 +29,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::dtmf::{DtmfDigit, event_train};
+use crate::error::{GATHER_TIMEOUT, WebRtcError};
 
 /// Opus payload type both sides register (the browsers' number).
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -185,7 +186,7 @@ impl Peer {
 }
 
 /// Builds a peer connection with Opus and telephone-event, RTCP reports, and `config`.
-pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
+pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, WebRtcError> {
     let mut setting = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_ice_connection_attempts(Some(config.ice_check_interval), None)
@@ -205,10 +206,14 @@ pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
         connection: RTCPeerConnectionState::New,
     });
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
-    let addr = config.udp_addr().map_err(|e| e.to_string())?;
+    let addr = config
+        .udp_addr()
+        .map_err(|e| WebRtcError::Socket(Arc::new(e)))?;
     let pc = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media_engine().map_err(|e| e.to_string())?)
+        .with_media_engine(
+            media_engine().map_err(WebRtcError::stack("cannot register the voice codecs"))?,
+        )
         .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
         .with_setting_engine(setting.build())
         .with_handler(Arc::new(Handler {
@@ -218,7 +223,7 @@ pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
         .with_udp_addrs(vec![addr])
         .build()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(WebRtcError::stack("cannot create the WebRTC peer"))?;
     Ok(Peer {
         pc: Arc::new(pc),
         status,
@@ -233,22 +238,22 @@ pub(crate) async fn build_peer(config: &WebRtcConfig) -> Result<Peer, String> {
 pub(crate) async fn set_local_and_gather(
     peer: &mut Peer,
     desc: webrtc::peer_connection::RTCSessionDescription,
-) -> Result<String, String> {
+) -> Result<String, WebRtcError> {
     peer.pc
         .set_local_description(desc)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(WebRtcError::stack("cannot set the local description"))?;
     let wait = peer.status.wait_for(|s| s.gathering_complete);
-    match tokio::time::timeout(Duration::from_secs(5), wait).await {
+    match tokio::time::timeout(GATHER_TIMEOUT, wait).await {
         Ok(Ok(_)) => {}
-        Ok(Err(_)) => return Err("peer connection closed while gathering".into()),
-        Err(_) => return Err("ICE gathering did not complete in 5 s".into()),
+        Ok(Err(_)) => return Err(WebRtcError::ClosedWhileGathering),
+        Err(_) => return Err(WebRtcError::GatheringTimedOut),
     }
     peer.pc
         .local_description()
         .await
         .map(|d| d.sdp)
-        .ok_or_else(|| "no local description".into())
+        .ok_or(WebRtcError::NoLocalDescription)
 }
 
 /// A local audio track sending Opus (and telephone events) on one SSRC, labelled
@@ -359,7 +364,7 @@ impl RtpWriter {
     }
 
     /// Writes one 20 ms Opus frame.
-    pub(crate) async fn write_opus(&self, payload: Bytes) -> Result<(), String> {
+    pub(crate) async fn write_opus(&self, payload: Bytes) -> Result<(), WebRtcError> {
         let Some(header) = self.next_header(false, false, SAMPLES_PER_FRAME, None, payload.len())
         else {
             return Ok(());
@@ -367,7 +372,7 @@ impl RtpWriter {
         self.track
             .write_rtp(rtp::Packet { header, payload })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(WebRtcError::stack("cannot send an Opus packet"))
     }
 
     /// Sends `digit` for `duration` as RFC 4733 events, one packet per 20 ms.
@@ -375,7 +380,7 @@ impl RtpWriter {
         &self,
         digit: DtmfDigit,
         duration: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), WebRtcError> {
         let units = u16::try_from(duration.as_millis() * 48).unwrap_or(u16::MAX);
         let start = {
             let s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
@@ -387,11 +392,11 @@ impl RtpWriter {
             let payload = Bytes::copy_from_slice(&p.event.to_bytes());
             let header = self
                 .next_header(true, p.marker, 0, Some(start), payload.len())
-                .ok_or_else(|| "telephone-event was not negotiated".to_owned())?;
+                .ok_or(WebRtcError::DtmfNotNegotiated)?;
             self.track
                 .write_rtp(rtp::Packet { header, payload })
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(WebRtcError::stack("cannot send a telephone event"))?;
         }
         Ok(())
     }

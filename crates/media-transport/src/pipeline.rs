@@ -3,13 +3,15 @@
 //!
 //! - Receive: [`PipelineBinding`] is the [`AudioSink`] of a call. Each participant's RTP goes to
 //!   the pipeline's receive stream of its `sourceId` (its jitter buffer), looked up in the
-//!   call's [`StreamRegistry`]. Audio of a source the roster does not list (yet) passes the
-//!   [`SourceGate`]: held briefly, then delivered when the roster binds it, or dropped and
-//!   counted.
+//!   call's [`StreamRegistry`]. Audio of a source without a stream passes the [`SourceGate`]:
+//!   held briefly, then delivered when the roster binds it, or dropped and counted.
 //! - Roster: the call's owner (mediabot's `CallCore`) decides from the roster which sources
 //!   are bound and calls [`PipelineBinding::bind`] and [`PipelineBinding::unbind`].
-//! - Send: [`spawn_send_pump`] moves the pipeline's paced encoder output to the call's send
-//!   track.
+//! - Send: [`spawn_send_pump`] moves the pipeline's paced encoder output to the send track.
+//!
+//! The registry is the only record of which sources are bound: a source is live exactly while
+//! it has a receive stream there. The transport labels packets with their `sourceId` and hands
+//! all of them here; the gate only holds what the registry cannot take yet.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -18,7 +20,7 @@ use audio_pipeline::{EncodedPacket, EngineError, RtpAudio, StreamRegistry};
 use bytes::Bytes;
 use media_session::SourceId;
 
-use crate::binding::{Admit, GateConfig, GateCounters, SourceGate};
+use crate::binding::{GateConfig, GateCounters, SourceGate};
 use crate::call::{AudioSender, CallError};
 use crate::events::{AudioSink, IncomingAudio};
 use crate::protocol::EndReason;
@@ -45,18 +47,25 @@ impl PipelineBinding {
 
     /// The roster lists `source`: create its pipeline stream and deliver what was held.
     pub fn bind(&self, source: SourceId) -> Result<(), EngineError> {
+        // The stream exists before the gate is asked, so a packet that finds no stream under
+        // the gate's lock (see `on_audio`) is held before this release, never after it.
         let stream = self.registry.add(source)?;
-        let held = self.gate().bind(Instant::now(), source);
+        let held = self.gate().release(Instant::now(), source);
         for (packet, arrival) in held {
             stream.deliver(packet, arrival);
         }
         Ok(())
     }
 
-    /// The roster no longer lists `source`: remove its pipeline stream.
+    /// The roster no longer lists `source`: remove its pipeline stream. Its later packets are
+    /// held (and expire) like those of any source without a stream.
     pub fn unbind(&self, source: SourceId) {
-        self.gate().unbind(source);
         self.registry.remove(source);
+    }
+
+    /// True while `source` has a receive stream: the registry's answer, the only one.
+    pub fn is_bound(&self, source: SourceId) -> bool {
+        self.registry.get(source).is_some()
     }
 
     /// What the roster gate did (held, released, dropped packets).
@@ -73,25 +82,27 @@ impl AudioSink for PipelineBinding {
             ssrc: p.ssrc,
             payload: p.payload,
         };
-        // Fast path: a listed source goes straight to its jitter buffer.
+        // Fast path: a bound source goes straight to its jitter buffer.
         if let Some(stream) = self.registry.get(p.source) {
             stream.deliver(packet, p.arrival);
             return;
         }
-        let now = Instant::now();
-        if let Admit::Deliver((packet, arrival)) =
-            self.gate().admit(now, p.source, (packet, p.arrival))
-        {
-            // Bound in the gate but gone from the registry (removed meanwhile): try once more.
-            if let Some(stream) = self.registry.get(p.source) {
-                stream.deliver(packet, arrival);
+        let mut gate = self.gate();
+        // Asked again under the gate's lock: `bind` may have added the stream and released
+        // the held packets since the look-up above.
+        match self.registry.get(p.source) {
+            Some(stream) => {
+                drop(gate);
+                stream.deliver(packet, p.arrival);
+            }
+            None => {
+                gate.hold(Instant::now(), p.source, (packet, p.arrival));
             }
         }
     }
 
     fn on_session_ended(&self, _reason: &EndReason) {
-        self.gate()
-            .handle_timeout(Instant::now() + std::time::Duration::from_secs(3600));
+        self.gate().clear();
     }
 }
 
@@ -114,4 +125,78 @@ pub fn spawn_send_pump(
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use audio_pipeline::{Engine, EngineConfig, PcmSpec};
+    use media_session::StreamDirection;
+
+    use super::*;
+
+    fn packet(source: u32, seq: u16) -> IncomingAudio {
+        IncomingAudio {
+            source: SourceId(source),
+            sequence: seq,
+            timestamp: u32::from(seq) * 960,
+            ssrc: 1,
+            marker: false,
+            payload: Bytes::from_static(&[0x08, 0x00, 0x11]),
+            arrival: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn the_registry_alone_says_what_is_delivered() {
+        let engine = Engine::start(EngineConfig {
+            send_threads: 1,
+            receive_threads: 1,
+            realtime_priority: None,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let media = engine
+            .open_call(
+                PcmSpec::new(16_000, 1).unwrap(),
+                StreamDirection::SendReceive,
+            )
+            .unwrap();
+        let registry = media.registry().unwrap().clone();
+        let binding = PipelineBinding::new(registry.clone(), GateConfig::default());
+        let delivered = |s: u32| {
+            registry
+                .get(SourceId(s))
+                .map(|st| st.counters().delivered.get())
+        };
+
+        // Before the roster lists 7, its audio is held, not delivered.
+        binding.on_audio(packet(7, 1));
+        binding.on_audio(packet(7, 2));
+        assert!(!binding.is_bound(SourceId(7)));
+        assert_eq!(binding.gate_counters().held, 2);
+
+        // Bound: the held packets reach the new stream, later ones go straight to it.
+        binding.bind(SourceId(7)).unwrap();
+        assert!(binding.is_bound(SourceId(7)));
+        assert_eq!(registry.sources(), [SourceId(7)]);
+        assert_eq!(delivered(7), Some(2));
+        binding.on_audio(packet(7, 3));
+        assert_eq!(delivered(7), Some(3));
+        assert_eq!(binding.gate_counters().released, 2);
+
+        // A stream removed behind the binding's back is unbound too: there is no other record.
+        registry.remove(SourceId(7));
+        assert!(!binding.is_bound(SourceId(7)));
+        binding.on_audio(packet(7, 4));
+        assert_eq!(binding.gate_counters().held, 3);
+
+        // Unbound through the binding: held again, and dropped when the session ends.
+        binding.bind(SourceId(7)).unwrap();
+        binding.unbind(SourceId(7));
+        assert!(registry.is_empty());
+        binding.on_audio(packet(7, 5));
+        binding.on_session_ended(&EndReason::ConnectionLost);
+        let gate = binding.gate_counters();
+        assert_eq!((gate.held, gate.released, gate.dropped), (4, 3, 1));
+    }
 }

@@ -2,9 +2,12 @@
 //! m-line per participant source (labelled `a=msid:<sourceId> …`) plus one on which it receives
 //! the bot's audio, sends participants' Opus, receives the bot's, and hangs up.
 //!
-//! graph-sim and the tests use this; a WebRTC-capable media relay would too.
+//! graph-sim and the tests use this; a WebRTC-capable media relay would too. Every protocol
+//! decision (the hello, offer numbering, which reply answers which offer, timeouts, hang-ups) is
+//! [`ServiceProtocol`]'s; this module is its shell: the WebSocket, the WebRTC peer that writes
+//! the offers and applies the answers, and the tasks that read the bot's audio.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +29,15 @@ use webrtc::rtp_transceiver::RtpTransceiver;
 
 use crate::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::endpoint::MEDIA_PROCESSOR_PATH;
+use crate::error::WebRtcError;
 use crate::peer::{
     Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer, negotiated_payload_types,
     random_ssrc, set_local_and_gather, voice_codecs,
 };
-use crate::protocol::{BotMessage, ErrorCode, PROTOCOL_VERSION, ServiceMessage};
+use crate::protocol::{
+    BotMessage, ErrorCode, ServiceOutput, ServiceProtocol, ServiceProtocolConfig,
+    ServiceProtocolError,
+};
 use crate::tls::TlsClient;
 
 /// Settings of the service-side client.
@@ -77,10 +84,30 @@ pub enum ServiceError {
     Closed,
     /// The local WebRTC stack failed.
     #[error("WebRTC: {0}")]
-    WebRtc(String),
+    WebRtc(#[from] WebRtcError),
     /// The participant is already present (add) or absent (remove).
     #[error("sourceId {0} is {1}")]
     Participant(SourceId, &'static str),
+    /// An earlier offer is still waiting for its answer.
+    #[error("offer {0} is not answered yet")]
+    OfferPending(u64),
+}
+
+impl From<ServiceProtocolError> for ServiceError {
+    fn from(e: ServiceProtocolError) -> Self {
+        match e {
+            ServiceProtocolError::Refused { code, message } => {
+                ServiceError::Refused { code, message }
+            }
+            ServiceProtocolError::UnexpectedReply(_) => ServiceError::Connect(e.to_string()),
+            ServiceProtocolError::Timeout => ServiceError::Timeout,
+            ServiceProtocolError::Closed => ServiceError::Closed,
+            ServiceProtocolError::OfferPending(seq) => ServiceError::OfferPending(seq),
+            ServiceProtocolError::Participant(source, what) => {
+                ServiceError::Participant(source, what)
+            }
+        }
+    }
 }
 
 /// Something the service side observed.
@@ -163,37 +190,197 @@ impl ParticipantAudio {
 struct Participant {
     transceiver: Arc<dyn RtpTransceiver>,
     audio: ParticipantAudio,
-    negotiated: bool,
 }
 
-/// One media session as the service sees it.
-pub struct ServiceSession {
-    media_session_id: Uuid,
+/// What the socket and the peer report, in the order they happened.
+enum Inbound {
+    Text(String),
+    Closed,
+    Media(RTCPeerConnectionState),
+}
+
+/// How an offer ended, as the core reported it.
+enum Outcome {
+    Answered {
+        seq: u64,
+        sdp: String,
+        negotiated: Vec<SourceId>,
+    },
+    Failed {
+        seq: u64,
+        error: ServiceProtocolError,
+        roll_back: bool,
+    },
+}
+
+impl Outcome {
+    fn seq(&self) -> u64 {
+        match self {
+            Outcome::Answered { seq, .. } | Outcome::Failed { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Tasks that die with their owner.
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// The core with the channels around it: everything of a session but the WebRTC peer.
+struct Link {
+    core: ServiceProtocol,
     out: mpsc::UnboundedSender<Message>,
-    replies: mpsc::UnboundedReceiver<BotMessage>,
-    events: mpsc::UnboundedReceiver<ServiceEvent>,
-    events_tx: mpsc::UnboundedSender<ServiceEvent>,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+    inbound_open: bool,
+    connect: Option<Result<(), ServiceProtocolError>>,
+    events: VecDeque<ServiceEvent>,
+    replies: VecDeque<BotMessage>,
+    outcomes: VecDeque<Outcome>,
+}
+
+impl Link {
+    /// Carries out what the core decided. Returns false when a message could not be queued
+    /// because the socket's writer is gone.
+    fn drain(&mut self) -> bool {
+        let mut queued = true;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                ServiceOutput::Send(msg) => {
+                    queued &= self.out.send(Message::text(msg.to_json())).is_ok();
+                }
+                ServiceOutput::CloseSocket => {
+                    let _ = self.out.send(Message::Close(None));
+                }
+                ServiceOutput::Accepted { .. } => self.connect = Some(Ok(())),
+                ServiceOutput::ConnectFailed(e) => self.connect = Some(Err(e)),
+                ServiceOutput::ApplyAnswer {
+                    seq,
+                    sdp,
+                    negotiated,
+                } => self.outcomes.push_back(Outcome::Answered {
+                    seq,
+                    sdp,
+                    negotiated,
+                }),
+                ServiceOutput::OfferFailed {
+                    seq,
+                    error,
+                    roll_back,
+                } => self.outcomes.push_back(Outcome::Failed {
+                    seq,
+                    error,
+                    roll_back,
+                }),
+                ServiceOutput::Reply(msg) => self.replies.push_back(msg),
+                ServiceOutput::HungUp { reason } => {
+                    self.events.push_back(ServiceEvent::HungUp { reason });
+                }
+                ServiceOutput::BotError { code, message } => {
+                    self.events.push_back(ServiceEvent::Error { code, message });
+                }
+                ServiceOutput::MediaConnected => {
+                    self.events.push_back(ServiceEvent::MediaConnected)
+                }
+                ServiceOutput::MediaFailed(detail) => {
+                    self.events.push_back(ServiceEvent::MediaFailed(detail));
+                }
+                ServiceOutput::Closed => self.events.push_back(ServiceEvent::Closed),
+            }
+        }
+        queued
+    }
+
+    /// Waits for the next frame, peer state or timer, and feeds it to the core. Returns false
+    /// when nothing can come any more. Cancel-safe: nothing is taken before the wait ends.
+    async fn step(&mut self) -> bool {
+        let deadline = self.core.poll_timeout();
+        if !self.inbound_open && deadline.is_none() {
+            return false;
+        }
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            inbound = self.inbound.recv(), if self.inbound_open => {
+                let now = Instant::now();
+                match inbound {
+                    Some(Inbound::Text(text)) => self.core.handle_text(now, &text),
+                    Some(Inbound::Closed) => self.core.handle_closed(now),
+                    Some(Inbound::Media(state)) => match state {
+                        RTCPeerConnectionState::Connected => self.core.handle_media_connected(now),
+                        RTCPeerConnectionState::Disconnected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed => {
+                            self.core.handle_media_failed(now, &state.to_string());
+                        }
+                        _ => {}
+                    },
+                    None => {
+                        self.inbound_open = false;
+                        self.core.handle_closed(now);
+                    }
+                }
+            }
+            () = timer => self.core.handle_timeout(Instant::now()),
+        }
+        self.drain();
+        true
+    }
+
+    /// Waits for the outcome of offer `seq`.
+    async fn outcome(&mut self, seq: u64) -> Outcome {
+        loop {
+            if let Some(i) = self.outcomes.iter().position(|o| o.seq() == seq) {
+                if let Some(o) = self.outcomes.remove(i) {
+                    return o;
+                }
+            }
+            if !self.step().await {
+                return Outcome::Failed {
+                    seq,
+                    error: ServiceProtocolError::Closed,
+                    roll_back: false,
+                };
+            }
+        }
+    }
+}
+
+/// One media session as the service sees it: a shell around [`ServiceProtocol`], which makes
+/// every protocol decision. This side writes the offers with its WebRTC peer, applies the
+/// answers, and reads the bot's audio.
+pub struct ServiceSession {
+    link: Link,
+    media: mpsc::UnboundedReceiver<ServiceEvent>,
+    // Held so the media queue never ends while the session lives: `next_event` waits rather
+    // than returning `None` once the bot's track is gone.
+    media_tx: mpsc::UnboundedSender<ServiceEvent>,
     peer: Peer,
     participants: HashMap<SourceId, Participant>,
-    seq: u64,
-    config: ServiceConfig,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for ServiceSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceSession")
-            .field("media_session_id", &self.media_session_id)
-            .field("seq", &self.seq)
+            .field("media_session_id", &self.link.core.media_session_id())
+            .field("seq", &self.link.core.last_seq())
             .finish()
     }
 }
 
 impl Drop for ServiceSession {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
         self.peer.close_detached();
     }
 }
@@ -243,36 +430,66 @@ impl ServiceSession {
     ) -> Result<ServiceSession, ServiceError> {
         let ws = open_websocket(addr, mp_uri.host(), config.tls.as_ref()).await?;
         let (mut ws_tx, mut ws_rx) = ws.split();
-        let hello = ServiceMessage::Hello {
-            version: PROTOCOL_VERSION,
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let mut tasks = Tasks::default();
+        tasks.0.push(tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                let close = matches!(m, Message::Close(_));
+                if ws_tx.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+        }));
+        let frames = inbound_tx.clone();
+        tasks.0.push(tokio::spawn(async move {
+            while let Some(msg) = ws_rx.next().await {
+                match msg {
+                    Ok(Message::Text(t)) => {
+                        if frames.send(Inbound::Text(t.as_str().to_owned())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    // The bot sends text only; pings are answered by the WebSocket layer.
+                    Ok(_) => {}
+                }
+            }
+            let _ = frames.send(Inbound::Closed);
+        }));
+
+        let core = ServiceProtocol::new(
+            Instant::now(),
             media_session_id,
             call_id,
-        };
-        ws_tx
-            .send(Message::text(hello.to_json()))
-            .await
-            .map_err(|e| ServiceError::Connect(e.to_string()))?;
-        let first = tokio::time::timeout(config.reply_timeout, ws_rx.next())
-            .await
-            .map_err(|_| ServiceError::Timeout)?;
-        match first {
-            Some(Ok(Message::Text(t))) => match BotMessage::parse(t.as_str()) {
-                Ok(BotMessage::Accepted { .. }) => {}
-                Ok(BotMessage::Error { code, message, .. }) => {
-                    return Err(ServiceError::Refused { code, message });
-                }
-                other => {
-                    return Err(ServiceError::Connect(format!(
-                        "unexpected first reply {other:?}"
-                    )));
-                }
+            ServiceProtocolConfig {
+                reply_timeout: config.reply_timeout,
             },
-            _ => return Err(ServiceError::Closed),
+        );
+        let mut link = Link {
+            core,
+            out,
+            inbound,
+            inbound_open: true,
+            connect: None,
+            events: VecDeque::new(),
+            replies: VecDeque::new(),
+            outcomes: VecDeque::new(),
+        };
+        link.drain();
+        loop {
+            match link.connect.take() {
+                Some(Ok(())) => break,
+                Some(Err(e)) => {
+                    tracing::info!(%media_session_id, error = %e, "the media processor did not accept");
+                    return Err(e.into());
+                }
+                None if !link.step().await => return Err(ServiceError::Closed),
+                None => {}
+            }
         }
 
-        let peer = build_peer(&config.webrtc)
-            .await
-            .map_err(ServiceError::WebRtc)?;
+        let peer = build_peer(&config.webrtc).await?;
         // The bot's line first: it is then mid 0 and stays so.
         let bot_line = peer
             .pc
@@ -285,67 +502,23 @@ impl ServiceSession {
                 }),
             )
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot add the bot's line"))?;
         bot_line
             .set_codec_preferences(voice_codecs())
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot set the codec preferences"))?;
+        tracing::debug!(%media_session_id, "connected to the media processor");
 
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let (replies_tx, replies) = mpsc::unbounded_channel();
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let close = matches!(m, Message::Close(_));
-                if ws_tx.send(m).await.is_err() || close {
-                    break;
-                }
-            }
-        });
-        let ev = events_tx.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(msg) = ws_rx.next().await {
-                let Ok(Message::Text(t)) = msg else {
-                    if matches!(msg, Ok(Message::Close(_)) | Err(_)) {
-                        break;
-                    }
-                    continue;
-                };
-                match BotMessage::parse(t.as_str()) {
-                    Ok(m @ BotMessage::Answer { .. })
-                    | Ok(m @ BotMessage::Error { seq: Some(_), .. }) => {
-                        let _ = replies_tx.send(m);
-                    }
-                    Ok(BotMessage::HangUp { reason }) => {
-                        let _ = ev.send(ServiceEvent::HungUp { reason });
-                    }
-                    Ok(BotMessage::Error { code, message, .. }) => {
-                        let _ = ev.send(ServiceEvent::Error { code, message });
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = ev.send(ServiceEvent::Error {
-                            code: e.code(),
-                            message: e.to_string(),
-                        });
-                    }
-                }
-            }
-            let _ = ev.send(ServiceEvent::Closed);
-        });
+        let (media_tx, media) = mpsc::unbounded_channel();
         let mut session = ServiceSession {
-            media_session_id,
-            out,
-            replies,
-            events,
-            events_tx,
+            link,
+            media,
+            media_tx,
             peer,
             participants: HashMap::new(),
-            seq: 0,
-            config,
-            tasks: vec![writer, reader],
+            tasks,
         };
-        session.spawn_watchers();
+        session.spawn_watchers(inbound_tx);
         Ok(session)
     }
 
@@ -364,33 +537,29 @@ impl ServiceSession {
         Self::connect(uri, addr, blob.mp_media_session_id, blob.call_id, config).await
     }
 
-    fn spawn_watchers(&mut self) {
-        // Connection state changes become events.
+    fn spawn_watchers(&mut self, inbound: mpsc::UnboundedSender<Inbound>) {
+        // Connection states go to the core, in order with the socket's frames.
         let mut status = self.peer.status.clone();
-        let ev = self.events_tx.clone();
-        self.tasks.push(tokio::spawn(async move {
-            let mut reported_connected = false;
+        self.tasks.0.push(tokio::spawn(async move {
             while status.changed().await.is_ok() {
                 let state = status.borrow_and_update().connection;
-                match state {
-                    RTCPeerConnectionState::Connected if !reported_connected => {
-                        reported_connected = true;
-                        let _ = ev.send(ServiceEvent::MediaConnected);
-                    }
+                if inbound.send(Inbound::Media(state)).is_err() {
+                    break;
+                }
+                if matches!(
+                    state,
                     RTCPeerConnectionState::Disconnected
-                    | RTCPeerConnectionState::Failed
-                    | RTCPeerConnectionState::Closed => {
-                        let _ = ev.send(ServiceEvent::MediaFailed(state.to_string()));
-                        break;
-                    }
-                    _ => {}
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed
+                ) {
+                    break;
                 }
             }
         }));
-        // The bot's track: drained at once into events.
+        // The bot's track: drained at once into media events.
         let mut incoming = std::mem::replace(&mut self.peer.tracks, mpsc::unbounded_channel().1);
-        let ev = self.events_tx.clone();
-        self.tasks.push(tokio::spawn(async move {
+        let ev = self.media_tx.clone();
+        self.tasks.0.push(tokio::spawn(async move {
             while let Some(track) = incoming.recv().await {
                 tokio::spawn(read_bot_track(track, ev.clone()));
             }
@@ -399,7 +568,7 @@ impl ServiceSession {
 
     /// The session presented.
     pub fn media_session_id(&self) -> Uuid {
-        self.media_session_id
+        self.link.core.media_session_id()
     }
 
     /// Adds a participant's send stream labelled `source`. It reaches the bot with the next
@@ -408,9 +577,21 @@ impl ServiceSession {
         &mut self,
         source: SourceId,
     ) -> Result<ParticipantAudio, ServiceError> {
-        if self.participants.contains_key(&source) {
-            return Err(ServiceError::Participant(source, "already present"));
+        self.link.core.add_participant(source)?;
+        match self.add_line(source).await {
+            Ok(p) => {
+                let audio = p.audio.clone();
+                self.participants.insert(source, p);
+                Ok(audio)
+            }
+            Err(e) => {
+                let _ = self.link.core.remove_participant(source);
+                Err(e.into())
+            }
         }
+    }
+
+    async fn add_line(&mut self, source: SourceId) -> Result<Participant, WebRtcError> {
         let ssrc = random_ssrc();
         let track = audio_track(&source.to_string(), &format!("audio-{source}"), ssrc);
         let transceiver = self
@@ -425,99 +606,128 @@ impl ServiceSession {
                 }),
             )
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+            .map_err(WebRtcError::stack("cannot add the participant's track"))?;
         transceiver
             .set_codec_preferences(voice_codecs())
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
-        let audio = ParticipantAudio {
-            source,
-            writer: Arc::new(RtpWriter::new(track, ssrc)),
-        };
-        self.participants.insert(
-            source,
-            Participant {
-                transceiver,
-                audio: audio.clone(),
-                negotiated: false,
+            .map_err(WebRtcError::stack("cannot set the codec preferences"))?;
+        Ok(Participant {
+            transceiver,
+            audio: ParticipantAudio {
+                source,
+                writer: Arc::new(RtpWriter::new(track, ssrc)),
             },
-        );
-        Ok(audio)
+        })
     }
 
     /// Stops a participant's stream; its m-line is stopped in the next offer.
     pub async fn remove_participant(&mut self, source: SourceId) -> Result<(), ServiceError> {
-        let p = self
-            .participants
-            .remove(&source)
-            .ok_or(ServiceError::Participant(source, "not present"))?;
+        self.link.core.remove_participant(source)?;
+        let Some(p) = self.participants.remove(&source) else {
+            return Ok(());
+        };
         p.transceiver
             .stop()
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))
+            .map_err(|e| WebRtcError::stack("cannot stop the participant's line")(e).into())
     }
 
     /// Sends an offer with the current participants and applies the bot's answer. Returns how
     /// long the exchange took (offer sent → answer applied).
     pub async fn negotiate(&mut self) -> Result<Duration, ServiceError> {
+        self.settle_earlier_offers().await;
+        self.link.core.next_offer_seq()?;
         let offer = self
             .peer
             .pc
             .create_offer(None)
             .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
-        let sdp = set_local_and_gather(&mut self.peer, offer)
-            .await
-            .map_err(ServiceError::WebRtc)?;
-        let seq = self.seq + 1;
-        self.send(ServiceMessage::Offer { seq, sdp })?;
+            .map_err(WebRtcError::stack("cannot create an offer"))?;
+        let sdp = set_local_and_gather(&mut self.peer, offer).await?;
+        let seq = self.link.core.offer(Instant::now(), sdp)?;
+        self.link.drain();
         let sent = Instant::now();
-        let answer = loop {
-            let reply = tokio::time::timeout(self.config.reply_timeout, self.replies.recv())
-                .await
-                .map_err(|_| ServiceError::Timeout)?
-                .ok_or(ServiceError::Closed)?;
-            match reply {
-                BotMessage::Answer { seq: s, sdp } if s == seq => break sdp,
-                BotMessage::Error {
-                    code,
-                    message,
-                    seq: Some(s),
-                } if s == seq => {
+        let outcome = self.link.outcome(seq).await;
+        if let Outcome::Failed { error, .. } = &outcome {
+            tracing::info!(
+                media_session_id = %self.media_session_id(),
+                seq,
+                %error,
+                "offer not answered"
+            );
+        }
+        self.settle(outcome).await?;
+        Ok(sent.elapsed())
+    }
+
+    /// Brings the local description up to what the bot agreed to when an earlier
+    /// [`ServiceSession::negotiate`] was cancelled before its outcome arrived.
+    async fn settle_earlier_offers(&mut self) {
+        if let Some(seq) = self.link.core.pending_offer() {
+            let outcome = self.link.outcome(seq).await;
+            self.link.outcomes.push_back(outcome);
+        }
+        while let Some(outcome) = self.link.outcomes.pop_front() {
+            let _ = self.settle(outcome).await;
+        }
+    }
+
+    /// Applies an offer's outcome to the WebRTC peer.
+    async fn settle(&mut self, outcome: Outcome) -> Result<(), ServiceError> {
+        match outcome {
+            Outcome::Answered {
+                sdp, negotiated, ..
+            } => {
+                let answer = RTCSessionDescription::answer(sdp)
+                    .map_err(WebRtcError::stack("the answer is not usable"))?;
+                self.peer
+                    .pc
+                    .set_remote_description(answer)
+                    .await
+                    .map_err(WebRtcError::stack("the answer is not usable"))?;
+                for source in negotiated {
+                    let Some(p) = self.participants.get(&source) else {
+                        continue;
+                    };
+                    if let Ok(Some(sender)) = p.transceiver.sender().await
+                        && let Some((opus, dtmf)) = negotiated_payload_types(&sender).await
+                    {
+                        p.audio.writer.set_payload_types(opus, dtmf);
+                    }
+                }
+                Ok(())
+            }
+            Outcome::Failed {
+                error, roll_back, ..
+            } => {
+                if roll_back {
                     // Back to the last agreed state so a corrected offer can follow.
                     let rollback = RTCSessionDescription::rollback(None)
-                        .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
+                        .map_err(WebRtcError::stack("cannot roll the offer back"))?;
                     let _ = self.peer.pc.set_local_description(rollback).await;
-                    return Err(ServiceError::Refused { code, message });
                 }
-                _ => continue, // a reply to an earlier raw message
-            }
-        };
-        let answer = RTCSessionDescription::answer(answer)
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
-        self.peer
-            .pc
-            .set_remote_description(answer)
-            .await
-            .map_err(|e| ServiceError::WebRtc(e.to_string()))?;
-        self.seq = seq;
-        for p in self.participants.values_mut() {
-            if !p.negotiated {
-                p.negotiated = true;
-                if let Ok(Some(sender)) = p.transceiver.sender().await
-                    && let Some((opus, dtmf)) = negotiated_payload_types(&sender).await
-                {
-                    p.audio.writer.set_payload_types(opus, dtmf);
-                }
+                Err(error.into())
             }
         }
-        Ok(sent.elapsed())
     }
 
     /// The next event; `None` once the session is dropped. The bot's audio arrives here too
     /// (50 packets a second) on an unbounded queue: read promptly.
     pub async fn next_event(&mut self) -> Option<ServiceEvent> {
-        self.events.recv().await
+        loop {
+            if let Some(ev) = self.link.events.pop_front() {
+                return Some(ev);
+            }
+            tokio::select! {
+                biased;
+                more = self.link.step() => {
+                    if !more {
+                        return self.media.recv().await;
+                    }
+                }
+                ev = self.media.recv() => return ev,
+            }
+        }
     }
 
     /// Waits up to `within` for an event matching `pred`, discarding others. `None` on timeout
@@ -529,7 +739,7 @@ impl ServiceSession {
     ) -> Option<ServiceEvent> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+            let ev = tokio::time::timeout_at(deadline, self.next_event())
                 .await
                 .ok()??;
             if pred(&ev) {
@@ -540,10 +750,11 @@ impl ServiceSession {
 
     /// Sends `hangUp` and closes the media connection.
     pub async fn hang_up(&mut self, reason: &str) -> Result<(), ServiceError> {
-        self.send(ServiceMessage::HangUp {
-            reason: reason.to_owned(),
-        })?;
-        let _ = self.out.send(Message::Close(None));
+        self.link.core.hang_up(Instant::now(), reason)?;
+        if !self.link.drain() {
+            return Err(ServiceError::Closed);
+        }
+        tracing::debug!(media_session_id = %self.media_session_id(), reason, "hung up");
         let _ = self.peer.pc.close().await;
         Ok(())
     }
@@ -554,22 +765,30 @@ impl ServiceSession {
         let _ = self.peer.pc.close().await;
     }
 
-    /// Sends raw text on the WebSocket (protocol tests and tools).
+    /// Sends raw text on the WebSocket (protocol tests and tools). The core does not see it:
+    /// replies to it come back through [`ServiceSession::next_reply`].
     pub fn send_raw(&self, text: String) -> Result<(), ServiceError> {
-        self.out
+        self.link
+            .out
             .send(Message::text(text))
             .map_err(|_| ServiceError::Closed)
     }
 
-    /// Waits for the next reply tied to an offer (an `answer` or an `error` with a seq).
+    /// Waits for the next reply tied to an offer that [`ServiceSession::negotiate`] did not
+    /// send (an `answer` or an `error` with a seq).
     pub async fn next_reply(&mut self, within: Duration) -> Option<BotMessage> {
-        tokio::time::timeout(within, self.replies.recv())
-            .await
-            .ok()?
-    }
-
-    fn send(&self, msg: ServiceMessage) -> Result<(), ServiceError> {
-        self.send_raw(msg.to_json())
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(reply) = self.link.replies.pop_front() {
+                    return Some(reply);
+                }
+                if !self.link.step().await {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()?
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use audio_pipeline::ReceptionStats;
+
 /// RTP clock of Opus and telephone-event on these streams.
 pub const RTP_CLOCK_HZ: u32 = 48_000;
 
@@ -14,31 +16,37 @@ pub struct StreamQuality {
     pub packets: u64,
     /// Payload bytes received (or sent).
     pub bytes: u64,
-    /// Packets expected from the sequence numbers and never received (RFC 3550 §6.4.1).
+    /// Packets expected from the sequence numbers and never received (RFC 3550 §6.4.1, A.3).
     pub lost: u64,
     /// `lost` over expected, 0.0–1.0.
     pub loss_fraction: f64,
     /// Interarrival jitter (RFC 3550 §6.4.1), in milliseconds.
     pub jitter_ms: f64,
-    /// Packets that arrived out of order or twice.
+    /// Packets that arrived out of order or twice. They count as received, so a late packet
+    /// is not also counted as lost.
     pub reordered: u64,
     /// Round-trip time from RTCP, when the stack has measured one.
     pub rtt: Option<Duration>,
 }
 
-/// Running receive statistics of one RTP stream.
-#[derive(Debug, Clone, Default)]
+/// Running receive statistics of one RTP stream: packet and byte counts, and the RFC 3550
+/// figures from audio-pipeline's [`ReceptionStats`] (the jitter buffer computes its own from
+/// the same type).
+#[derive(Debug, Clone)]
 pub struct ReceiveStats {
     packets: u64,
     bytes: u64,
-    base_seq: Option<u32>,
-    // Highest extended sequence number seen (cycles << 16 | seq).
-    max_ext_seq: u32,
-    reordered: u64,
-    // RFC 3550 jitter estimate in RTP units, scaled by 16 as the RFC's integer form does.
-    jitter_x16: u64,
-    last_transit: Option<i64>,
-    origin: Option<Instant>,
+    reception: ReceptionStats,
+}
+
+impl Default for ReceiveStats {
+    fn default() -> Self {
+        ReceiveStats {
+            packets: 0,
+            bytes: 0,
+            reception: ReceptionStats::new(RTP_CLOCK_HZ),
+        }
+    }
 }
 
 impl ReceiveStats {
@@ -51,61 +59,19 @@ impl ReceiveStats {
     pub fn record(&mut self, seq: u16, timestamp: u32, payload_len: usize, arrival: Instant) {
         self.packets += 1;
         self.bytes += payload_len as u64;
-        match self.base_seq {
-            None => {
-                self.base_seq = Some(u32::from(seq));
-                self.max_ext_seq = u32::from(seq);
-            }
-            Some(_) => {
-                let max_seq = self.max_ext_seq as u16;
-                let delta = seq.wrapping_sub(max_seq);
-                if delta != 0 && delta < 0x8000 {
-                    let mut cycles = self.max_ext_seq & !0xffff;
-                    if seq < max_seq {
-                        cycles = cycles.wrapping_add(1 << 16);
-                    }
-                    self.max_ext_seq = cycles | u32::from(seq);
-                } else {
-                    self.reordered += 1;
-                }
-            }
-        }
-        // Transit time in RTP units against an arbitrary origin; only its changes matter.
-        let origin = *self.origin.get_or_insert(arrival);
-        let arrival_units = (arrival.duration_since(origin).as_micros() as i64)
-            * i64::from(RTP_CLOCK_HZ)
-            / 1_000_000;
-        let transit = arrival_units - i64::from(timestamp);
-        if let Some(last) = self.last_transit {
-            let d = (transit - last).unsigned_abs();
-            // J += (|D| - J) / 16, kept ×16 to stay in integers.
-            // Bogus timestamps from the network must not overflow the estimate.
-            let d = d.min(u64::from(u32::MAX));
-            let j = self.jitter_x16;
-            self.jitter_x16 = j.saturating_add(d).saturating_sub((j + 8) >> 4);
-        }
-        self.last_transit = Some(transit);
+        self.reception.record(seq, timestamp, arrival);
     }
 
     /// The figures now.
     pub fn quality(&self) -> StreamQuality {
-        let expected = match self.base_seq {
-            Some(base) => u64::from(self.max_ext_seq.wrapping_sub(base)) + 1,
-            None => 0,
-        };
-        let in_order = self.packets.saturating_sub(self.reordered);
-        let lost = expected.saturating_sub(in_order);
+        let r = &self.reception;
         StreamQuality {
             packets: self.packets,
             bytes: self.bytes,
-            lost,
-            loss_fraction: if expected == 0 {
-                0.0
-            } else {
-                lost as f64 / expected as f64
-            },
-            jitter_ms: (self.jitter_x16 as f64 / 16.0) * 1000.0 / f64::from(RTP_CLOCK_HZ),
-            reordered: self.reordered,
+            lost: r.lost(),
+            loss_fraction: r.fraction_lost(),
+            jitter_ms: r.jitter_ms(),
+            reordered: r.reordered(),
             rtt: None,
         }
     }
