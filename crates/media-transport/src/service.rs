@@ -340,10 +340,10 @@ impl Link {
     /// Waits for the outcome of offer `seq`.
     async fn outcome(&mut self, seq: u64) -> Outcome {
         loop {
-            if let Some(i) = self.outcomes.iter().position(|o| o.seq() == seq) {
-                if let Some(o) = self.outcomes.remove(i) {
-                    return o;
-                }
+            if let Some(i) = self.outcomes.iter().position(|o| o.seq() == seq)
+                && let Some(o) = self.outcomes.remove(i)
+            {
+                return o;
             }
             if !self.step().await {
                 return Outcome::Failed {
