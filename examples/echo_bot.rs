@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mediabot::bot::{Bot, BotError, CallEvent, CallTarget, LocalSim, ReceivedAudio};
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::graph_sim::scenario::Scenario;
 
 #[tokio::main]
 async fn main() -> Result<(), BotError> {

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions};
-use mediabot::graph_signaling::models::Participant;
-use mediabot::graph_signaling::state::ParticipantKey;
-use mediabot::graph_sim::media::MediaOptions;
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::graph_signaling::models::Participant;
+use mediabot::crates::graph_signaling::state::ParticipantKey;
+use mediabot::crates::graph_sim::media::MediaOptions;
+use mediabot::crates::graph_sim::scenario::Scenario;
 
 type Error = Box<dyn std::error::Error>;
 

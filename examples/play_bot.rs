@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mediabot::audio_pipeline::{EngineConfig, PcmSpec};
-use mediabot::bot::{AudioFormat, Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions};
-use mediabot::graph_sim::media::MediaOptions;
-use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions, PcmFormat};
+use mediabot::crates::audio_pipeline::{EngineConfig, PcmSpec};
+use mediabot::crates::graph_sim::media::MediaOptions;
+use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
@@ -54,7 +54,7 @@ impl Clip {
         if !(20.0..=7_000.0).contains(&hz) {
             return Err("--tone must be within 20..=7000 Hz".into());
         }
-        let spec = AudioFormat::Pcm16K.spec();
+        let spec = PcmFormat::Pcm16K.spec();
         let rate = spec.sample_rate as f32;
         let count = spec.sample_rate as usize * seconds as usize;
         let samples = (0..count)
@@ -160,7 +160,7 @@ async fn main() -> Result<(), Error> {
     // busy machine before the player runs dry.
     engine.player.low_water_frames = 10;
     let bot = Bot::builder(sim.target())
-        .audio_format(AudioFormat::Other(clip.spec))
+        .audio_format(PcmFormat::Other(clip.spec))
         .engine(engine)
         .build()
         .await?;

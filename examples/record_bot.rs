@@ -13,15 +13,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mediabot::audio_pipeline::{AudioFrame, PcmSpec};
 use mediabot::bot::{
     Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions, ReceivedAudio, RecordingStatus,
     SimUserInfo,
 };
-use mediabot::graph_signaling::models::{CallState, Participant};
-use mediabot::graph_sim::media::MediaOptions;
-use mediabot::graph_sim::scenario::Scenario;
-use mediabot::media_session::SourceId;
+use mediabot::crates::audio_pipeline::{AudioFrame, PcmSpec};
+use mediabot::crates::graph_signaling::models::{CallState, Participant};
+use mediabot::crates::graph_sim::media::MediaOptions;
+use mediabot::crates::graph_sim::scenario::Scenario;
+use mediabot::crates::media_session::SourceId;
 use tokio::signal::unix::{SignalKind, signal};
 
 type Error = Box<dyn std::error::Error>;

@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{
-    AudioFormat, Bot, Call, CallEvent, CallTarget, LocalSim, MediaSettings, ReceivedAudio,
+    Bot, Call, CallEvent, CallTarget, LocalSim, MediaSettings, PcmFormat, ReceivedAudio,
     RecordingStatus, ServiceEndpoints, Target,
 };
-use mediabot::graph_signaling::models::CallState;
-use mediabot::graph_sim::scenario::Scenario;
-use mediabot::graph_sim::server::{ServerOptions, SimServer};
-use mediabot::graph_sim::service::SimConfig;
-use mediabot::media_transport::protocol::EndReason;
+use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_signaling::models::CallState;
+use mediabot::crates::graph_sim::scenario::Scenario;
+use mediabot::crates::graph_sim::server::{ServerOptions, SimServer};
+use mediabot::crates::graph_sim::service::SimConfig;
+use mediabot::crates::media_transport::protocol::EndReason;
 
 fn small_engine() -> EngineConfig {
     // The tests share two cores with other work.
@@ -88,7 +88,7 @@ async fn the_incoming_call_handler_answers_with_media() {
     let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
     let mut bot = Bot::builder(sim.target())
         .engine(small_engine())
-        .audio_format(AudioFormat::Pcm44KStereo)
+        .audio_format(PcmFormat::Pcm44KStereo)
         .build()
         .await
         .unwrap();

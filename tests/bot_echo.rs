@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio};
-use mediabot::graph_signaling::models::CallState;
-use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_signaling::models::CallState;
+use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
 
 fn one_talker() -> Scenario {
     Scenario {

@@ -172,9 +172,11 @@ fn http_base(ready_line: &str) -> String {
 /// hangs it up (the service reports the bot's DELETE: 200/5001) and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
-    let sim = mediabot::bot::LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users())
-        .await
-        .unwrap();
+    let sim = mediabot::bot::LocalSim::start(
+        mediabot::crates::graph_sim::scenario::Scenario::two_users(),
+    )
+    .await
+    .unwrap();
     let alice = sim.users()[0].id.clone();
     let url = sim_url(&sim);
     let mut bot = Running::start(&[
@@ -226,9 +228,11 @@ async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
 /// A second signal during a drain hangs up at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_hangs_up_at_once() {
-    let sim = mediabot::bot::LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users())
-        .await
-        .unwrap();
+    let sim = mediabot::bot::LocalSim::start(
+        mediabot::crates::graph_sim::scenario::Scenario::two_users(),
+    )
+    .await
+    .unwrap();
     let alice = sim.users()[0].id.clone();
     let url = sim_url(&sim);
     let mut bot = Running::start(&[
@@ -265,13 +269,13 @@ async fn a_second_signal_hangs_up_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_even_at_trace() {
     const SECRET: &str = "Zq8-known-secret-77f1";
-    let meeting: mediabot::graph_sim::scenario::Scenario = toml_meeting();
+    let meeting: mediabot::crates::graph_sim::scenario::Scenario = toml_meeting();
     let passcode = meeting.meeting.as_ref().unwrap().passcode.clone().unwrap();
     let join_id = meeting.meeting.as_ref().unwrap().join_meeting_id.clone();
     let sim = mediabot::bot::LocalSim::start_with(
         meeting,
         mediabot::bot::LocalSimOptions {
-            config: mediabot::graph_sim::service::SimConfig {
+            config: mediabot::crates::graph_sim::service::SimConfig {
                 app_secret: SECRET.into(),
                 ..Default::default()
             },
@@ -329,8 +333,8 @@ async fn no_secret_reaches_the_log_even_at_trace() {
 
 const MEETING: &str = include_str!("../crates/graph-sim/scenarios/meeting-passcode.toml");
 
-fn toml_meeting() -> mediabot::graph_sim::scenario::Scenario {
-    mediabot::graph_sim::scenario::Scenario::parse(MEETING).unwrap()
+fn toml_meeting() -> mediabot::crates::graph_sim::scenario::Scenario {
+    mediabot::crates::graph_sim::scenario::Scenario::parse(MEETING).unwrap()
 }
 
 fn sim_meeting_passcode() -> String {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::graph_sim::scenario::Scenario;
 
 /// Longest an example may take before the test gives up on it (a hang guard: what the tests
 /// assert never depends on how long a run took).

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio, ServerLimits};
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_sim::scenario::Scenario;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

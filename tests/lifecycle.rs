@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, Phase, ReceivedAudio};
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_sim::scenario::Scenario;
 
 const WAIT: Duration = Duration::from_secs(10);
 

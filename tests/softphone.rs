@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use graph_sim::scenario::{Scenario, SimUser, Voice};
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, ReceivedAudio};
-use mediabot::graph_sim;
+use mediabot::crates::graph_sim;
 use serde_json::Value;
 
 const TONE_HZ: f64 = 1000.0;

@@ -784,7 +784,7 @@ impl Harness {
         let media = self
             .engine
             .open_call(
-                crate::bot::AudioFormat::Pcm16K.spec(),
+                crate::bot::PcmFormat::Pcm16K.spec(),
                 StreamDirection::SendReceive,
             )
             .expect("the stepped engine opens calls");

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 /// the engine converts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum AudioFormat {
+pub enum PcmFormat {
     /// 16 kHz mono, 320 samples per 20 ms frame (the official library's default).
     #[default]
     Pcm16K,
@@ -19,13 +19,13 @@ pub enum AudioFormat {
     Other(PcmSpec),
 }
 
-impl AudioFormat {
+impl PcmFormat {
     /// The engine's description of the layout.
     pub fn spec(self) -> PcmSpec {
         match self {
-            AudioFormat::Pcm16K => PcmSpec::new(16_000, 1),
-            AudioFormat::Pcm44KStereo => PcmSpec::new(44_100, 2),
-            AudioFormat::Other(spec) => Some(spec),
+            PcmFormat::Pcm16K => PcmSpec::new(16_000, 1),
+            PcmFormat::Pcm44KStereo => PcmSpec::new(44_100, 2),
+            PcmFormat::Other(spec) => Some(spec),
         }
         .unwrap_or_else(|| unreachable!("16 kHz mono and 44.1 kHz stereo are supported"))
     }
@@ -55,7 +55,7 @@ pub enum ReceivedAudio {
     },
 }
 
-/// Receives a call's audio. Frames arrive every 20 ms in the call's [`AudioFormat`]; if the
+/// Receives a call's audio. Frames arrive every 20 ms in the call's [`PcmFormat`]; if the
 /// application falls behind by more than the queue holds, the oldest are dropped and counted
 /// in the bot's metrics.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
 
 use super::{
-    AudioFormat, Bot, BotCounters, BotError, Calls, ServerLimits, Shared, Target,
+    Bot, BotCounters, BotError, Calls, PcmFormat, ServerLimits, Shared, Target,
     dispatch_notifications, http, serve,
 };
 use crate::call_core::CallConfig;
@@ -58,7 +58,7 @@ pub struct BotBuilder {
     http_bind: SocketAddr,
     callback_url: Option<String>,
     media: MediaSettings,
-    format: AudioFormat,
+    format: PcmFormat,
     engine: EngineConfig,
     display_name: String,
     capacity: usize,
@@ -95,7 +95,7 @@ impl BotBuilder {
             http_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_url: None,
             media: MediaSettings::default(),
-            format: AudioFormat::default(),
+            format: PcmFormat::default(),
             engine: EngineConfig::default(),
             display_name: "mediabot".into(),
             capacity: 100,
@@ -141,8 +141,8 @@ impl BotBuilder {
         self
     }
 
-    /// The PCM layout the application reads and writes. Default [`AudioFormat::Pcm16K`].
-    pub fn audio_format(mut self, format: AudioFormat) -> Self {
+    /// The PCM layout the application reads and writes. Default [`PcmFormat::Pcm16K`].
+    pub fn audio_format(mut self, format: PcmFormat) -> Self {
         self.format = format;
         self
     }

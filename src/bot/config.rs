@@ -7,7 +7,7 @@ use std::ops::RangeInclusive;
 use audio_pipeline::PcmSpec;
 use clap::{Args, ValueEnum};
 
-use super::{AudioFormat, BotBuilder, BotError, MediaSettings, ServiceEndpoints, Target};
+use super::{BotBuilder, BotError, MediaSettings, PcmFormat, ServiceEndpoints, Target};
 
 /// Which calling service the bot talks to. There is no default: the choice is explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,7 +62,7 @@ pub struct BotArgs {
     pub instance_id: Option<String>,
     /// Audio the application handles: pcm16k, pcm44kstereo, or RATE[/CHANNELS].
     #[arg(long, env = "MEDIABOT_AUDIO_FORMAT", default_value = "pcm16k", value_parser = parse_format)]
-    pub audio_format: AudioFormat,
+    pub audio_format: PcmFormat,
 }
 
 fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
@@ -77,10 +77,10 @@ fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(first..=last)
 }
 
-fn parse_format(text: &str) -> Result<AudioFormat, String> {
+fn parse_format(text: &str) -> Result<PcmFormat, String> {
     match text.to_ascii_lowercase().as_str() {
-        "pcm16k" => Ok(AudioFormat::Pcm16K),
-        "pcm44kstereo" => Ok(AudioFormat::Pcm44KStereo),
+        "pcm16k" => Ok(PcmFormat::Pcm16K),
+        "pcm44kstereo" => Ok(PcmFormat::Pcm44KStereo),
         other => {
             let (rate, channels) = other.split_once('/').unwrap_or((other, "1"));
             let rate: u32 = rate
@@ -90,7 +90,7 @@ fn parse_format(text: &str) -> Result<AudioFormat, String> {
                 .parse()
                 .map_err(|_| format!("{text:?}: bad channel count"))?;
             PcmSpec::new(rate, channels)
-                .map(AudioFormat::Other)
+                .map(PcmFormat::Other)
                 .ok_or_else(|| {
                     format!(
                         "{text:?}: rates {:?}, 1 or 2 channels",

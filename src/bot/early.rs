@@ -79,6 +79,7 @@ impl EarlyNotifications {
     }
 
     /// When the oldest call's notifications expire (for the shell's timer).
+    #[must_use]
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.calls.values().map(|h| h.first + KEPT_FOR).min()
     }

@@ -11,7 +11,7 @@
 //! # async fn demo() -> Result<(), mediabot::bot::BotError> {
 //! use mediabot::bot::{Bot, CallTarget, LocalSim, ReceivedAudio};
 //!
-//! let sim = LocalSim::start(mediabot::graph_sim::scenario::Scenario::two_users()).await?;
+//! let sim = LocalSim::start(mediabot::crates::graph_sim::scenario::Scenario::two_users()).await?;
 //! let bot = Bot::builder(sim.target()).build().await?;
 //! let user = &sim.users()[0];
 //! let mut call = bot.place_call(CallTarget::user(&user.id, Some(user.name.clone()))).await?;
@@ -63,7 +63,7 @@ use tokio::task::JoinHandle;
 use crate::call_core::{CallConfig, is_incoming_offer};
 
 pub use crate::call_core::{ActionError, CallEvent};
-pub use audio::{AudioFormat, AudioReceiver, AudioSender, ReceivedAudio};
+pub use audio::{AudioReceiver, AudioSender, PcmFormat, ReceivedAudio};
 pub use builder::{BotBuilder, MediaSettings};
 pub use call::{Call, IncomingCall, IncomingCalls};
 #[cfg(feature = "cli")]
@@ -155,7 +155,7 @@ struct Shared {
     client: GraphClient,
     engine: Engine,
     endpoint: MediaEndpoint,
-    format: AudioFormat,
+    format: PcmFormat,
     callback_url: String,
     display_name: String,
     capacity: usize,

@@ -42,8 +42,7 @@ use graph_signaling::models::{
     ChangeType, CommsNotification, CommsOperation, Nullable, OperationStatusKind,
 };
 use graph_signaling::state::{
-    CallEvent as SignalingEvent, CallStateMachine, OperationMatcher, OperationOutcome,
-    OperationToken, Roster,
+    CallStateMachine, OperationMatcher, OperationOutcome, OperationToken, Roster, SignalingEvent,
 };
 use media_transport::MediaEvent;
 use media_transport::protocol::EndReason;

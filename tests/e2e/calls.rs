@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, LocalSimOptions, SimUserInfo};
-use mediabot::graph_sim::media::MediaOptions;
-use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::crates::graph_sim::media::MediaOptions;
+use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
 
 use crate::common::{
     Echo, TempDir, WAIT, hang_up, read_wav, serial, small_engine, tone_power, wait_for,

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use mediabot::audio_pipeline::EngineConfig;
 use mediabot::bot::{
     AudioSender, Bot, BotBuilder, Call, CallEvent, CallTarget, ReceivedAudio, SimUserInfo,
 };
-use mediabot::graph_signaling::models::CallState;
-use mediabot::media_session::SourceId;
+use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_signaling::models::CallState;
+use mediabot::crates::media_session::SourceId;
 use tokio::task::JoinHandle;
 
 /// Generous deadline for anything signaling does (it takes milliseconds when all is well).

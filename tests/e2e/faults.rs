@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim};
-use mediabot::graph_signaling::models::CallState;
-use mediabot::graph_sim::faults::SignalingFaults;
-use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
-use mediabot::graph_sim::server::{FORGER_KEY_PEM, sign_notification_token};
-use mediabot::graph_sim::service::SimConfig;
-use mediabot::media_session::MpUri;
-use mediabot::media_transport::protocol::ErrorCode;
-use mediabot::media_transport::{ServiceConfig, ServiceError, ServiceSession};
+use mediabot::crates::graph_signaling::models::CallState;
+use mediabot::crates::graph_sim::faults::SignalingFaults;
+use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::crates::graph_sim::server::{FORGER_KEY_PEM, sign_notification_token};
+use mediabot::crates::graph_sim::service::SimConfig;
+use mediabot::crates::media_session::MpUri;
+use mediabot::crates::media_transport::protocol::ErrorCode;
+use mediabot::crates::media_transport::{ServiceConfig, ServiceError, ServiceSession};
 
 use crate::common::{
     Echo, EchoCall, WAIT, collect_for, echo_call, hang_up, is_state, serial, small_engine, wait_for,

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use mediabot::bot::{Bot, CallEvent, LocalSim};
-use mediabot::graph_sim::netem::Impairment;
-use mediabot::graph_sim::scenario::{MediaImpairments, Scenario, SimUser, Voice};
+use mediabot::crates::graph_sim::netem::Impairment;
+use mediabot::crates::graph_sim::scenario::{MediaImpairments, Scenario, SimUser, Voice};
 
 use test_kit::{at_least, at_most};
 

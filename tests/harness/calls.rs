@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use mediabot::call_core::{AppRequest, CallAction, CallEvent, Ticket};
-use mediabot::graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo};
-use mediabot::graph_sim::scenario::Voice;
-use mediabot::graph_sim::service::PersonAction;
-use mediabot::media_session::SourceId;
+use mediabot::crates::graph_signaling::models::{
+    CallState, IdentitySet, InvitationParticipantInfo,
+};
+use mediabot::crates::graph_sim::scenario::Voice;
+use mediabot::crates::graph_sim::service::PersonAction;
+use mediabot::crates::media_session::SourceId;
 use test_kit::similarity::tone_power;
 
 use crate::{SETTLE, call, established, hang_up, harness, placed, states, terminated, tones};

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use mediabot::call_core::{AppRequest, CallAction, CallEvent, Ticket};
-use mediabot::graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo};
-use mediabot::graph_sim::faults::SignalingFaults;
-use mediabot::graph_sim::scenario::Scenario;
+use mediabot::crates::graph_signaling::models::{
+    CallState, IdentitySet, InvitationParticipantInfo,
+};
+use mediabot::crates::graph_sim::faults::SignalingFaults;
+use mediabot::crates::graph_sim::scenario::Scenario;
 
 use crate::{SETTLE, call, hang_up, harness, placed, states, tones};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mediabot::_internal_test_exports::harness::{Harness, HarnessConfig};
 use mediabot::call_core::{AppRequest, CallAction, CallConfig, CallEvent, CallRequest, Ticket};
-use mediabot::graph_sim::service::{PersonAction, SimConfig};
+use mediabot::crates::graph_sim::service::{PersonAction, SimConfig};
 
 use crate::{SETTLE, call, hang_up, placed, terminated, tones};
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use mediabot::_internal_test_exports::harness::{Harness, HarnessCall, HarnessConfig};
 use mediabot::call_core::{AppRequest, CallEvent, Ticket};
-use mediabot::graph_signaling::models::CallState;
-use mediabot::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::crates::graph_signaling::models::CallState;
+use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
 
 /// Longer than anything signaling takes in the sim (its default delays are tens of ms).
 pub(crate) const SETTLE: Duration = Duration::from_secs(5);

@@ -65,11 +65,13 @@ impl Pacer {
     }
 
     /// When the next tick is due (sleep until then).
+    #[must_use]
     pub fn poll_timeout(&self) -> Instant {
         self.deadline(self.next)
     }
 
     /// The next due tick at `now`, if any. Call repeatedly until `None`.
+    #[must_use]
     pub fn poll_tick(&mut self, now: Instant) -> Option<Tick> {
         let deadline = self.deadline(self.next);
         if now < deadline {

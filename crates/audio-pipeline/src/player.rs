@@ -183,6 +183,7 @@ impl FramePlayer {
     }
 
     /// Takes the pending event, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<PlayerEvent> {
         self.pending_event.take()
     }

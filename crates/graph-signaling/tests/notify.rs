@@ -11,7 +11,7 @@ use axum::routing::get;
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::models::CallState;
 use graph_signaling::notify::{Admission, NotificationLimits, notification_router};
-use graph_signaling::state::{CallEvent, CallStateMachine};
+use graph_signaling::state::{CallStateMachine, SignalingEvent};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -136,7 +136,7 @@ async fn a_valid_token_is_accepted_and_the_batch_queued() {
     call.handle_notification(n, std::time::Instant::now());
     assert_eq!(
         call.poll_event(),
-        Some(CallEvent::StateChanged {
+        Some(SignalingEvent::StateChanged {
             from: None,
             to: CallState::Established
         })
@@ -337,7 +337,7 @@ async fn the_ready_pipeline_delivers_the_documented_roster() {
     }
     let binds: Vec<_> = std::iter::from_fn(|| call.poll_event())
         .filter_map(|e| match e {
-            CallEvent::StreamBind(s, _) => Some(s),
+            SignalingEvent::StreamBind(s, _) => Some(s),
             _ => None,
         })
         .collect();

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use graph_signaling::models::{CallState, CommsNotifications, ResourceItem};
 use graph_signaling::state::{
-    CallEvent, CallStateMachine, OperationMatcher, OperationOutcome, ParticipantKey, TokenLifetime,
+    CallStateMachine, OperationMatcher, OperationOutcome, ParticipantKey, SignalingEvent,
+    TokenLifetime,
 };
 use media_session::SourceId;
 use serde_json::json;
@@ -27,11 +28,11 @@ fn batch(v: serde_json::Value) -> CommsNotifications {
     serde_json::from_value(v).unwrap()
 }
 
-fn drain(m: &mut CallStateMachine) -> Vec<CallEvent> {
+fn drain(m: &mut CallStateMachine) -> Vec<SignalingEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
-fn feed(m: &mut CallStateMachine, b: &CommsNotifications) -> Vec<CallEvent> {
+fn feed(m: &mut CallStateMachine, b: &CommsNotifications) -> Vec<SignalingEvent> {
     for n in &b.value {
         m.handle_notification(n, Instant::now());
     }
@@ -83,7 +84,7 @@ fn established_before_establishing_never_regresses() {
     let ev = feed(&mut m, &established);
     assert_eq!(
         ev,
-        vec![CallEvent::StateChanged {
+        vec![SignalingEvent::StateChanged {
             from: None,
             to: CallState::Established
         }]
@@ -115,11 +116,11 @@ fn terminated_is_final_and_carries_result_info() {
             "resultInfo": {"code": 408, "subcode": 8537, "message": "keep alive timeout"}}}]}),
     );
     let ev = feed(&mut m, &end);
-    assert!(ev.contains(&CallEvent::StreamUnbind(
+    assert!(ev.contains(&SignalingEvent::StreamUnbind(
         SourceId(5),
         ParticipantKey::Id("p1".into())
     )));
-    let Some(CallEvent::Terminated(Some(r))) = ev.last() else {
+    let Some(SignalingEvent::Terminated(Some(r))) = ev.last() else {
         panic!("{ev:?}")
     };
     assert_eq!(r.subcode.get(), Some(&8537));
@@ -158,10 +159,10 @@ fn unknown_call_states_do_not_break_the_machine() {
 struct Binder(BTreeMap<SourceId, String>);
 
 impl Binder {
-    fn apply(&mut self, e: &CallEvent) {
+    fn apply(&mut self, e: &SignalingEvent) {
         match e {
-            CallEvent::StreamBind(source, participant) => self.bind(*source, participant),
-            CallEvent::StreamUnbind(source, participant) => self.unbind(*source, participant),
+            SignalingEvent::StreamBind(source, participant) => self.bind(*source, participant),
+            SignalingEvent::StreamUnbind(source, participant) => self.unbind(*source, participant),
             _ => {}
         }
     }
@@ -235,12 +236,12 @@ fn full_roster_departures_unbind() {
     for e in &ev {
         binder.apply(e);
     }
-    assert!(ev.contains(&CallEvent::ParticipantLeft(
+    assert!(ev.contains(&SignalingEvent::ParticipantLeft(
         ParticipantKey::Id("a".into()),
         None
     )));
     assert!(ev.iter().any(
-        |e| matches!(e, CallEvent::ParticipantUpdated(k, _) if *k == ParticipantKey::Id("b".into()))
+        |e| matches!(e, SignalingEvent::ParticipantUpdated(k, _) if *k == ParticipantKey::Id("b".into()))
     ));
     assert_eq!(
         binder.0.keys().copied().collect::<Vec<_>>(),
@@ -300,13 +301,13 @@ fn delta_rosters_apply_in_sequence_order_whatever_the_arrival_order() {
 fn delta_fixture_removes_the_bot_entry_and_binds_john() {
     let mut m = CallStateMachine::new("421f7700-f4ad-4ea9-a3fc-c1d2195675ad", Some(BOT_APP.into()));
     let ev = feed(&mut m, &fixture("create-call-19"));
-    assert!(ev.contains(&CallEvent::StreamBind(
+    assert!(ev.contains(&SignalingEvent::StreamBind(
         SourceId(1),
         ParticipantKey::Id("0d7664b6-6432-43ed-8d27-d9e7adec188c".into())
     )));
     assert!(
         !ev.iter()
-            .any(|e| matches!(e, CallEvent::StreamBind(SourceId(10), _)))
+            .any(|e| matches!(e, SignalingEvent::StreamBind(SourceId(10), _)))
     );
     assert_eq!(m.roster().len(), 1);
 }
@@ -317,7 +318,7 @@ fn null_id_entries_are_keyed_by_identity_and_source() {
     let ev = feed(&mut m, &fixture("invite-participants-37"));
     let binds: Vec<_> = ev
         .iter()
-        .filter(|e| matches!(e, CallEvent::StreamBind(..)))
+        .filter(|e| matches!(e, SignalingEvent::StreamBind(..)))
         .collect();
     assert_eq!(binds.len(), 2, "{ev:?}");
     assert_eq!(m.roster().len(), 2);
@@ -344,7 +345,7 @@ fn lobby_and_mute_changes_are_updates() {
     p["isMuted"] = json!(true);
     let ev = feed(&mut m, &delta("c1", 2, vec![p]));
     assert_eq!(ev.len(), 1, "{ev:?}");
-    let CallEvent::ParticipantUpdated(_, p) = &ev[0] else {
+    let SignalingEvent::ParticipantUpdated(_, p) = &ev[0] else {
         panic!()
     };
     assert_eq!(p.is_in_lobby.get(), Some(&true));
@@ -356,16 +357,16 @@ fn content_sharing_sessions_start_update_and_end() {
     let id = "F7D9EF30FF0A9BD3F64B274387FB8FF8E96B6CFBA8F87F8305A74DE99AF007BC".to_owned();
     assert_eq!(
         feed(&mut m, &fixture("create-call-05")),
-        vec![CallEvent::ContentSharingStarted(id.clone())]
+        vec![SignalingEvent::ContentSharingStarted(id.clone())]
     );
     assert_eq!(
         feed(&mut m, &fixture("create-call-06")),
-        vec![CallEvent::ContentSharingUpdated(id.clone())]
+        vec![SignalingEvent::ContentSharingUpdated(id.clone())]
     );
     assert_eq!(m.content_sharing_sessions().count(), 1);
     assert_eq!(
         feed(&mut m, &fixture("create-call-07")),
-        vec![CallEvent::ContentSharingEnded(id)]
+        vec![SignalingEvent::ContentSharingEnded(id)]
     );
     assert!(feed(&mut m, &fixture("create-call-07")).is_empty());
 }
@@ -378,7 +379,7 @@ fn an_operation_notification_is_reported_once_per_call() {
     let mut m = CallStateMachine::new(&id, None);
     assert!(matches!(
         &feed(&mut m, &n)[..],
-        [CallEvent::OperationFinished(_)]
+        [SignalingEvent::OperationFinished(_)]
     ));
     // Another call's notification is the caller's to route: here it is simply another call.
     let mut other = CallStateMachine::new("2e1a0b00-2db4-4022-9570-243709c565ab", None);
@@ -462,7 +463,7 @@ fn entries_sharing_a_key_in_one_update_apply_once() {
     let mut m = CallStateMachine::new("c1", None);
     let first = feed(&mut m, &b);
     assert_eq!(first.len(), 1, "{first:?}");
-    let CallEvent::ParticipantJoined(_, p) = &first[0] else {
+    let SignalingEvent::ParticipantJoined(_, p) = &first[0] else {
         panic!("{first:?}")
     };
     assert_eq!(p.is_muted.get(), Some(&false));
@@ -488,7 +489,7 @@ fn deleting_the_call_resource_terminates_even_without_data() {
     );
     let ev = feed(&mut m, &gone);
     assert!(
-        matches!(ev.last(), Some(CallEvent::Terminated(None))),
+        matches!(ev.last(), Some(SignalingEvent::Terminated(None))),
         "{ev:?}"
     );
     assert!(m.is_terminated());

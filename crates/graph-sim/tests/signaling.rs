@@ -12,7 +12,7 @@ use graph_signaling::client::{
 };
 use graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo, MediaConfig};
 use graph_signaling::notify::{NotificationLimits, pipeline};
-use graph_signaling::state::{CallEvent, CallStateMachine};
+use graph_signaling::state::{CallStateMachine, SignalingEvent};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{ServerOptions, SimServer};
 use graph_sim::service::SimConfig;
@@ -24,7 +24,7 @@ const BLOB: &str = include_str!("../../media-session/testdata/documented-blob.js
 struct Bot {
     client: GraphClient,
     callback: String,
-    events: mpsc::UnboundedReceiver<(String, CallEvent)>,
+    events: mpsc::UnboundedReceiver<(String, SignalingEvent)>,
 }
 
 async fn bot(sim: &SimServer, retry: RetryPolicy) -> Bot {
@@ -99,7 +99,7 @@ fn user_id(sim: &SimServer, name: &str) -> String {
     })
 }
 
-async fn wait_for(bot: &mut Bot, what: impl Fn(&CallEvent) -> bool) -> CallEvent {
+async fn wait_for(bot: &mut Bot, what: impl Fn(&SignalingEvent) -> bool) -> SignalingEvent {
     loop {
         let (_, event) = tokio::time::timeout(Duration::from_secs(10), bot.events.recv())
             .await
@@ -142,7 +142,7 @@ async fn a_throttling_storm_still_creates_the_call_exactly_once() {
     wait_for(&mut bot, |e| {
         matches!(
             e,
-            CallEvent::StateChanged {
+            SignalingEvent::StateChanged {
                 to: CallState::Established,
                 ..
             }
@@ -172,24 +172,24 @@ async fn invite_resolves_from_its_notification_and_binds_the_new_stream() {
     );
     let created = bot.client.create_call(&call).await.unwrap();
     let id = created.id.get().cloned().unwrap();
-    wait_for(&mut bot, |e| matches!(e, CallEvent::StreamBind(..))).await;
+    wait_for(&mut bot, |e| matches!(e, SignalingEvent::StreamBind(..))).await;
     let bob =
         InvitationParticipantInfo::new(IdentitySet::user(user_id(&sim, "Bob"), Some("Bob".into())));
     bot.client
         .invite(&id, vec![bob], "invite-bob", false)
         .await
         .unwrap();
-    let CallEvent::OperationFinished(op) = wait_for(&mut bot, |e| {
-        matches!(e, CallEvent::OperationFinished(op) if op.client_context.as_deref() == Some("invite-bob"))
+    let SignalingEvent::OperationFinished(op) = wait_for(&mut bot, |e| {
+        matches!(e, SignalingEvent::OperationFinished(op) if op.client_context.as_deref() == Some("invite-bob"))
     })
     .await
     else {
         unreachable!()
     };
     assert!(op.is_finished());
-    wait_for(&mut bot, |e| matches!(e, CallEvent::StreamBind(..))).await;
+    wait_for(&mut bot, |e| matches!(e, SignalingEvent::StreamBind(..))).await;
     bot.client.hang_up(&id).await.unwrap();
-    wait_for(&mut bot, |e| matches!(e, CallEvent::Terminated(_))).await;
+    wait_for(&mut bot, |e| matches!(e, SignalingEvent::Terminated(_))).await;
 }
 
 #[tokio::test]
@@ -215,8 +215,8 @@ async fn join_by_meeting_id_as_a_guest_and_pstn_calls_are_placed() {
         .create_call(&meeting)
         .await
         .expect("meeting join");
-    let bound = wait_for(&mut bot, |e| matches!(e, CallEvent::StreamBind(..))).await;
-    assert!(matches!(bound, CallEvent::StreamBind(..)));
+    let bound = wait_for(&mut bot, |e| matches!(e, SignalingEvent::StreamBind(..))).await;
+    assert!(matches!(bound, SignalingEvent::StreamBind(..)));
 
     let pstn = build::pstn_call(
         &bot.callback,

@@ -110,6 +110,7 @@ impl<P> SourceGate<P> {
     }
 
     /// When held packets next expire.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.held
             .values()

@@ -13,7 +13,7 @@ use crate::models::{
 
 /// Something the application should know about a call.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CallEvent {
+pub enum SignalingEvent {
     /// The call state moved forward.
     StateChanged {
         /// The previous state, if one was known.
@@ -69,7 +69,7 @@ pub struct CallStateMachine {
     roster: Roster,
     me: SelfIdentity,
     sharing: BTreeSet<String>,
-    events: VecDeque<CallEvent>,
+    events: VecDeque<SignalingEvent>,
     last_update: Option<Instant>,
     finished: bool,
     scratch: Vec<RosterChange>,
@@ -179,7 +179,7 @@ impl CallStateMachine {
                 ResourceItem::Operation(op) => {
                     if n.change_type == ChangeType::Deleted || op.is_finished() {
                         self.events
-                            .push_back(CallEvent::OperationFinished(op.clone()));
+                            .push_back(SignalingEvent::OperationFinished(op.clone()));
                     }
                 }
                 ResourceItem::ContentSharingSession(s) => {
@@ -188,16 +188,18 @@ impl CallStateMachine {
                         ChangeType::Deleted => {
                             if self.sharing.remove(id) {
                                 self.events
-                                    .push_back(CallEvent::ContentSharingEnded(id.to_owned()));
+                                    .push_back(SignalingEvent::ContentSharingEnded(id.to_owned()));
                             }
                         }
                         _ => {
                             if self.sharing.insert(id.to_owned()) {
-                                self.events
-                                    .push_back(CallEvent::ContentSharingStarted(id.to_owned()));
+                                self.events.push_back(SignalingEvent::ContentSharingStarted(
+                                    id.to_owned(),
+                                ));
                             } else if n.change_type == ChangeType::Updated {
-                                self.events
-                                    .push_back(CallEvent::ContentSharingUpdated(id.to_owned()));
+                                self.events.push_back(SignalingEvent::ContentSharingUpdated(
+                                    id.to_owned(),
+                                ));
                             }
                         }
                     }
@@ -221,7 +223,8 @@ impl CallStateMachine {
     }
 
     /// The next event, oldest first.
-    pub fn poll_event(&mut self) -> Option<CallEvent> {
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SignalingEvent> {
         self.events.pop_front()
     }
 
@@ -263,7 +266,8 @@ impl CallStateMachine {
             }
         }
         self.state = Some(to.clone());
-        self.events.push_back(CallEvent::StateChanged { from, to });
+        self.events
+            .push_back(SignalingEvent::StateChanged { from, to });
     }
 
     /// Releases every binding and reports the end, once.
@@ -277,10 +281,11 @@ impl CallStateMachine {
         self.emit_changes(&mut changes);
         self.scratch = changes;
         for id in std::mem::take(&mut self.sharing) {
-            self.events.push_back(CallEvent::ContentSharingEnded(id));
+            self.events
+                .push_back(SignalingEvent::ContentSharingEnded(id));
         }
         self.events
-            .push_back(CallEvent::Terminated(self.result_info.clone()));
+            .push_back(SignalingEvent::Terminated(self.result_info.clone()));
     }
 
     fn emit_changes(&mut self, changes: &mut Vec<RosterChange>) {
@@ -292,7 +297,7 @@ impl CallStateMachine {
                         .get(&k)
                         .map(|e| Box::new(e.participant.clone()))
                         .unwrap_or_default();
-                    CallEvent::ParticipantJoined(k, p)
+                    SignalingEvent::ParticipantJoined(k, p)
                 }
                 RosterChange::Updated(k) => {
                     let p = self
@@ -300,11 +305,11 @@ impl CallStateMachine {
                         .get(&k)
                         .map(|e| Box::new(e.participant.clone()))
                         .unwrap_or_default();
-                    CallEvent::ParticipantUpdated(k, p)
+                    SignalingEvent::ParticipantUpdated(k, p)
                 }
-                RosterChange::Left(k, r) => CallEvent::ParticipantLeft(k, r),
-                RosterChange::Bind(s, k) => CallEvent::StreamBind(s, k),
-                RosterChange::Unbind(s, k) => CallEvent::StreamUnbind(s, k),
+                RosterChange::Left(k, r) => SignalingEvent::ParticipantLeft(k, r),
+                RosterChange::Bind(s, k) => SignalingEvent::StreamBind(s, k),
+                RosterChange::Unbind(s, k) => SignalingEvent::StreamUnbind(s, k),
             };
             self.events.push_back(event);
         }

@@ -9,7 +9,7 @@ pub mod operations;
 pub mod roster;
 pub mod timers;
 
-pub use call::{CallEvent, CallStateMachine};
+pub use call::{CallStateMachine, SignalingEvent};
 pub use operations::{OperationMatcher, OperationOutcome, OperationToken};
 pub use roster::{ParticipantKey, Roster, RosterChange, RosterEntry, SelfIdentity};
 pub use timers::{DEFAULT_KEEPALIVE_INTERVAL, TokenLifetime};

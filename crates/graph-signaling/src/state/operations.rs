@@ -110,6 +110,7 @@ impl OperationMatcher {
     }
 
     /// The earliest deadline, for the caller's timer.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.pending.iter().map(|p| p.deadline).min()
     }
@@ -129,6 +130,7 @@ impl OperationMatcher {
     }
 
     /// The next resolved operation.
+    #[must_use]
     pub fn poll_outcome(&mut self) -> Option<(OperationToken, OperationOutcome)> {
         self.outcomes.pop_front()
     }

@@ -146,6 +146,7 @@ impl PendingSessions {
     }
 
     /// The earliest expiry, if any session is pending.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.deadline).min()
     }

@@ -210,11 +210,13 @@ impl ServiceProtocol {
     }
 
     /// Next thing to do.
+    #[must_use]
     pub fn poll_output(&mut self) -> Option<ServiceOutput> {
         self.out.pop_front()
     }
 
     /// When [`ServiceProtocol::handle_timeout`] must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.accept_deadline,

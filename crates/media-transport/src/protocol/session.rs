@@ -216,11 +216,13 @@ impl BotSession {
     }
 
     /// Next thing to do.
+    #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
     /// When [`BotSession::handle_timeout`] must be called next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.hello_deadline,

@@ -76,7 +76,7 @@ fn keepalive_keeps_a_call_and_its_absence_ends_it() {
     assert_eq!(h.sim.call_state(&kept), Some(CallState::Established));
     assert_eq!(h.sim.call_state(&dropped), Some(CallState::Terminated));
     let end = h.events.iter().find_map(|(id, e)| match e {
-        CallEvent::Terminated(info) if *id == dropped => info.clone(),
+        SignalingEvent::Terminated(info) if *id == dropped => info.clone(),
         _ => None,
     });
     let end = end.expect("terminated with resultInfo");
@@ -203,7 +203,7 @@ fn declining_users_fail_invites_and_p2p_calls() {
     assert_eq!(r.status, 200);
     h.advance(Duration::from_secs(1));
     let op = h.events.iter().find_map(|(_, e)| match e {
-        CallEvent::OperationFinished(op) => Some(op.clone()),
+        SignalingEvent::OperationFinished(op) => Some(op.clone()),
         _ => None,
     });
     let op = op.expect("operation notification");

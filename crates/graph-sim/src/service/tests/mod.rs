@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use graph_signaling::models::{CallState, CommsNotifications};
-use graph_signaling::state::{CallEvent, CallStateMachine};
+use graph_signaling::state::{CallStateMachine, SignalingEvent};
 use serde_json::{Value, json};
 
 use super::*;
@@ -40,7 +40,7 @@ impl CallRegistry {
         &mut self,
         batch: &CommsNotifications,
         now: Instant,
-        out: &mut Vec<(String, CallEvent)>,
+        out: &mut Vec<(String, SignalingEvent)>,
     ) {
         for n in &batch.value {
             let Some(id) = n.call_id() else { continue };
@@ -61,7 +61,7 @@ struct Harness {
     now: Instant,
     token: String,
     registry: CallRegistry,
-    events: Vec<(String, CallEvent)>,
+    events: Vec<(String, SignalingEvent)>,
     sim_events: Vec<SimEvent>,
     posted: Vec<Value>,
 }
@@ -156,7 +156,7 @@ impl Harness {
             .iter()
             .filter(|(id, _)| id == call_id)
             .filter_map(|(_, e)| match e {
-                CallEvent::StateChanged { to, .. } => Some(to.clone()),
+                SignalingEvent::StateChanged { to, .. } => Some(to.clone()),
                 _ => None,
             })
             .collect()
@@ -169,8 +169,8 @@ impl Harness {
                 continue;
             }
             match e {
-                CallEvent::StreamBind(s, _) => bound.push(s.get()),
-                CallEvent::StreamUnbind(s, _) => bound.retain(|b| *b != s.get()),
+                SignalingEvent::StreamBind(s, _) => bound.push(s.get()),
+                SignalingEvent::StreamUnbind(s, _) => bound.retain(|b| *b != s.get()),
                 _ => {}
             }
         }

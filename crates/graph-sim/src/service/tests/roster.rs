@@ -29,7 +29,7 @@ fn invite_resolves_by_notification_and_adds_a_bound_stream() {
     assert_eq!(op["clientContext"], "ctx-1");
     h.advance(Duration::from_secs(1));
     let finished = h.events.iter().find_map(|(_, e)| match e {
-        CallEvent::OperationFinished(op) => Some(op.clone()),
+        SignalingEvent::OperationFinished(op) => Some(op.clone()),
         _ => None,
     });
     let finished = finished.expect("operation notification");
@@ -98,7 +98,7 @@ fn delta_roster_and_scheduled_leave_end_a_p2p_call() {
     assert!(
         h.events
             .iter()
-            .any(|(_, e)| matches!(e, CallEvent::ParticipantLeft(..)))
+            .any(|(_, e)| matches!(e, SignalingEvent::ParticipantLeft(..)))
     );
 }
 
