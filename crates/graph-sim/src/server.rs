@@ -3,6 +3,7 @@
 //! a JWT as the real calling service does.
 
 use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::scenario::Scenario;
+use crate::service::is_loopback_url;
 use crate::service::{ApiRequest, MAX_REQUEST_BYTES, Method, Outbound, Sim, SimConfig, SimEvent};
 use crate::softphone::{PAGE_PATH, Softphone};
 
@@ -89,7 +91,25 @@ pub struct NotifierStats {
     /// Notifications posted again after the bot answered 503 or 429 (it was draining or
     /// busy), as the calling service redelivers.
     pub redelivered: u64,
+    /// Redirects followed (a bot answered `302 Found` naming the call's owner).
+    pub redirected: u64,
 }
+
+/// What became of one call's notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallNotifications {
+    /// Acknowledged by a bot (2xx), directly or after redirects.
+    pub delivered: u64,
+    /// Redirects followed (`302 Found` to the instance that owns the call).
+    pub redirected: u64,
+    /// Posted again after a 503 or 429.
+    pub redelivered: u64,
+    /// Refused, unreachable, or out of attempts.
+    pub failed: u64,
+}
+
+/// Redirects followed for one post: a bot names the owner of a call; a chain means a loop.
+const MAX_REDIRECTS: u32 = 3;
 
 /// Attempts at posting one notification the bot answers with 503 or 429.
 const MAX_DELIVERY_ATTEMPTS: u32 = 6;
@@ -115,6 +135,9 @@ struct Shared {
     base_url: String,
     jwks: Value,
     stats: Mutex<NotifierStats>,
+    per_call: Mutex<HashMap<String, CallNotifications>>,
+    /// Redirects may lead outside loopback (as callbacks may).
+    remote_callbacks: bool,
 }
 
 impl Shared {
@@ -124,17 +147,35 @@ impl Shared {
     }
 }
 
-/// The core as other shells of this crate (the softphone) reach it: locked, and the notifier
-/// woken afterwards to act on what was queued.
+/// A cloneable way into a running [`SimServer`]'s core, for tasks beside the one reading its
+/// events (a load generator, the softphone): the core locked, and the notifier woken afterwards
+/// to act on what was queued.
 #[derive(Clone)]
-pub(crate) struct SimHandle(Arc<Shared>);
+pub struct SimHandle(Arc<Shared>);
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimHandle")
+    }
+}
 
 impl SimHandle {
     /// Runs `f` on the core, then wakes the notifier.
-    pub(crate) fn with_sim<R>(&self, f: impl FnOnce(&mut Sim, Instant) -> R) -> R {
+    pub fn with_sim<R>(&self, f: impl FnOnce(&mut Sim, Instant) -> R) -> R {
         let r = f(&mut self.0.sim(), Instant::now());
         self.0.wake.notify_one();
         r
+    }
+
+    /// What the notifier did with one call's notifications.
+    pub fn call_notifications(&self, call_id: &str) -> CallNotifications {
+        self.0
+            .per_call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(call_id)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -228,6 +269,8 @@ impl SimServer {
             base_url: base_url.clone(),
             jwks,
             stats: Mutex::new(NotifierStats::default()),
+            per_call: Mutex::new(HashMap::new()),
+            remote_callbacks: options.allow_remote_callbacks,
         });
         let mut router = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -244,6 +287,9 @@ impl SimServer {
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // A redirected notification is posted again, as is, to the new location (reqwest
+            // would turn the POST into a GET).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ServerError::Client(e.to_string()))?;
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -315,6 +361,11 @@ impl SimServer {
     pub fn notifier_stats(&self) -> NotifierStats {
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// A handle on the core for other tasks.
+    pub fn handle(&self) -> SimHandle {
+        SimHandle(self.shared.clone())
+    }
 }
 
 /// Fires the core's timers and posts its notifications, one at a time and in order; posts
@@ -345,13 +396,25 @@ async fn notifier(
         retries = later;
         due.extend(ready.into_iter().map(|(_, n, attempt)| (n, attempt)));
         for (n, attempt) in due {
-            match post_notification(&shared, &http, &n).await {
+            let (delivery, redirects) = post_notification(&shared, &http, &n).await;
+            let mut per_call = shared.per_call.lock().unwrap_or_else(|p| p.into_inner());
+            let call = per_call.entry(n.call_id.clone()).or_default();
+            call.redirected += u64::from(redirects);
+            lock_stats(&shared).redirected += u64::from(redirects);
+            match delivery {
                 Delivery::Again(after) if attempt < MAX_DELIVERY_ATTEMPTS => {
+                    call.redelivered += 1;
                     lock_stats(&shared).redelivered += 1;
                     retries.push((Instant::now() + after, n, attempt + 1));
                 }
-                Delivery::Done => lock_stats(&shared).delivered += 1,
-                Delivery::Again(_) | Delivery::Failed => lock_stats(&shared).failed += 1,
+                Delivery::Done => {
+                    call.delivered += 1;
+                    lock_stats(&shared).delivered += 1;
+                }
+                Delivery::Again(_) | Delivery::Failed => {
+                    call.failed += 1;
+                    lock_stats(&shared).failed += 1;
+                }
             }
         }
         let next = retries.iter().map(|(at, _, _)| *at).chain(next).min();
@@ -370,41 +433,67 @@ fn lock_stats(shared: &Shared) -> std::sync::MutexGuard<'_, NotifierStats> {
     shared.stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn post_notification(shared: &Shared, http: &reqwest::Client, n: &Outbound) -> Delivery {
+/// Posts one notification, following redirects to the call's owner; also returns how many
+/// redirects were followed.
+async fn post_notification(
+    shared: &Shared,
+    http: &reqwest::Client,
+    n: &Outbound,
+) -> (Delivery, u32) {
     let token = match shared.signer.token(&shared.app_id, &shared.tenant_id) {
         Ok(token) => token,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign notification");
-            return Delivery::Failed;
+            return (Delivery::Failed, 0);
         }
     };
-    let response = http
-        .post(&n.callback_uri)
-        .bearer_auth(token)
-        .json(&n.body)
-        .send()
-        .await;
-    match response {
-        Ok(r) if r.status().is_success() => Delivery::Done,
-        Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
-            let after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(REDELIVERY_DEFAULT, Duration::from_secs)
-                .min(REDELIVERY_MAX);
-            tracing::info!(call = %n.call_id, status = r.status().as_u16(), ?after, "the bot asked for redelivery");
-            Delivery::Again(after)
-        }
-        Ok(r) => {
-            tracing::warn!(call = %n.call_id, status = r.status().as_u16(), "notification refused");
-            Delivery::Failed
-        }
-        Err(e) => {
-            tracing::warn!(call = %n.call_id, error = %e, "notification not delivered");
-            Delivery::Failed
-        }
+    let mut url = n.callback_uri.clone();
+    let mut redirects = 0;
+    loop {
+        let response = http.post(&url).bearer_auth(&token).json(&n.body).send().await;
+        let delivery = match response {
+            Ok(r) if r.status().is_success() => Delivery::Done,
+            Ok(r) if r.status().is_redirection() && redirects < MAX_REDIRECTS => {
+                let next = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| reqwest::Url::parse(&url).ok()?.join(l).ok());
+                match next {
+                    // The same signed notification goes to the owner, as the service does.
+                    Some(next) if shared.remote_callbacks || is_loopback_url(next.as_str()) => {
+                        tracing::debug!(call = %n.call_id, to = %next, "following a redirect");
+                        url = next.to_string();
+                        redirects += 1;
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(call = %n.call_id, "a redirect without a usable location");
+                        Delivery::Failed
+                    }
+                }
+            }
+            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                let after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(REDELIVERY_DEFAULT, Duration::from_secs)
+                    .min(REDELIVERY_MAX);
+                tracing::info!(call = %n.call_id, status = r.status().as_u16(), ?after, "the bot asked for redelivery");
+                Delivery::Again(after)
+            }
+            Ok(r) => {
+                tracing::warn!(call = %n.call_id, status = r.status().as_u16(), "notification refused");
+                Delivery::Failed
+            }
+            Err(e) => {
+                tracing::warn!(call = %n.call_id, error = %e, "notification not delivered");
+                Delivery::Failed
+            }
+        };
+        return (delivery, redirects);
     }
 }
 

@@ -84,6 +84,7 @@ async fn talk_and_end(media: &mut MediaSide, call_id: &str, talk: Duration) -> M
             call_id: call_id.into(),
             code: 200,
             subcode: 0,
+            end: graph_sim::service::CallEnd::HungUp,
         })
         .unwrap();
     assert!(

@@ -248,9 +248,12 @@ impl MediaSide {
                 call_id,
                 code,
                 subcode,
+                end,
             } => {
                 if let Some(call) = self.calls.get(&call_id) {
-                    lock(&call.measure).result = Some((code, subcode));
+                    let mut measure = lock(&call.measure);
+                    measure.result = Some((code, subcode));
+                    measure.ended_by = Some(end.ended_by());
                 }
                 self.send(&call_id, Command::HangUp);
                 Ok(())

@@ -41,6 +41,9 @@ pub struct CallReport {
     /// hung up, 408/8537 when it was not kept alive, and so on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<(i64, i64)>,
+    /// Who ended the call: `bot`, `user` or `service`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<&'static str>,
     /// The WAV file of the bot's audio.
     pub recording: Option<PathBuf>,
     /// Each simulated participant, by source id.
@@ -199,6 +202,8 @@ pub struct CallMeasure {
     /// The service's `resultInfo` `(code, subcode)` when the call ended (a bot's hang-up is
     /// 200/5001).
     pub result: Option<(i64, i64)>,
+    /// Who ended the call: `bot`, `user` or `service`.
+    pub ended_by: Option<&'static str>,
 }
 
 /// A copy of a [`CallMeasure`]'s data, to analyse without holding the call's lock.
@@ -233,6 +238,7 @@ impl CallMeasure {
             ended: false,
             end_reason: None,
             result: None,
+            ended_by: None,
         }
     }
 
@@ -342,6 +348,7 @@ impl CallMeasure {
                 ended: self.ended,
                 end_reason: self.end_reason.clone(),
                 result: self.result,
+                ended_by: self.ended_by,
                 recording: self.bot.wav_path().map(Into::into),
                 participants: Vec::new(),
                 bot: self.bot.report(),

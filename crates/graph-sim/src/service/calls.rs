@@ -115,7 +115,8 @@ impl SimCall {
 
 /// How a call ends, each with the `resultInfo` Graph reports for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CallEnd {
+#[non_exhaustive]
+pub enum CallEnd {
     /// The bot hung up.
     HungUp,
     /// The bot sent no keepAlive within the timeout.
@@ -135,7 +136,19 @@ pub(super) enum CallEnd {
 }
 
 impl CallEnd {
-    fn code(self) -> i64 {
+    /// Who ended the call: `bot`, `user` or `service`.
+    pub fn ended_by(self) -> &'static str {
+        match self {
+            CallEnd::HungUp | CallEnd::Rejected | CallEnd::Redirected | CallEnd::Transferred => {
+                "bot"
+            }
+            CallEnd::OthersLeft | CallEnd::Declined => "user",
+            CallEnd::NotKeptAlive | CallEnd::Unanswered => "service",
+        }
+    }
+
+    /// `resultInfo.code`.
+    pub fn code(self) -> i64 {
         match self {
             CallEnd::NotKeptAlive | CallEnd::Unanswered => 408,
             CallEnd::Declined => 603,
@@ -143,7 +156,8 @@ impl CallEnd {
         }
     }
 
-    fn subcode(self) -> i64 {
+    /// `resultInfo.subcode`.
+    pub fn subcode(self) -> i64 {
         match self {
             CallEnd::HungUp => 5001,
             CallEnd::OthersLeft | CallEnd::Rejected => 5002,
@@ -440,6 +454,7 @@ impl Sim {
             call_id: call_id.to_owned(),
             code: end.code(),
             subcode: end.subcode(),
+            end,
         });
     }
 }

@@ -38,7 +38,7 @@ mod tokens;
 mod views;
 
 pub use api::{ApiRequest, ApiResponse, Method};
-pub use calls::{CallKind, is_loopback_url};
+pub use calls::{CallEnd, CallKind, is_loopback_url};
 pub use notify::{Outbound, SimEvent};
 pub use people::{Caller, MAX_PERSON_NAME_CHARS, PersonAction, PersonError, PersonOutcome};
 pub use views::{CallSummary, RosterEntry};

@@ -71,6 +71,8 @@ pub enum SimEvent {
         code: i64,
         /// `resultInfo.subcode`.
         subcode: i64,
+        /// How it ended, and so who ended it.
+        end: super::CallEnd,
     },
 }
 

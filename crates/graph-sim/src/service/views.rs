@@ -106,6 +106,12 @@ impl Sim {
         Some(entries)
     }
 
+    /// Where the notifications of `call_id` go: the callback URL the bot placed or answered
+    /// the call with (or, before an answer, the one it was offered at).
+    pub fn callback_uri(&self, call_id: &str) -> Option<&str> {
+        self.calls.get(call_id).map(|c| c.callback_uri.as_str())
+    }
+
     /// The callback URL of the most recent call a bot placed or was offered, to offer the next
     /// one to.
     pub fn last_callback_uri(&self) -> Option<&str> {

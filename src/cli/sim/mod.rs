@@ -13,6 +13,8 @@ use graph_sim::softphone::{Softphone, SoftphoneOptions};
 
 use super::print_out;
 
+mod load;
+
 #[derive(Debug, Args)]
 pub(crate) struct SimArgs {
     /// Scenario file (TOML or JSON): simulated users, impairments, faults. Default: two users.
@@ -27,9 +29,27 @@ pub(crate) struct SimArgs {
     /// The bot's client secret the sim accepts.
     #[arg(long, env = "MEDIABOT_APP_SECRET", hide_env_values = true)]
     app_secret: Option<String>,
-    /// Offer an incoming call from the scenario's first user to this callback URL, once started.
+    /// Offer an incoming call from the scenario's first user to this callback URL, once started
+    /// (with --incoming-calls: a stream of them).
     #[arg(long, value_name = "URL")]
     offer_incoming: Option<String>,
+    /// Offer this many incoming calls, one every --incoming-every, each from a simulated user
+    /// who talks and hangs up after --call-seconds; the sim exits once every call ended.
+    #[arg(long, value_name = "N", requires = "offer_incoming")]
+    incoming_calls: Option<u32>,
+    /// Milliseconds between two offers.
+    #[arg(long, value_name = "MS", default_value = "1000")]
+    incoming_every: u64,
+    /// Milliseconds before the first offer (so the bots can start).
+    #[arg(long, value_name = "MS", default_value = "0")]
+    incoming_delay: u64,
+    /// How long each caller stays once the call is established.
+    #[arg(long, value_name = "SECONDS", default_value = "5")]
+    call_seconds: f64,
+    /// With --incoming-calls: print one JSON summary on stdout when done (and nothing else
+    /// there).
+    #[arg(long)]
+    json: bool,
     /// Post notifications to callback URLs outside loopback.
     #[arg(long)]
     allow_remote_callbacks: bool,
@@ -117,14 +137,36 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
             "  softphone            {url}  (join a call from a browser)\n"
         ));
     }
-    print_out(&banner)?;
-    if let Some(callback) = &args.offer_incoming {
+    let quiet = args.json;
+    let out = |text: &str| -> Result<(), String> {
+        if quiet {
+            eprint!("{text}");
+            Ok(())
+        } else {
+            print_out(text)
+        }
+    };
+    out(&banner)?;
+    let load = match (&args.offer_incoming, args.incoming_calls) {
+        (Some(callback), Some(n)) => Some(tokio::spawn(load::offer(
+            sim.handle(),
+            load::Plan {
+                callback: callback.clone(),
+                calls: n,
+                every: Duration::from_millis(args.incoming_every.max(1)),
+                delay: Duration::from_millis(args.incoming_delay),
+                stay: Duration::from_secs_f64(args.call_seconds.max(0.0)),
+            },
+        ))),
+        _ => None,
+    };
+    if let (Some(callback), None) = (&args.offer_incoming, args.incoming_calls) {
         let action = PersonAction::CallBot {
             callback_uri: callback,
             caller: Caller::ScenarioUser(0),
         };
         match sim.with_sim(|s, now| s.handle_person(now, action)) {
-            Ok(offered) => print_out(&format!(
+            Ok(offered) => out(&format!(
                 "offered incoming call {} to {callback}\n",
                 offered.call_id
             ))?,
@@ -143,21 +185,51 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
         }
     };
     tokio::pin!(stop);
+    let load_done = async {
+        match load {
+            Some(task) => task.await.ok(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(load_done);
+    let mut offered = None;
     loop {
         tokio::select! {
             () = &mut stop => break,
+            calls = &mut load_done => {
+                offered = calls;
+                break;
+            }
             event = sim.next_event() => match event {
                 Some(e) => {
-                    print_out(&format!("{}\n", describe(&e)))?;
+                    out(&format!("{}\n", describe(&e)))?;
                     if let Err(err) = media.handle_event(e) {
-                        print_out(&format!("media: {err}\n"))?;
+                        out(&format!("media: {err}\n"))?;
                     }
                 }
                 None => break,
             },
         }
     }
+    // Events already queued (the last calls' ends) still reach the media side.
+    while let Some(e) = sim.try_event() {
+        let _ = media.handle_event(e);
+    }
     let report = media.shutdown().await;
+    if let Some(calls) = offered {
+        let summary = load::summary(&sim.handle(), &calls, &report);
+        let ok = summary["ok"] == true;
+        if args.json {
+            print_out(&format!("{summary}\n"))?;
+        } else {
+            print_out(&format!("{}\n", serde_json::to_string_pretty(&summary).unwrap_or_default()))?;
+        }
+        return if ok {
+            Ok(())
+        } else {
+            Err("not every offered call was answered, carried audio both ways and ended cleanly".into())
+        };
+    }
     for call in &report.calls {
         for p in &call.participants {
             print_out(&format!(
@@ -198,7 +270,11 @@ fn describe(event: &SimEvent) -> String {
             call_id,
             code,
             subcode,
-        } => format!("call {call_id}: ended {code}/{subcode}"),
+            end,
+        } => format!(
+            "call {call_id}: ended by the {} {code}/{subcode}",
+            end.ended_by()
+        ),
         other => format!("{other:?}"),
     }
 }
