@@ -34,7 +34,8 @@ async fn main() -> Result<(), BotError> {
         }
     });
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    call.hang_up().await?;
+    // Hangs up every call the bot holds and waits until each is released.
+    bot.shutdown().await;
     while let Some(event) = call.next_event().await {
         match event {
             CallEvent::StateChanged { to, .. } => println!("call {to}"),

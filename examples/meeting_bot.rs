@@ -165,8 +165,9 @@ async fn run(args: Args) -> Result<(), Error> {
     for entry in roster.values() {
         println!("roster  {}", entry.line());
     }
-    // Leaving a meeting is hanging up the bot's own leg; the meeting goes on without it.
-    call.hang_up().await?;
+    // Leaving a meeting is hanging up the bot's own leg; the meeting goes on without it. The
+    // bot hangs up whatever it holds and waits until each call is released.
+    bot.shutdown().await;
     while let Some(event) = call.next_event().await {
         if let CallEvent::Terminated(_) = event {
             println!("left the meeting");

@@ -213,9 +213,8 @@ async fn main() -> Result<(), Error> {
         clip.what,
         frames as f64 / 50.0
     );
-    if !call.is_ended() {
-        call.hang_up().await?;
-    }
+    // Hangs up (if the call is still up) and waits until the call is released.
+    bot.shutdown().await;
     // The sim's media side reports what the simulated user received from the bot.
     for c in sim.finish().await?.calls {
         let recording = c.recording.map(|p| p.display().to_string());

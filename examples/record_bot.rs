@@ -295,7 +295,8 @@ async fn main() -> Result<(), Error> {
         let _ = call
             .update_recording_status(RecordingStatus::NotRecording)
             .await;
-        call.hang_up().await?;
     }
+    // Hangs up (if the call is still up) and waits until the call is released.
+    bot.shutdown().await;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! key set, and a task that fires the core's timers and posts its notifications, each signed with
 //! a JWT as the real calling service does.
 
-use std::net::SocketAddr;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -450,7 +450,12 @@ async fn post_notification(
     let mut url = n.callback_uri.clone();
     let mut redirects = 0;
     loop {
-        let response = http.post(&url).bearer_auth(&token).json(&n.body).send().await;
+        let response = http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&n.body)
+            .send()
+            .await;
         let delivery = match response {
             Ok(r) if r.status().is_success() => Delivery::Done,
             Ok(r) if r.status().is_redirection() && redirects < MAX_REDIRECTS => {

@@ -51,7 +51,11 @@ pub(crate) async fn offer(sim: SimHandle, plan: Plan) -> Vec<Offered> {
         let Ok(offered) = sim.with_sim(|s, now| s.handle_person(now, action)) else {
             continue;
         };
-        callers.push(tokio::spawn(caller(sim.clone(), offered.call_id, plan.stay)));
+        callers.push(tokio::spawn(caller(
+            sim.clone(),
+            offered.call_id,
+            plan.stay,
+        )));
     }
     let mut out = Vec::new();
     for c in callers {
@@ -99,9 +103,7 @@ async fn caller(sim: SimHandle, call_id: String, stay: Duration) -> Offered {
     }
     // However it goes, the call ends (the bot hangs up, or the answer window closes).
     let end = tokio::time::Instant::now() + ESTABLISH_WITHIN;
-    while tokio::time::Instant::now() < end
-        && !state(&sim).is_some_and(|s| s.is_final())
-    {
+    while tokio::time::Instant::now() < end && !state(&sim).is_some_and(|s| s.is_final()) {
         tokio::time::sleep(POLL).await;
     }
     Offered {
@@ -129,9 +131,8 @@ pub(crate) fn summary(sim: &SimHandle, offered: &[Offered], media: &MediaReport)
             let p = report.and_then(|c| c.participants.first());
             let to_bot = p.map_or(0, |p| p.frames_sent);
             let from_bot = p.map_or(0, |p| p.frames_received);
-            let clean = report.is_some_and(|c| {
-                c.error.is_none() && c.result.is_some_and(|(code, _)| code < 400)
-            });
+            let clean = report
+                .is_some_and(|c| c.error.is_none() && c.result.is_some_and(|(code, _)| code < 400));
             ok &= o.established && to_bot > 0 && from_bot > 0 && clean;
             json!({
                 "call_id": o.call_id,

@@ -222,12 +222,18 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
         if args.json {
             print_out(&format!("{summary}\n"))?;
         } else {
-            print_out(&format!("{}\n", serde_json::to_string_pretty(&summary).unwrap_or_default()))?;
+            print_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            ))?;
         }
         return if ok {
             Ok(())
         } else {
-            Err("not every offered call was answered, carried audio both ways and ended cleanly".into())
+            Err(
+                "not every offered call was answered, carried audio both ways and ended cleanly"
+                    .into(),
+            )
         };
     }
     for call in &report.calls {
