@@ -11,7 +11,7 @@ use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::client::{ClientCredentials, GraphClient, GraphClientConfig, TokenProvider};
 use graph_signaling::notify::{Admission, NotificationLimits, pipeline};
 use media_transport::protocol::ProtocolConfig;
-use media_transport::{EndpointConfig, MediaEndpoint, WebRtcConfig};
+use media_transport::{EndpointConfig, ListenerLimits, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
 
 use super::{
@@ -36,6 +36,9 @@ pub struct MediaSettings {
     /// How long a call's media session waits for the calling service to connect before it
     /// ends with `NeverConnected` (and the bot hangs the call up). Default 60 s.
     pub connect_timeout: Duration,
+    /// Connections the `mpUri` listener holds at once and how long one may take to upgrade;
+    /// at the cap, a connection that has not presented a media session makes room.
+    pub limits: ListenerLimits,
 }
 
 impl Default for MediaSettings {
@@ -47,6 +50,7 @@ impl Default for MediaSettings {
             udp_port_range: None,
             public_ips: Vec::new(),
             connect_timeout: Duration::from_secs(60),
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -223,6 +227,7 @@ impl BotBuilder {
                 pending_timeout: self.media.connect_timeout,
                 ..ProtocolConfig::default()
             },
+            limits: self.media.limits,
             ..EndpointConfig::default()
         })
         .await?;

@@ -10,6 +10,7 @@ use media_session::SourceId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -23,6 +24,7 @@ use crate::dtmf::DtmfReceiver;
 use crate::endpoint::{CallSlot, MEDIA_PROCESSOR_PATH, Shared};
 use crate::error::WebRtcError;
 use crate::events::{IncomingAudio, MediaEvent};
+use crate::listener::Ticket;
 use crate::peer::{
     Peer, RtpWriter, WebRtcConfig, as_local, audio_track, build_peer, negotiated_payload_types,
     random_ssrc, set_local_and_gather,
@@ -100,23 +102,23 @@ enum Wake {
     Timer,
 }
 
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S)
+/// The WebSocket upgrade at [`MEDIA_PROCESSOR_PATH`]; the caller bounds how long it may take.
+pub(crate) async fn upgrade<S>(
+    stream: S,
+) -> Result<WebSocketStream<S>, tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config())).await
+}
+
+/// Serves an upgraded connection until it closes. `ticket` is its place at the listener: the
+/// `hello` claims through it, so that the listener never evicts a connection that holds a
+/// session.
+pub(crate) async fn serve<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, ticket: &Ticket)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        check_path,
-        Some(ws_config()),
-    )
-    .await
-    {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::info!(error = %e, "mpUri WebSocket handshake failed");
-            return;
-        }
-    };
     let (mut ws_tx, mut ws_rx) = ws.split();
     let mut session = BotSession::new(Instant::now(), shared.config.protocol.clone());
     let mut media: Option<CallMedia> = None;
@@ -232,7 +234,15 @@ where
         match wake {
             Wake::Ws(Some(Ok(Message::Text(text)))) => {
                 let mut reg = shared.registry();
-                session.handle_text(now, text.as_str(), &mut reg.pending);
+                if session.media_session_id().is_some() || session.is_closed() {
+                    session.handle_text(now, text.as_str(), &mut reg.pending);
+                } else if !ticket.claim(|| {
+                    session.handle_text(now, text.as_str(), &mut reg.pending);
+                    session.media_session_id().is_some()
+                }) {
+                    // Evicted to make room: the listener is closing this connection.
+                    break 'conn;
+                }
             }
             Wake::Ws(Some(Ok(Message::Binary(_)))) => {
                 let mut reg = shared.registry();
@@ -293,7 +303,13 @@ where
                     spawn_reader(m, track);
                 }
             }
-            Wake::Timer => session.handle_timeout(now),
+            Wake::Timer => {
+                let awaiting_hello = session.media_session_id().is_none() && !session.is_closed();
+                session.handle_timeout(now);
+                if awaiting_hello && session.is_closed() {
+                    ticket.hello_timed_out();
+                }
+            }
         }
     }
 

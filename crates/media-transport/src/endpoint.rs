@@ -2,15 +2,15 @@
 //! registered, pending media session, answers its offers with a WebRTC peer, delivers each
 //! participant's audio to an [`AudioSink`] and sends the bot's audio.
 //!
-//! This module holds the listener and the registry of pending sessions; each accepted
-//! connection runs in `connection.rs`, a shell around [`crate::protocol::BotSession`], which
-//! makes every protocol decision.
+//! This module holds the endpoint and the registry of pending sessions. `listener.rs` accepts
+//! connections within [`ListenerLimits`]; each admitted connection runs in `connection.rs`, a
+//! shell around [`crate::protocol::BotSession`], which makes every protocol decision.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use media_session::{BlobConfig, MediaSession, MpUri};
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::call::{AudioSender, Command, MediaCall};
 use crate::events::{AudioSink, MediaEvent};
+use crate::listener::{Admission, ListenerLimits, ListenerStats};
 use crate::peer::WebRtcConfig;
 use crate::protocol::{EndReason, PendingSessions, ProtocolConfig, RegisterError};
 use crate::tls::TlsServer;
@@ -47,6 +48,8 @@ pub struct EndpointConfig {
     pub protocol: ProtocolConfig,
     /// Serve `wss` with this TLS configuration instead of plain `ws`.
     pub tls: Option<TlsServer>,
+    /// How many connections the listener holds and how long one may take to upgrade.
+    pub limits: ListenerLimits,
 }
 
 impl Default for EndpointConfig {
@@ -58,6 +61,7 @@ impl Default for EndpointConfig {
             webrtc: WebRtcConfig::default(),
             protocol: ProtocolConfig::default(),
             tls: None,
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -99,6 +103,7 @@ pub(crate) struct Registry {
 
 pub(crate) struct Shared {
     pub(crate) config: EndpointConfig,
+    pub(crate) admission: Arc<Admission>,
     registry: Mutex<Registry>,
     registry_changed: Notify,
 }
@@ -157,6 +162,7 @@ impl MediaEndpoint {
             .unwrap_or_else(|| local_addr.ip().to_string());
         let mp_uri = MpUri::new(&host, config.public_port.unwrap_or(local_addr.port()))?;
         let shared = Arc::new(Shared {
+            admission: Admission::new(config.limits),
             config,
             registry: Mutex::new(Registry {
                 pending: PendingSessions::new(),
@@ -164,7 +170,7 @@ impl MediaEndpoint {
             }),
             registry_changed: Notify::new(),
         });
-        let accept = tokio::spawn(accept_loop(shared.clone(), listener));
+        let accept = tokio::spawn(crate::listener::accept_loop(shared.clone(), listener));
         let expiry = tokio::spawn(expiry_loop(shared.clone()));
         Ok(MediaEndpoint {
             shared,
@@ -182,6 +188,11 @@ impl MediaEndpoint {
     /// The mpUri to build media sessions with (public host and port).
     pub fn mp_uri(&self) -> &MpUri {
         &self.mp_uri
+    }
+
+    /// What the listener holds now and what it has evicted, refused and timed out so far.
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.shared.admission.stats()
     }
 
     /// Expects the service to connect for `session` (its blob's `mpMediaSessionId` and call id).
@@ -307,26 +318,5 @@ async fn expiry_loop(shared: Arc<Shared>) {
                 .events
                 .send(MediaEvent::Ended(EndReason::NeverConnected));
         }
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            // Out of file descriptors and the like: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            match shared.config.tls.clone() {
-                None => crate::connection::serve(shared, tcp).await,
-                Some(tls) => match tls.accept(tcp).await {
-                    Ok(stream) => crate::connection::serve(shared, stream).await,
-                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
-                },
-            }
-        });
     }
 }

@@ -12,7 +12,11 @@
 //! With the default feature `runtime` (tokio, tokio-tungstenite, `webrtc` 0.21.1):
 //! - [`endpoint`]: the bot side. [`MediaEndpoint::bind`] listens; [`MediaEndpoint::register`]
 //!   makes a media session pending and returns its [`MediaCall`] (events, the bot's audio
-//!   sender, DTMF, hang-up, stats); participants' audio goes to the [`AudioSink`] given.
+//!   sender, DTMF, hang-up, stats); participants' audio goes to the [`AudioSink`] given. The
+//!   listener holds at most [`ListenerLimits::max_connections`]: at the cap, the oldest
+//!   connection that has not presented a registered session is closed to make room, and TLS
+//!   plus the WebSocket upgrade must finish within [`ListenerLimits::handshake_timeout`];
+//!   [`MediaEndpoint::listener_stats`] counts what was evicted, refused and timed out.
 //! - [`service`]: the service side ([`ServiceSession`]) that graph-sim and the tests use.
 //! - [`tls`]: optional `wss`.
 //! - [`browser`]: a peer that answers a web browser's offer (graph-sim's softphone).
@@ -63,7 +67,9 @@
 //! Failures of the local WebRTC stack are [`WebRtcError`]s (the stack's own error with the step
 //! that failed). Logs go through `tracing` with structured fields (`media_session_id`, `seq`,
 //! `source`, `error`): sessions starting and ending at `info`, failures at `warn`, offers and
-//! streams at `debug`, nothing per packet above `trace`.
+//! streams at `debug`, nothing per packet above `trace`. Connections turned away before they
+//! became a session (evicted, refused, past a deadline) are logged at `debug` with the running
+//! count for their reason, so a flood costs no more than a line per connection at that level.
 
 pub mod binding;
 #[cfg(feature = "runtime")]
@@ -79,6 +85,8 @@ pub mod endpoint;
 mod error;
 #[cfg(feature = "runtime")]
 pub mod events;
+#[cfg(feature = "runtime")]
+mod listener;
 #[cfg(feature = "runtime")]
 mod peer;
 #[cfg(feature = "pipeline")]
@@ -98,6 +106,8 @@ pub use endpoint::{EndpointConfig, EndpointError, MediaEndpoint};
 pub use error::WebRtcError;
 #[cfg(feature = "runtime")]
 pub use events::{AudioSink, ChannelSink, IncomingAudio, MediaEvent};
+#[cfg(feature = "runtime")]
+pub use listener::{ListenerLimits, ListenerStats};
 #[cfg(feature = "runtime")]
 pub use peer::{DTMF_PAYLOAD_TYPE, OPUS_PAYLOAD_TYPE, SAMPLES_PER_FRAME, WebRtcConfig};
 #[cfg(feature = "runtime")]
