@@ -65,6 +65,9 @@
 //! `source`, `error`): sessions starting and ending at `info`, failures at `warn`, offers and
 //! streams at `debug`, nothing per packet above `trace`.
 
+#[cfg(feature = "_internal_test_exports")]
+#[doc(hidden)]
+pub mod _internal_test_exports;
 pub mod binding;
 #[cfg(feature = "runtime")]
 pub mod browser;
