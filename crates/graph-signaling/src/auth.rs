@@ -3,11 +3,14 @@
 //! Keys come from an OpenID configuration (`jwks_uri`); they are refreshed periodically and when
 //! a token names an unknown `kid`, at most once per [`AuthConfig::unknown_kid_refetch`] so a
 //! flood of forged tokens cannot turn into a flood of key fetches.
+//!
+//! Both documents come from the network, so they are read by pure functions,
+//! [`parse_openid_configuration`] and [`parse_jwks`], with size limits and typed errors
+//! ([`KeysDocumentError`]); the fuzz target `openid_documents` drives them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -26,8 +29,18 @@ pub const DEFAULT_ISSUERS: [&str; 2] = [
 /// The long form of the tenant id claim.
 const TENANT_CLAIM_LONG: &str = "http://schemas.microsoft.com/identity/claims/tenantid";
 
-/// Largest OpenID configuration or key set accepted.
-const MAX_KEYS_DOCUMENT: usize = 1024 * 1024;
+/// Largest OpenID configuration or key set accepted, in bytes. Real ones are a few kilobytes.
+pub const MAX_KEYS_DOCUMENT: usize = 1024 * 1024;
+
+/// Most keys a key set may list. The calling service publishes a handful; a set much larger
+/// than that is not a key set this validator should keep in memory.
+pub const MAX_KEYS: usize = 64;
+
+/// Longest `jwks_uri` or `issuer` accepted, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// Longest key id kept, in bytes; keys with longer ids are skipped.
+pub const MAX_KID_BYTES: usize = 256;
 
 /// How notifications are authenticated.
 #[derive(Debug, Clone)]
@@ -82,6 +95,207 @@ pub enum AuthError {
     /// The keys could not be fetched.
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
+    /// The OpenID configuration or the key set was fetched but could not be used.
+    #[error("signing keys unusable: {0}")]
+    KeysDocument(#[from] KeysDocumentError),
+}
+
+/// Why an OpenID configuration or key set document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysDocumentError {
+    /// The document is larger than [`MAX_KEYS_DOCUMENT`].
+    #[error("the document is {len} bytes; the limit is {MAX_KEYS_DOCUMENT}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+    },
+    /// The document is not JSON of the expected shape.
+    #[error("the document is malformed: {0}")]
+    Malformed(String),
+    /// The OpenID configuration names no `jwks_uri`.
+    #[error("the OpenID configuration has no jwks_uri")]
+    MissingJwksUri,
+    /// `jwks_uri` is not an absolute http or https URL.
+    #[error("jwks_uri is not an http(s) URL: {0}")]
+    BadJwksUri(String),
+    /// A text field is longer than [`MAX_URL_BYTES`].
+    #[error("{field} is {len} bytes; the limit is {MAX_URL_BYTES}")]
+    FieldTooLong {
+        /// The field's name.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// The key set lists more than [`MAX_KEYS`] keys.
+    #[error("the key set lists {count} keys; the limit is {MAX_KEYS}")]
+    TooManyKeys {
+        /// How many it lists.
+        count: usize,
+    },
+}
+
+/// What the validator takes from the calling service's OpenID configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenIdConfiguration {
+    /// Where the signing keys are published.
+    pub jwks_uri: String,
+    /// The issuer the configuration names, if any. Informational: accepted issuers come from
+    /// [`AuthConfig::issuers`], never from the network.
+    pub issuer: Option<String>,
+}
+
+/// The configuration's members this module reads; everything else in it is ignored.
+#[derive(Deserialize)]
+struct RawOpenIdConfiguration {
+    jwks_uri: Option<String>,
+    issuer: Option<String>,
+}
+
+/// Reads an OpenID configuration document: `jwks_uri` must be an absolute http(s) URL, and
+/// the document and its fields are size-limited.
+pub fn parse_openid_configuration(body: &[u8]) -> Result<OpenIdConfiguration, KeysDocumentError> {
+    check_document_size(body)?;
+    let raw: RawOpenIdConfiguration = serde_json::from_slice(body).map_err(malformed)?;
+    let jwks_uri = raw.jwks_uri.ok_or(KeysDocumentError::MissingJwksUri)?;
+    check_field("jwks_uri", &jwks_uri)?;
+    if let Some(issuer) = &raw.issuer {
+        check_field("issuer", issuer)?;
+    }
+    let url = reqwest::Url::parse(&jwks_uri)
+        .map_err(|e| KeysDocumentError::BadJwksUri(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(KeysDocumentError::BadJwksUri(format!(
+            "scheme {:?} and host {:?}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        )));
+    }
+    Ok(OpenIdConfiguration {
+        jwks_uri,
+        issuer: raw.issuer,
+    })
+}
+
+/// The key set's shape: each key stays raw JSON until it is read on its own, so one key of a
+/// type this validator does not know does not make the whole set unreadable.
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<Value>,
+}
+
+/// The members of one JWK that an RS256 verification key needs.
+#[derive(Deserialize)]
+struct RawRsaJwk {
+    kty: String,
+    kid: Option<String>,
+    #[serde(rename = "use")]
+    key_use: Option<String>,
+    alg: Option<String>,
+    n: String,
+    e: String,
+}
+
+/// Reads a JWK set into the keys tokens can be verified with, by key id. The document and the
+/// number of keys are limited; a key that cannot verify RS256 tokens (not RSA, another
+/// algorithm or use, no or an overlong `kid`, components that are not base64url) is skipped
+/// and counted, as is a second key with an id already taken (the first one is kept).
+pub fn parse_jwks(body: &[u8]) -> Result<SigningKeys, KeysDocumentError> {
+    check_document_size(body)?;
+    let raw: RawJwks = serde_json::from_slice(body).map_err(malformed)?;
+    if raw.keys.len() > MAX_KEYS {
+        return Err(KeysDocumentError::TooManyKeys {
+            count: raw.keys.len(),
+        });
+    }
+    let mut keys = SigningKeys::default();
+    for jwk in raw.keys {
+        match rs256_key(jwk) {
+            Some((kid, key)) if !keys.keys.contains_key(&kid) => {
+                keys.keys.insert(kid, key);
+            }
+            _ => keys.skipped += 1,
+        }
+    }
+    Ok(keys)
+}
+
+/// The key id and verification key of a JWK usable for RS256, or `None`.
+fn rs256_key(jwk: Value) -> Option<(String, DecodingKey)> {
+    let jwk: RawRsaJwk = serde_json::from_value(jwk).ok()?;
+    let kid = jwk.kid.filter(|k| !k.is_empty() && k.len() <= MAX_KID_BYTES)?;
+    let usable = jwk.kty == "RSA"
+        && jwk.key_use.as_deref().is_none_or(|u| u == "sig")
+        && jwk.alg.as_deref().is_none_or(|a| a == "RS256");
+    if !usable {
+        return None;
+    }
+    let key = DecodingKey::from_rsa_components(&jwk.n, &jwk.e).ok()?;
+    Some((kid, key))
+}
+
+fn check_document_size(body: &[u8]) -> Result<(), KeysDocumentError> {
+    if body.len() > MAX_KEYS_DOCUMENT {
+        return Err(KeysDocumentError::TooLarge { len: body.len() });
+    }
+    Ok(())
+}
+
+fn check_field(field: &'static str, value: &str) -> Result<(), KeysDocumentError> {
+    if value.len() > MAX_URL_BYTES {
+        return Err(KeysDocumentError::FieldTooLong {
+            field,
+            len: value.len(),
+        });
+    }
+    Ok(())
+}
+
+fn malformed(e: serde_json::Error) -> KeysDocumentError {
+    KeysDocumentError::Malformed(crate::error::short_reason(&e))
+}
+
+/// RS256 verification keys by key id, as read by [`parse_jwks`].
+#[derive(Default, Clone)]
+pub struct SigningKeys {
+    keys: HashMap<String, DecodingKey>,
+    skipped: usize,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+impl SigningKeys {
+    /// The key with this id.
+    pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
+        self.keys.get(kid)
+    }
+
+    /// The key ids, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Keys of the document that were not kept (unusable, or a repeated id).
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
 }
 
 /// What a valid token says.
@@ -96,20 +310,11 @@ pub struct VerifiedCaller {
 }
 
 /// The key set and when it was fetched: the decisions of when to fetch, as data.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
+    keys: SigningKeys,
     fetched_at: Option<Instant>,
     last_unknown_kid_fetch: Option<Instant>,
-}
-
-impl std::fmt::Debug for KeyCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyCache")
-            .field("kids", &self.keys.keys().collect::<Vec<_>>())
-            .field("fetched_at", &self.fetched_at)
-            .finish()
-    }
 }
 
 impl KeyCache {
@@ -131,17 +336,9 @@ impl KeyCache {
         true
     }
 
-    /// Replaces the keys with those of a JWK set. Keys without `kid` or of unusable types are
-    /// skipped.
-    pub fn install(&mut self, set: &JwkSet, now: Instant) {
-        self.keys = set
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
-            })
-            .collect();
+    /// Replaces the keys with those read from a key set ([`parse_jwks`]).
+    pub fn install(&mut self, keys: SigningKeys, now: Instant) {
+        self.keys = keys;
         self.fetched_at = Some(now);
     }
 
@@ -159,11 +356,6 @@ impl KeyCache {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-}
-
-#[derive(Deserialize)]
-struct OpenIdConfiguration {
-    jwks_uri: String,
 }
 
 /// Validates notification tokens; fetches keys over HTTP as needed.
@@ -274,17 +466,21 @@ impl TokenValidator {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unavailable = |e: String| AuthError::KeysUnavailable(e);
-        let config: OpenIdConfiguration = serde_json::from_slice(
+        let config = parse_openid_configuration(
             &self
                 .fetch(&self.config.openid_config_url)
                 .await
                 .map_err(unavailable)?,
-        )
-        .map_err(|e| unavailable(e.to_string()))?;
-        let set: JwkSet =
-            serde_json::from_slice(&self.fetch(&config.jwks_uri).await.map_err(unavailable)?)
-                .map_err(|e| unavailable(e.to_string()))?;
-        cache.install(&set, now);
+        )?;
+        let keys = parse_jwks(&self.fetch(&config.jwks_uri).await.map_err(unavailable)?)?;
+        if keys.skipped() > 0 {
+            tracing::debug!(
+                kept = keys.len(),
+                skipped = keys.skipped(),
+                "some published keys cannot verify RS256 tokens"
+            );
+        }
+        cache.install(keys, now);
         Ok(())
     }
 

@@ -63,6 +63,24 @@ pub enum GraphError {
     Token(String),
 }
 
+/// Longest reason the crate copies from a parser's error into its own, in bytes.
+pub(crate) const MAX_REASON_BYTES: usize = 200;
+
+/// A parser's error message as one short line. serde_json quotes the offending value, which
+/// can be most of a hostile body: the reason ends up in logs, so it is cut.
+pub(crate) fn short_reason(e: &impl std::fmt::Display) -> String {
+    let mut text = e.to_string().replace(['\n', '\r'], " ");
+    if text.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 impl GraphError {
     /// An HTTP error from a status, the `request-id` header, the body, the id this client
     /// sent and the parsed `Retry-After`.

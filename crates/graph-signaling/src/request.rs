@@ -5,7 +5,7 @@
 //! harness can hand the same bytes to an emulator's core instead, so both see exactly what a
 //! bot sends.
 
-use crate::error::GraphError;
+use crate::error::{GraphError, short_reason};
 use crate::models::{
     AnswerBody, Call, ClientContextBody, CommsOperation, InvitationParticipantInfo,
     InviteParticipantsBody, Nullable, ParticipantInfo, RecordingStatus, RedirectBody, RejectBody,
@@ -65,7 +65,7 @@ impl Answer {
     pub fn parse<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, GraphError> {
         serde_json::from_slice(&self.body).map_err(|e| GraphError::BadResponse {
             client_request_id: self.client_request_id.clone(),
-            reason: format!("{what} body (HTTP {}): {e}", self.status),
+            reason: format!("{what} body (HTTP {}): {}", self.status, short_reason(&e)),
         })
     }
 

@@ -71,6 +71,9 @@
 //! became a session (evicted, refused, past a deadline) are logged at `debug` with the running
 //! count for their reason, so a flood costs no more than a line per connection at that level.
 
+#[cfg(feature = "_internal_test_exports")]
+#[doc(hidden)]
+pub mod _internal_test_exports;
 pub mod binding;
 #[cfg(feature = "runtime")]
 pub mod browser;

@@ -67,13 +67,24 @@ pub fn opus_packet(data: &[u8]) {
     }
 }
 
+/// RTP timestamp units per 20 ms packet at 48 kHz.
+const TS_PER_PACKET: i32 = 960;
+
 /// Drives a jitter buffer with packets and ticks decoded from `data` and checks its counters
 /// stay consistent.
+///
+/// Six bytes per step: `kind`, the sequence number (2 bytes, little-endian) and a timestamp
+/// skew (3 bytes, little-endian, signed). `kind`'s high nibble is the milliseconds elapsed
+/// before the step (its top bit also picks the SSRC), bits 0-1 choose a tick (0) or a push,
+/// bits 2-3 the payload. A pushed packet's timestamp is the last pushed one's moved by 960 per
+/// sequence step, plus the skew: a well-behaved sender is skew 0 throughout (sequence wraps
+/// included), a restart is a large skew.
 pub fn jitter_buffer(data: &[u8]) {
     let t0 = Instant::now();
     let mut jb = JitterBuffer::new(JitterConfig::default());
     let mut now = t0;
     let mut pushed = 0u64;
+    let (mut last_seq, mut last_ts) = (0u16, 0u32);
     for op in data.chunks(6) {
         let [kind, a, b, c, d, e] = match *op {
             [k, a, b, c, d, e] => [k, a, b, c, d, e],
@@ -86,7 +97,12 @@ pub fn jitter_buffer(data: &[u8]) {
             }
             _ => {
                 let seq = u16::from_le_bytes([a, b]);
-                let ts = u32::from_le_bytes([c, d, e, a]);
+                let skew = i32::from_le_bytes([c, d, e, if e & 0x80 == 0 { 0 } else { 0xff }]);
+                let steps = i32::from(seq.wrapping_sub(last_seq) as i16);
+                let ts = last_ts
+                    .wrapping_add_signed(steps * TS_PER_PACKET)
+                    .wrapping_add_signed(skew);
+                (last_seq, last_ts) = (seq, ts);
                 let payload = match kind & 0x0c {
                     0 => Bytes::from_static(&[0x08, 0x40, 0x11]),
                     4 => Bytes::from_static(&[0x08, 0x00]),
