@@ -224,6 +224,17 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&server.evicted));
         metrics::counter!("mediabot_http_connections_closed_total", "why" => "refused_busy")
             .absolute(load(&server.refused));
+        let media = shared.endpoint.listener_stats();
+        metrics::gauge!("mediabot_media_connections").set(media.open as f64);
+        for (why, n) in [
+            ("evicted", media.evicted),
+            ("refused", media.refused),
+            ("handshake_timeout", media.handshake_timeouts),
+            ("hello_timeout", media.hello_timeouts),
+            ("stalled", media.stalled),
+        ] {
+            metrics::counter!("mediabot_media_connections_closed_total", "why" => why).absolute(n);
+        }
         metrics::gauge!("mediabot_unknown_call_notifications").set(early_held as f64);
         metrics::counter!("mediabot_unknown_call_notifications_dropped_total")
             .absolute(early_dropped);

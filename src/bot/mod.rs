@@ -72,6 +72,7 @@ pub use driver::CallSnapshot;
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use lifecycle::{DrainReport, Phase};
+pub use media_transport::ListenerLimits;
 pub use serve::ServerLimits;
 #[cfg(feature = "sim")]
 pub use sim::{LocalSim, LocalSimOptions, SimUserInfo};

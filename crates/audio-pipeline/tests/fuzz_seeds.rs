@@ -11,8 +11,13 @@ use std::path::PathBuf;
 use audio_pipeline::_internal_test_exports::fuzz;
 use audio_pipeline::codec::{OPUS_FRAME_SAMPLES, OpusConfig, OpusEncoder, has_inband_fec};
 
+/// A fuzz entry point: takes the target's bytes, panics on a finding.
+type EntryPoint = fn(&[u8]);
+
 fn seeds_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds")
+        .join(target)
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -173,7 +178,13 @@ fn jitter_seeds() {
                 rough.extend(step(7, true, fec[i], seq, 0));
                 rough.extend(step(1, true, fec[i], seq, 0));
             }
-            _ => rough.extend(step(if i % 5 == 0 { 0 } else { 7 }, true, fec[i], seq, 0)),
+            _ => rough.extend(step(
+                if i.is_multiple_of(5) { 0 } else { 7 },
+                true,
+                fec[i],
+                seq,
+                0,
+            )),
         }
         rough.extend(step(7, false, false, 0, 0));
         rough.extend(step(6, false, false, 0, 0));
@@ -212,7 +223,7 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, fn(&[u8])); 3] = [
+    let targets: [(&str, EntryPoint); 3] = [
         ("framer", fuzz::framer),
         ("opus_packet", fuzz::opus_packet),
         ("jitter_buffer", fuzz::jitter_buffer),

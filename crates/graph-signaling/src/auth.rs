@@ -162,8 +162,8 @@ pub fn parse_openid_configuration(body: &[u8]) -> Result<OpenIdConfiguration, Ke
     if let Some(issuer) = &raw.issuer {
         check_field("issuer", issuer)?;
     }
-    let url = reqwest::Url::parse(&jwks_uri)
-        .map_err(|e| KeysDocumentError::BadJwksUri(e.to_string()))?;
+    let url =
+        reqwest::Url::parse(&jwks_uri).map_err(|e| KeysDocumentError::BadJwksUri(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(KeysDocumentError::BadJwksUri(format!(
             "scheme {:?} and host {:?}",
@@ -223,7 +223,9 @@ pub fn parse_jwks(body: &[u8]) -> Result<SigningKeys, KeysDocumentError> {
 /// The key id and verification key of a JWK usable for RS256, or `None`.
 fn rs256_key(jwk: Value) -> Option<(String, DecodingKey)> {
     let jwk: RawRsaJwk = serde_json::from_value(jwk).ok()?;
-    let kid = jwk.kid.filter(|k| !k.is_empty() && k.len() <= MAX_KID_BYTES)?;
+    let kid = jwk
+        .kid
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KID_BYTES)?;
     let usable = jwk.kty == "RSA"
         && jwk.key_use.as_deref().is_none_or(|u| u == "sig")
         && jwk.alg.as_deref().is_none_or(|a| a == "RS256");

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use graph_signaling::_internal_test_exports::fuzz;
 use serde_json::{Value, json};
 
+/// A fuzz entry point: takes the target's bytes, panics on a finding.
+type EntryPoint = fn(&[u8]);
+
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -150,7 +153,7 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, fn(&[u8])); 3] = [
+    let targets: [(&str, EntryPoint); 3] = [
         ("notification_parse", fuzz::notification_parse),
         ("graph_responses", fuzz::graph_responses),
         ("openid_documents", fuzz::openid_documents),
@@ -171,7 +174,10 @@ fn the_openid_seeds_read_as_the_validator_reads_them() {
     let read = |name: &str| std::fs::read(seeds_dir("openid_documents").join(name)).unwrap();
     let config = parse_openid_configuration(&read("openid-configuration.json")).unwrap();
     assert!(config.jwks_uri.starts_with("https://api.aps.skype.com/"));
-    assert_eq!(config.issuer.as_deref(), Some("https://api.botframework.com"));
+    assert_eq!(
+        config.issuer.as_deref(),
+        Some("https://api.botframework.com")
+    );
     let keys = parse_jwks(&read("jwks-rsa.json")).unwrap();
     assert!(keys.get("test-kid-1").is_some());
     let mixed = parse_jwks(&read("jwks-rotated-mixed.json")).unwrap();

@@ -17,8 +17,13 @@ use media_transport::dtmf::{DtmfDigit, event_train};
 /// 20 ms at the 48 kHz telephone-event clock.
 const STEP: u16 = 960;
 
+/// A fuzz entry point: takes the target's bytes, panics on a finding.
+type EntryPoint = fn(&[u8]);
+
 fn seeds_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds")
+        .join(target)
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -63,7 +68,11 @@ fn trains(base: u32, presses: &[(char, u8, u8)], schedule: &[u8]) -> Vec<u8> {
 
 fn dtmf_seeds() {
     let five = event_train(digit('5'), 4800, STEP);
-    write("dtmf_payload", "event-5-first.bin", &five[0].event.to_bytes());
+    write(
+        "dtmf_payload",
+        "event-5-first.bin",
+        &five[0].event.to_bytes(),
+    );
     let pound = event_train(digit('#'), 7680, STEP);
     write(
         "dtmf_payload",
@@ -121,7 +130,7 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, fn(&[u8])); 2] = [
+    let targets: [(&str, EntryPoint); 2] = [
         ("dtmf_payload", fuzz::dtmf_payload),
         ("browser_offer", fuzz::browser_offer),
     ];

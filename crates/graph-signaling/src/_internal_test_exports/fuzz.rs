@@ -197,7 +197,9 @@ pub fn openid_documents(data: &[u8]) {
                 assert!(keys.get(kid).is_some());
             }
             let doc: Value = serde_json::from_slice(data).expect("an accepted key set is JSON");
-            let listed = doc["keys"].as_array().expect("an accepted key set has keys");
+            let listed = doc["keys"]
+                .as_array()
+                .expect("an accepted key set has keys");
             assert_eq!(keys.len() + keys.skipped(), listed.len());
             for jwk in listed {
                 if let Some(kid) = expected_rs256_kid(jwk) {
@@ -280,9 +282,18 @@ mod tests {
     #[test]
     fn graph_responses_takes_bodies_and_garbage() {
         for (status, body) in [
-            (201, r##"{"@odata.type":"#microsoft.graph.call","id":"a","state":"establishing","x":[1,{"y":null}]}"##),
-            (200, r##"{"@odata.type":"#microsoft.graph.inviteParticipantsOperation","id":"o","status":"Running"}"##),
-            (403, r#"{"error":{"code":"7503","message":"no","innerError":{"request-id":"r"}}}"#),
+            (
+                201,
+                r##"{"@odata.type":"#microsoft.graph.call","id":"a","state":"establishing","x":[1,{"y":null}]}"##,
+            ),
+            (
+                200,
+                r##"{"@odata.type":"#microsoft.graph.inviteParticipantsOperation","id":"o","status":"Running"}"##,
+            ),
+            (
+                403,
+                r#"{"error":{"code":"7503","message":"no","innerError":{"request-id":"r"}}}"#,
+            ),
             (500, ""),
             (0, "not json"),
             (u16::MAX, r#"{"error":5}"#),

@@ -39,7 +39,9 @@ fn payload_round_trip(payload: &[u8]) {
         let written = event.to_bytes();
         assert_eq!(TelephoneEvent::parse(&written), Some(event));
         if payload.len() == 4 {
-            assert_eq!(written[..], payload[..], "round trip of {payload:02x?}");
+            // RFC 4733's R bit is ignored on reading and sent as zero, so it does not survive.
+            let expected = [payload[0], payload[1] & !0x40, payload[2], payload[3]];
+            assert_eq!(written, expected, "round trip of {payload:02x?}");
         }
     }
 }
