@@ -4,17 +4,23 @@
 //! a token names an unknown `kid`, at most once per [`AuthConfig::unknown_kid_refetch`] so a
 //! flood of forged tokens cannot turn into a flood of key fetches.
 //!
+//! No fetch holds the lock every validation reads the keys under: a periodic refresh runs in
+//! the background while the current keys go on verifying, and only a validation that cannot
+//! succeed without new keys (none yet, or an unknown `kid` within the rate limit) waits for a
+//! fetch. Fetches are one at a time.
+//!
 //! Both documents come from the network, so they are read by pure functions,
 //! [`parse_openid_configuration`] and [`parse_jwks`], with size limits and typed errors
 //! ([`KeysDocumentError`]); the fuzz target `openid_documents` drives them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
 /// The calling service's OpenID configuration (production default).
 pub const DEFAULT_OPENID_CONFIG_URL: &str =
@@ -31,6 +37,10 @@ const TENANT_CLAIM_LONG: &str = "http://schemas.microsoft.com/identity/claims/te
 
 /// Largest OpenID configuration or key set accepted, in bytes. Real ones are a few kilobytes.
 pub const MAX_KEYS_DOCUMENT: usize = 1024 * 1024;
+
+/// After a failed periodic refresh, how long until the next try (the old keys keep verifying
+/// meanwhile), so that an unreachable key server is not asked once per notification.
+const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
 /// Most keys a key set may list. The calling service publishes a handful; a set much larger
 /// than that is not a key set this validator should keep in memory.
@@ -317,6 +327,7 @@ pub struct KeyCache {
     keys: SigningKeys,
     fetched_at: Option<Instant>,
     last_unknown_kid_fetch: Option<Instant>,
+    refresh_attempted_at: Option<Instant>,
 }
 
 impl KeyCache {
@@ -335,6 +346,20 @@ impl KeyCache {
             return false;
         }
         self.last_unknown_kid_fetch = Some(now);
+        true
+    }
+
+    /// True when the keys are stale and no periodic refresh was tried within the last
+    /// [`REFRESH_RETRY`]; records the attempt.
+    fn begin_periodic_refresh(&mut self, now: Instant, refresh: Duration) -> bool {
+        if !self.is_stale(now, refresh)
+            || self
+                .refresh_attempted_at
+                .is_some_and(|t| now.saturating_duration_since(t) < REFRESH_RETRY)
+        {
+            return false;
+        }
+        self.refresh_attempted_at = Some(now);
         true
     }
 
@@ -363,10 +388,18 @@ impl KeyCache {
 /// Validates notification tokens; fetches keys over HTTP as needed.
 #[derive(Debug)]
 pub struct TokenValidator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     config: AuthConfig,
     http: reqwest::Client,
-    cache: Mutex<KeyCache>,
-    fetches: std::sync::atomic::AtomicU64,
+    // Held only to read or replace the keys, never across an await.
+    cache: std::sync::Mutex<KeyCache>,
+    // One fetch at a time; only validations that need new keys wait here.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+    fetches: AtomicU64,
 }
 
 impl TokenValidator {
@@ -378,16 +411,19 @@ impl TokenValidator {
     /// A validator using the given HTTP client.
     pub fn with_client(config: AuthConfig, http: reqwest::Client) -> Self {
         TokenValidator {
-            config,
-            http,
-            cache: Mutex::new(KeyCache::default()),
-            fetches: std::sync::atomic::AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                config,
+                http,
+                cache: std::sync::Mutex::new(KeyCache::default()),
+                fetching: Arc::new(tokio::sync::Mutex::new(())),
+                fetches: AtomicU64::new(0),
+            }),
         }
     }
 
     /// How many times keys were fetched (for tests and metrics).
     pub fn key_fetches(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.fetches.load(Ordering::Relaxed)
     }
 
     /// Validates the value of an `Authorization` header.
@@ -414,33 +450,15 @@ impl TokenValidator {
             )));
         }
         let kid = header.kid.ok_or(AuthError::UnknownKey(None))?;
-        let now = tokio::time::Instant::now().into_std();
-        let mut cache = self.cache.lock().await;
-        if cache.is_stale(now, self.config.refresh_interval) {
-            // Keys that are merely old still verify; only fail when there are none at all.
-            if let Err(e) = self.refresh(&mut cache, now).await {
-                if cache.is_empty() {
-                    return Err(e);
-                }
-                tracing::warn!(error = %e, "could not refresh notification signing keys");
-            }
-        }
-        if cache.get(&kid).is_none()
-            && cache.allow_unknown_kid_fetch(now, self.config.unknown_kid_refetch)
-        {
-            self.refresh(&mut cache, now).await?;
-        }
-        let key = cache
-            .get(&kid)
-            .ok_or_else(|| AuthError::UnknownKey(Some(kid.clone())))?;
+        let key = self.inner.key_for(&kid).await?;
+        let config = &self.inner.config;
         let mut v = Validation::new(Algorithm::RS256);
-        v.set_audience(&[&self.config.app_id]);
-        v.set_issuer(&self.config.issuers);
+        v.set_audience(&[&config.app_id]);
+        v.set_issuer(&config.issuers);
         v.set_required_spec_claims(&["exp", "aud", "iss"]);
-        v.leeway = self.config.leeway.as_secs();
+        v.leeway = config.leeway.as_secs();
         v.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v)?;
-        drop(cache);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)?;
         let claims = data.claims;
         let tenant = ["tid", TENANT_CLAIM_LONG]
             .iter()
@@ -463,10 +481,76 @@ impl TokenValidator {
             claims,
         })
     }
+}
 
-    async fn refresh(&self, cache: &mut KeyCache, now: Instant) -> Result<(), AuthError> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+impl Inner {
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // The cache is replaced whole or not at all, so a panic elsewhere leaves it usable.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The key named `kid`, fetching keys first only when there are none yet or `kid` is
+    /// unknown (within the rate limit).
+    async fn key_for(self: &Arc<Self>, kid: &str) -> Result<DecodingKey, AuthError> {
+        let now = tokio::time::Instant::now().into_std();
+        let (key, empty, refresh_in_background) = {
+            let mut cache = self.cache();
+            let refresh = !cache.is_empty()
+                && cache.begin_periodic_refresh(now, self.config.refresh_interval);
+            (cache.get(kid).cloned(), cache.is_empty(), refresh)
+        };
+        if refresh_in_background {
+            self.spawn_refresh();
+        }
+        if let Some(key) = key {
+            return Ok(key);
+        }
+        if empty {
+            self.refresh_unless_filled(|c| !c.is_empty()).await?;
+        } else {
+            let allowed = self
+                .cache()
+                .allow_unknown_kid_fetch(now, self.config.unknown_kid_refetch);
+            if allowed {
+                self.refresh_unless_filled(|c| c.get(kid).is_some()).await?;
+            }
+        }
+        self.cache()
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| AuthError::UnknownKey(Some(kid.to_owned())))
+    }
+
+    /// Refreshes the keys in a task of its own; the current keys keep verifying meanwhile.
+    fn spawn_refresh(self: &Arc<Self>) {
+        // A fetch already running will install fresh keys: nothing to add.
+        let Ok(turn) = self.fetching.clone().try_lock_owned() else {
+            return;
+        };
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let _turn = turn;
+            if let Err(e) = inner.refresh().await {
+                tracing::warn!(error = %e, "could not refresh notification signing keys");
+            }
+        });
+    }
+
+    /// Waits for its turn to fetch and fetches, unless a fetch that finished meanwhile already
+    /// gave what the caller needs.
+    async fn refresh_unless_filled(
+        &self,
+        satisfied: impl Fn(&KeyCache) -> bool,
+    ) -> Result<(), AuthError> {
+        let _turn = self.fetching.lock().await;
+        if satisfied(&self.cache()) {
+            return Ok(());
+        }
+        self.refresh().await
+    }
+
+    async fn refresh(&self) -> Result<(), AuthError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let unavailable = |e: String| AuthError::KeysUnavailable(e);
         let config = parse_openid_configuration(
             &self
@@ -482,7 +566,8 @@ impl TokenValidator {
                 "some published keys cannot verify RS256 tokens"
             );
         }
-        cache.install(keys, now);
+        let now = tokio::time::Instant::now().into_std();
+        self.cache().install(keys, now);
         Ok(())
     }
 

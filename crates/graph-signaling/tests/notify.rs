@@ -26,6 +26,27 @@ struct KeyServer {
     base: String,
     jwks: Arc<Mutex<Value>>,
     hits: Arc<AtomicUsize>,
+    /// While set, `/keys` answers nothing until it is cleared (a stalled key server).
+    stall: Arc<tokio::sync::watch::Sender<bool>>,
+    /// `/keys` requests being answered now.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight for as long as its handler lives (hyper drops the handler when
+/// the client goes away).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(n: &Arc<AtomicUsize>) -> InFlight {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn key_server() -> KeyServer {
@@ -35,8 +56,10 @@ async fn key_server() -> KeyServer {
         serde_json::from_str::<Value>(SIGNING_JWKS).unwrap(),
     ));
     let hits = Arc::new(AtomicUsize::new(0));
+    let stall = Arc::new(tokio::sync::watch::Sender::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let keys_url = format!("{base}/keys");
-    let (j, h) = (jwks.clone(), hits.clone());
+    let (j, h, st, inf) = (jwks.clone(), hits.clone(), stall.clone(), in_flight.clone());
     let app = axum::Router::new()
         .route(
             "/openid",
@@ -45,12 +68,21 @@ async fn key_server() -> KeyServer {
         .route(
             "/keys",
             get(move || async move {
+                let _in_flight = InFlight::enter(&inf);
                 h.fetch_add(1, Ordering::SeqCst);
+                let mut released = st.subscribe();
+                let _ = released.wait_for(|stalled| !stalled).await;
                 Json(j.lock().unwrap().clone())
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    KeyServer { base, jwks, hits }
+    KeyServer {
+        base,
+        jwks,
+        hits,
+        stall,
+        in_flight,
+    }
 }
 
 struct Endpoint {
@@ -305,10 +337,58 @@ async fn keys_are_refreshed_after_the_interval() {
     );
     assert_eq!(ep.keys.hits.load(Ordering::SeqCst), 1);
     tokio::time::advance(Duration::from_secs(2 * 3600 + 1)).await;
+    // Stale keys still verify; the refresh runs beside.
     assert_eq!(
         post(&ep.url, Some(&valid_token()), established("c1")).await,
         202
     );
+    while ep.keys.hits.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Once, not once per notification.
+    for _ in 0..3 {
+        assert_eq!(
+            post(&ep.url, Some(&valid_token()), established("c1")).await,
+            202
+        );
+    }
+    assert_eq!(ep.keys.hits.load(Ordering::SeqCst), 2);
+}
+
+/// A key fetch that hangs (an unknown `kid` asked for new keys, or the periodic refresh) does
+/// not hold up notifications whose key is known: they are validated while it still hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_key_fetch_does_not_hold_up_tokens_with_known_keys() {
+    let ep = endpoint(1 << 20).await;
+    assert_eq!(
+        post(&ep.url, Some(&valid_token()), established("c1")).await,
+        202
+    );
+    ep.keys.stall.send_replace(true);
+    let url = ep.url.clone();
+    let unknown = tokio::spawn(async move {
+        let token = sign(&claims(), OTHER_KEY, "test-kid-other");
+        post(&url, Some(&token), established("c1")).await
+    });
+    // The unknown kid's fetch reaches the key server and hangs there.
+    while ep.keys.in_flight.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            post(&ep.url, Some(&valid_token()), established("c1")).await,
+            202
+        );
+    }
+    assert_eq!(
+        ep.keys.in_flight.load(Ordering::SeqCst),
+        1,
+        "answered while the fetch was still hanging"
+    );
+    assert!(!unknown.is_finished());
+    ep.keys.stall.send_replace(false);
+    // The key set still has only the signing key: the unknown kid stays unknown.
+    assert_eq!(unknown.await.unwrap(), 401);
     assert_eq!(ep.keys.hits.load(Ordering::SeqCst), 2);
 }
 
