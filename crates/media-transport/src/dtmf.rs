@@ -165,15 +165,23 @@ impl DtmfReceiver {
     }
 
     /// Feeds one packet (its RTP timestamp and payload); returns the digit when this packet is
-    /// the first seen of a new event.
+    /// the first seen of a new event. An event's packets all carry its start timestamp and each
+    /// press starts later than the one before, so a packet whose timestamp is not newer than
+    /// the last reported one (modulo the 32-bit wrap) is a repeat or a straggler of an earlier
+    /// press, reordered behind a later one, and is not reported again.
     pub fn push(&mut self, rtp_timestamp: u32, payload: &[u8]) -> Option<DtmfDigit> {
         let ev = TelephoneEvent::parse(payload)?;
-        if self.last_timestamp == Some(rtp_timestamp) {
-            return None;
+        if let Some(last) = self.last_timestamp {
+            // Serial-number comparison: newer when less than half the range ahead.
+            let ahead = rtp_timestamp.wrapping_sub(last);
+            if ahead == 0 || ahead >= 1 << 31 {
+                return None;
+            }
         }
-        let digit = DtmfDigit::from_event_code(ev.event)?;
+        // An event that is not a digit (flash, a tone) is still a later press: stragglers of
+        // the presses before it stay unreported.
         self.last_timestamp = Some(rtp_timestamp);
-        Some(digit)
+        DtmfDigit::from_event_code(ev.event)
     }
 }
 
@@ -213,6 +221,14 @@ mod tests {
             Some(DtmfDigit::Digit(7))
         );
         assert_eq!(rx.push(9999, &[1, 2]), None);
+        // A straggler of the first press, reordered behind the second, is not a third press.
+        assert_eq!(rx.push(1000, &train[2].event.to_bytes()), None);
+        // Presses across the timestamp wrap.
+        let mut rx = DtmfReceiver::new();
+        let bytes = train[0].event.to_bytes();
+        assert_eq!(rx.push(u32::MAX - 100, &bytes), Some(DtmfDigit::Digit(7)));
+        assert_eq!(rx.push(5000, &bytes), Some(DtmfDigit::Digit(7)));
+        assert_eq!(rx.push(u32::MAX - 100, &bytes), None);
     }
 
     #[test]
