@@ -234,3 +234,66 @@ async fn two_hundred_calls_leave_nothing_behind() {
     assert!(end <= start + 2, "threads grew from {start} to {end}");
     sim.finish().await.unwrap();
 }
+
+/// Behind a shared public URL: the bot's calls get its instance callback, it takes both its
+/// own and the shared callback path, points notifications for another instance at that
+/// instance with 302 (without reading them), and refuses an instance id that is no path
+/// segment. No call is placed: the public URL is never contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_shared_public_url_each_instance_keeps_its_own_callback() {
+    let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
+    let bad = Bot::builder(sim.target())
+        .engine(small_engine())
+        .instance_id("a/b")
+        .public_url("https://bot.example.com")
+        .build()
+        .await;
+    assert!(bad.is_err(), "an instance id with a slash is refused");
+
+    let bot = Bot::builder(sim.target())
+        .engine(small_engine())
+        .instance_id("1")
+        .public_url("https://bot.example.com/")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        bot.callback_url(),
+        "https://bot.example.com/instances/1/callback"
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |path: &str| {
+        http.post(format!("http://{}{path}", bot.local_addr()))
+            .header("content-type", "application/json")
+            .body(r#"{"value":[]}"#)
+            .send()
+    };
+    // Its own and the shared path are notification endpoints (a token is needed).
+    assert_eq!(post("/instances/1/callback").await.unwrap().status(), 401);
+    assert_eq!(post("/callback").await.unwrap().status(), 401);
+    // Another instance's path: pointed at that instance, unread.
+    let r = post("/instances/2/callback").await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://bot.example.com/instances/2/callback"
+    );
+    assert_eq!(
+        post("/instances/x%20y/callback").await.unwrap().status(),
+        404
+    );
+    let metrics = bot.metrics_text().await;
+    assert!(
+        metrics.contains("mediabot_notifications_redirected_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mediabot_notification_auth_failures_total 2"),
+        "{metrics}"
+    );
+    bot.shutdown().await;
+    sim.finish().await.unwrap();
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use audio_pipeline::{Engine, EngineConfig};
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::client::{ClientCredentials, GraphClient, GraphClientConfig, TokenProvider};
-use graph_signaling::notify::{Admission, NotificationLimits, pipeline};
+use graph_signaling::notify::{Admission, NotificationLimits, notification_router};
 use media_transport::protocol::ProtocolConfig;
 use media_transport::{EndpointConfig, ListenerLimits, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
@@ -61,6 +61,7 @@ pub struct BotBuilder {
     target: Target,
     http_bind: SocketAddr,
     callback_url: Option<String>,
+    public_url: Option<String>,
     media: MediaSettings,
     format: PcmFormat,
     engine: EngineConfig,
@@ -98,6 +99,7 @@ impl BotBuilder {
             target,
             http_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_url: None,
+            public_url: None,
             media: MediaSettings::default(),
             format: PcmFormat::default(),
             engine: EngineConfig::default(),
@@ -136,6 +138,17 @@ impl BotBuilder {
     /// `http://<bound address>/callback`.
     pub fn callback_url(mut self, url: impl Into<String>) -> Self {
         self.callback_url = Some(url.into());
+        self
+    }
+
+    /// The public base URL shared by every instance of the bot behind one proxy
+    /// (`https://bot.example.com`). Calls this instance places or answers then get the callback
+    /// `{public_url}/instances/{instance_id}/callback`, and the server also takes the shared
+    /// `/callback` (where the service offers incoming calls, to any instance) and answers a
+    /// notification for another instance's path with `302 Found` to that instance's callback.
+    /// An explicit [`BotBuilder::callback_url`] still names this instance's own callback.
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
         self
     }
 
@@ -190,9 +203,10 @@ impl BotBuilder {
     pub async fn build(self) -> Result<Bot, BotError> {
         let endpoints = self.target.endpoints().clone();
         if !self.target.is_sim() {
-            if self.callback_url.is_none() {
+            if self.callback_url.is_none() && self.public_url.is_none() {
                 return Err(BotError::Config(
-                    "real Microsoft Graph needs the public HTTPS callback URL".into(),
+                    "real Microsoft Graph needs the public HTTPS callback URL (or public URL)"
+                        .into(),
                 ));
             }
             if self.media.public_host.is_none() {
@@ -203,14 +217,25 @@ impl BotBuilder {
         }
         let listener = tokio::net::TcpListener::bind(self.http_bind).await?;
         let local_addr = listener.local_addr()?;
-        let callback_url = self
-            .callback_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}/callback"));
+        if !is_path_segment(&self.instance_id) {
+            return Err(BotError::Config(format!(
+                "instance id {:?}: use letters, digits, '-' and '_' (it is a URL path segment)",
+                self.instance_id
+            )));
+        }
+        let callback_url = match (&self.callback_url, &self.public_url) {
+            (Some(url), _) => url.clone(),
+            (None, Some(public)) => instance_callback(public, &self.instance_id),
+            (None, None) => format!("http://{local_addr}/callback"),
+        };
         let path = reqwest::Url::parse(&callback_url)
             .map_err(|e| BotError::Config(format!("callback URL {callback_url}: {e}")))?
             .path()
             .to_owned();
+        if let Some(public) = &self.public_url {
+            reqwest::Url::parse(public)
+                .map_err(|e| BotError::Config(format!("public URL {public}: {e}")))?;
+        }
 
         let engine = Engine::start(self.engine.clone())?;
         let endpoint = MediaEndpoint::bind(EndpointConfig {
@@ -237,13 +262,24 @@ impl BotBuilder {
         auth.openid_config_url = endpoints.openid_config_url.clone();
         let validator = Arc::new(TokenValidator::with_client(auth, http_client.clone()));
         let admission = Admission::default();
-        let notifications = pipeline(
-            &path,
-            validator,
-            NotificationLimits::default(),
-            256,
-            admission.clone(),
-        );
+        // This instance's callback, and behind a shared public URL also the shared one: one
+        // queue for both, so the dispatcher sees every notification in arrival order.
+        let (queue, batches) = mpsc::channel(256);
+        let mut paths = vec![path];
+        if self.public_url.is_some() && !paths.iter().any(|p| p == SHARED_CALLBACK_PATH) {
+            paths.push(SHARED_CALLBACK_PATH.to_owned());
+        }
+        let mut notification_routes = axum::Router::new();
+        for path in &paths {
+            notification_routes = notification_routes.merge(notification_router(
+                path,
+                validator.clone(),
+                queue.clone(),
+                NotificationLimits::default(),
+                admission.clone(),
+            ));
+        }
+        drop(queue);
         let tokens = TokenProvider::client_credentials(
             ClientCredentials {
                 token_url: endpoints.token_url.clone(),
@@ -291,7 +327,7 @@ impl BotBuilder {
         // Count refused notifications: a steady stream of them means a misconfigured app id
         // or someone probing the callback.
         let weak = Arc::downgrade(&shared);
-        let callback = notifications.router.layer(axum::middleware::from_fn(
+        let callback = notification_routes.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let weak = weak.clone();
                 async move {
@@ -307,17 +343,17 @@ impl BotBuilder {
                 }
             },
         ));
-        let router = callback.merge(http::router(Arc::downgrade(&shared)));
+        let mut router = callback.merge(http::router(Arc::downgrade(&shared)));
+        if let Some(public) = self.public_url.clone() {
+            router = router.merge(misrouted(public, Arc::downgrade(&shared)));
+        }
         let server = tokio::spawn(serve::serve(
             listener,
             router,
             self.server_limits,
             shared.server.clone(),
         ));
-        let routing = tokio::spawn(dispatch_notifications(
-            Arc::downgrade(&shared),
-            notifications.batches,
-        ));
+        let routing = tokio::spawn(dispatch_notifications(Arc::downgrade(&shared), batches));
         Ok(Bot {
             shared,
             local_addr,
@@ -325,6 +361,50 @@ impl BotBuilder {
             tasks: vec![server, routing],
         })
     }
+}
+
+/// Where the service offers incoming calls to every instance behind a shared public URL.
+const SHARED_CALLBACK_PATH: &str = "/callback";
+
+/// An instance's own callback behind the shared public URL.
+fn instance_callback(public_url: &str, instance_id: &str) -> String {
+    format!("{public_url}/instances/{instance_id}/callback")
+}
+
+/// Whether `s` can stand as one URL path segment as it is.
+fn is_path_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Notifications posted to another instance's callback path: a proxy sent them to the wrong
+/// instance. They are not read; the sender is pointed at the owner with `302 Found`, as the
+/// calling service follows it. This instance's own path is a static route, which axum
+/// matches first.
+fn misrouted(public_url: String, shared: std::sync::Weak<super::Shared>) -> axum::Router {
+    use axum::extract::Path;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/instances/{instance}/callback",
+        axum::routing::post(move |Path(instance): Path<String>| {
+            let (public_url, shared) = (public_url.clone(), shared.clone());
+            async move {
+                if !is_path_segment(&instance) {
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+                if let Some(s) = shared.upgrade() {
+                    s.counters
+                        .notifications_redirected
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                let owner = instance_callback(&public_url, &instance);
+                tracing::debug!(%owner, "notification for another instance redirected");
+                (StatusCode::FOUND, [(header::LOCATION, owner)]).into_response()
+            }
+        }),
+    )
 }
 
 #[cfg(test)]

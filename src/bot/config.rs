@@ -38,9 +38,16 @@ pub struct BotArgs {
     /// The tenant calls are placed in.
     #[arg(long, env = "MEDIABOT_TENANT_ID")]
     pub tenant_id: Option<String>,
-    /// Public HTTPS URL of the notification callback (required for graph).
+    /// Public HTTPS URL of this instance's notification callback (graph needs it, or
+    /// --public-url).
     #[arg(long, env = "MEDIABOT_CALLBACK_URL")]
     pub callback_url: Option<String>,
+    /// Public base URL shared by every instance behind one proxy (https://bot.example.com):
+    /// this instance's callback is {public-url}/instances/{instance-id}/callback, the shared
+    /// {public-url}/callback takes offers of incoming calls, and a notification for another
+    /// instance's path is answered 302 to it.
+    #[arg(long, env = "MEDIABOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Where the bot's HTTP server (callback, /metrics, /healthz) listens.
     #[arg(long, env = "MEDIABOT_HTTP_BIND", default_value = "127.0.0.1:0")]
     pub http_bind: SocketAddr,
@@ -149,6 +156,9 @@ impl BotArgs {
             });
         if let Some(url) = &self.callback_url {
             b = b.callback_url(url);
+        }
+        if let Some(url) = &self.public_url {
+            b = b.public_url(url);
         }
         if let Some(id) = &self.instance_id {
             b = b.instance_id(id);

@@ -215,6 +215,8 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
         metrics::gauge!("mediabot_deadline_miss_ratio").set(miss_ratio);
         metrics::counter!("mediabot_notification_auth_failures_total")
             .absolute(load(&c.notification_auth_failures));
+        metrics::counter!("mediabot_notifications_redirected_total")
+            .absolute(load(&c.notifications_redirected));
         metrics::counter!("mediabot_media_stream_failures_total")
             .absolute(load(&c.media_stream_failures));
         let server = &shared.server;

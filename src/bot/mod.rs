@@ -124,6 +124,8 @@ impl From<ActionError> for BotError {
 #[derive(Debug, Default)]
 struct BotCounters {
     notification_auth_failures: AtomicU64,
+    /// Notifications posted to another instance's callback path, answered with 302.
+    notifications_redirected: AtomicU64,
     app_frames_dropped: AtomicU64,
     media_stream_failures: AtomicU64,
     calls_placed: AtomicU64,
