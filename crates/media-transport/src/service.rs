@@ -192,6 +192,10 @@ struct Participant {
     audio: ParticipantAudio,
 }
 
+/// How long [`ServiceSession::hang_up`] waits for the bot to close the WebSocket before it
+/// closes the peer connection anyway.
+const HANG_UP_LINGER: Duration = Duration::from_secs(2);
+
 /// What the socket and the peer report, in the order they happened.
 enum Inbound {
     Text(String),
@@ -754,6 +758,19 @@ impl ServiceSession {
         if !self.link.drain() {
             return Err(ServiceError::Closed);
         }
+        // The bot must read the hang-up before it sees the media go, or it takes the end for a
+        // lost connection. It reads the socket in order and answers the closing frame after
+        // the hang-up, so its close means it has the hang-up; only then (or after a short
+        // linger, for a bot that does not answer) is the peer connection closed.
+        let link = &mut self.link;
+        let _ = tokio::time::timeout(HANG_UP_LINGER, async {
+            while let Some(inbound) = link.inbound.recv().await {
+                if matches!(inbound, Inbound::Closed) {
+                    break;
+                }
+            }
+        })
+        .await;
         tracing::debug!(media_session_id = %self.media_session_id(), reason, "hung up");
         let _ = self.peer.pc.close().await;
         Ok(())

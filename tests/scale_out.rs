@@ -1,0 +1,465 @@
+//! Scale-out: three `mediabot bot` processes behind nginx running the shipped
+//! `deploy/nginx/mediabot.conf`, and `mediabot sim` offering 30 incoming calls through the
+//! proxy's shared `/callback`. Every call is answered by one instance and every later
+//! notification of it reaches that instance through `/instances/{n}/callback`. Midway, the
+//! first step of a rolling restart: instance 1 gets SIGTERM while its calls run. It turns
+//! unready at once, nginx passes the offers it refuses (503) to the others, its calls go on
+//! until their callers hang up, and it exits 0; no call anywhere fails.
+//!
+//! Needs Debian's nginx. Without it the test says so and passes, unless
+//! `MEDIABOT_NGINX_TESTS=1` (as `.ci/run` sets), which makes a missing nginx a failure.
+#![allow(clippy::print_stderr)] // the test reports its figures, skips and kept logs on stderr
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const INSTANCES: usize = 3;
+const CALLS: u64 = 30;
+const EVERY_MS: u64 = 700;
+const CALL_SECONDS: u64 = 8;
+/// Instance 1 is stopped once this many calls were answered in all, right after one of its
+/// own: round robin then holds its next offer more than one offer interval away.
+const STOP_AFTER: u64 = 18;
+/// Generous bound on any wait for a condition.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A child process killed (if still running) when the test ends, however it ends.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory for the processes' configuration and logs, removed when the test passes (kept
+/// for reading when it fails).
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!("mediabot-scale-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("logs kept in {}", self.0.display());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    // Freed at once: a port for a process that must be told its port up front (nginx's
+    // upstreams, the sim the bots call).
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn mediabot(args: &[String], log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediabot"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MEDIABOT_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .expect("mediabot starts")
+}
+
+/// The shipped proxy configuration with this test's ports: nginx listens on `listen`, and
+/// instance n's upstream is `backends[n]`.
+fn nginx_config(dir: &Path, listen: u16, backends: &[u16]) -> String {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/mediabot.conf"),
+    )
+    .expect("deploy/nginx/mediabot.conf");
+    let mut site = shipped.replace("listen 8000;", &format!("listen 127.0.0.1:{listen};"));
+    for (n, port) in backends.iter().enumerate() {
+        site = site.replace(
+            &format!("127.0.0.1:{};", 8080 + n),
+            &format!("127.0.0.1:{port};"),
+        );
+    }
+    assert!(
+        site.contains(&format!("127.0.0.1:{listen}")),
+        "the shipped config's listen line changed: update this test"
+    );
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{site}\n}}\n"
+    )
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
+    let r = http.get(url).send().await.ok()?;
+    Some(r.status().as_u16())
+}
+
+/// The sum of a metric's samples (all label sets) on one instance, `None` when unreachable.
+async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter(|l| matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// The sum of the samples of `prefix` whose labels contain `label`.
+async fn metric_where(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    label: &str,
+) -> Option<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+async fn answered(http: &reqwest::Client, base: &str) -> Option<u64> {
+    // Counted when the answer is sent; a call refused while draining is not counted.
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("mediabot_calls_started_total{direction=\"incoming\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
+    let Some(nginx) = find_nginx() else {
+        assert!(
+            std::env::var("MEDIABOT_NGINX_TESTS").as_deref() != Ok("1"),
+            "MEDIABOT_NGINX_TESTS=1 but nginx is not installed"
+        );
+        eprintln!("skipped: nginx is not installed (apt-get install nginx)");
+        return;
+    };
+    let dir = ScratchDir::new();
+    let (proxy_port, sim_port) = (free_port(), free_port());
+    let bot_ports: Vec<u16> = (0..INSTANCES).map(|_| free_port()).collect();
+    let public = format!("http://127.0.0.1:{proxy_port}");
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let bases: Vec<String> = bot_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+
+    let mut bots: Vec<Option<Proc>> = (0..INSTANCES)
+        .map(|n| {
+            let args: Vec<String> = [
+                "bot",
+                "--target",
+                "sim",
+                "--sim-url",
+                &sim_url,
+                "--http-bind",
+                &format!("127.0.0.1:{}", bot_ports[n]),
+                "--public-url",
+                &public,
+                "--instance-id",
+                &n.to_string(),
+                "--drain-timeout",
+                "60",
+            ]
+            .map(String::from)
+            .to_vec();
+            Some(Proc {
+                child: mediabot(&args, &dir.path().join(format!("bot-{n}.log"))),
+            })
+        })
+        .collect();
+
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        nginx_config(dir.path(), proxy_port, &bot_ports),
+    )
+    .unwrap();
+    let _nginx = Proc {
+        child: Command::new(&nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join("nginx.stderr")).unwrap())
+            .spawn()
+            .expect("nginx starts"),
+    };
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (n, base) in bases.iter().enumerate() {
+        wait_until(&format!("instance {n} ready"), || async {
+            status(&http, &format!("{base}/readyz")).await == Some(200)
+        })
+        .await;
+        // And through the proxy, by its instance path (an unauthenticated post: 401 from it).
+        let url = format!("{public}/instances/{n}/callback");
+        wait_until(&format!("nginx routing to instance {n}"), || async {
+            http.post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 401)
+        })
+        .await;
+    }
+
+    let sim_args: Vec<String> = [
+        "sim",
+        "--listen",
+        &format!("127.0.0.1:{sim_port}"),
+        "--offer-incoming",
+        &format!("{public}/callback"),
+        "--incoming-calls",
+        &CALLS.to_string(),
+        "--incoming-every",
+        &EVERY_MS.to_string(),
+        "--call-seconds",
+        &CALL_SECONDS.to_string(),
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut sim = Proc {
+        child: mediabot(&sim_args, &dir.path().join("sim.log")),
+    };
+
+    // Stop instance 1 right after it answered one, once STOP_AFTER calls were answered.
+    let mut last_on_1 = 0;
+    let mut stopped_at = None;
+    let deadline = Instant::now() + WAIT;
+    while stopped_at.is_none() {
+        assert!(Instant::now() < deadline, "calls did not come");
+        let mut total = 0;
+        let mut on_1 = 0;
+        for (n, base) in bases.iter().enumerate() {
+            let a = answered(&http, base).await.unwrap_or(0);
+            total += a;
+            if n == 1 {
+                on_1 = a;
+            }
+        }
+        if total >= STOP_AFTER && on_1 > last_on_1 {
+            let bot = bots[1].as_ref().unwrap();
+            let ok = Command::new("kill")
+                .args(["-TERM", &bot.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "SIGTERM sent");
+            stopped_at = Some(on_1);
+        }
+        last_on_1 = on_1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answered_by_1 = stopped_at.unwrap();
+    // Unready at once (or gone already, if its calls ended first).
+    wait_until("instance 1 unready", || async {
+        status(&http, &format!("{}/readyz", bases[1])).await != Some(200)
+    })
+    .await;
+
+    // The sim prints its summary when every call has ended.
+    let out = tokio::task::spawn_blocking(move || {
+        let output = sim.child.stdout.take().map(|mut s| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+            text
+        });
+        let status = sim.child.wait().unwrap();
+        (status, output.unwrap_or_default(), sim)
+    })
+    .await
+    .unwrap();
+    let (sim_status, summary_text, _sim) = out;
+    let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let _ = &logs;
+    let summary: Value = serde_json::from_str(summary_text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "sim summary ({e}): {summary_text}\nsim log:\n{}",
+            logs("sim.log")
+        )
+    });
+
+    // Instance 1 finished its calls and exited on its own, with success.
+    let bot1 = bots[1].as_mut().unwrap();
+    let exit = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = bot1.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "instance 1 did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert!(
+        exit.success(),
+        "instance 1 exit: {exit}\n{}",
+        logs("bot-1.log")
+    );
+    bots[1] = None;
+
+    let calls = summary["calls"].as_array().expect("calls").clone();
+    let mut per_instance: BTreeMap<String, u64> = BTreeMap::new();
+    let mut redirected = 0;
+    let mut worst_similarity = f64::MAX;
+    for c in &calls {
+        let id = c["call_id"].as_str().unwrap_or("?");
+        let instance = c["instance"].as_str().unwrap_or("none").to_owned();
+        *per_instance.entry(instance.clone()).or_default() += 1;
+        let notes = &c["notifications"];
+        redirected += notes["redirected"].as_u64().unwrap_or(0);
+        assert_eq!(notes["failed"], 0, "call {id}: {c}");
+        assert!(c["frames_to_bot"].as_u64() > Some(0), "call {id}: {c}");
+        assert!(c["frames_from_bot"].as_u64() > Some(0), "call {id}: {c}");
+        assert!(c["end"]["error"].is_null(), "call {id}: {c}");
+        assert!(c["end"]["code"].as_u64() < Some(400), "call {id}: {c}");
+        if let Some(s) = c["similarity"].as_f64() {
+            worst_similarity = worst_similarity.min(s);
+        }
+    }
+    eprintln!(
+        "calls per instance {per_instance:?}; notifications redirected {redirected}; \
+         worst echo similarity {worst_similarity:.3}; instance 1 answered {answered_by_1} \
+         before SIGTERM"
+    );
+    assert_eq!(calls.len() as u64, CALLS, "{summary}");
+    assert!(sim_status.success() && summary["ok"] == true, "{summary}");
+    for n in 0..INSTANCES {
+        let count = per_instance.get(&n.to_string()).copied().unwrap_or(0);
+        assert!(
+            count >= 5,
+            "instance {n} answered {count}: {per_instance:?}"
+        );
+    }
+    assert_eq!(
+        per_instance.get("1").copied(),
+        Some(answered_by_1),
+        "no call landed on instance 1 after its SIGTERM"
+    );
+    test_kit::figure::at_least(
+        "scale_out worst echo similarity",
+        worst_similarity,
+        0.5,
+        &per_instance,
+    );
+    // Calls in progress across the SIGTERM kept their audio: no call lost a stretch of it.
+    let fewest_frames = calls
+        .iter()
+        .filter_map(|c| c["frames_from_bot"].as_u64())
+        .min()
+        .unwrap_or(0);
+    test_kit::figure::at_least(
+        "scale_out fewest frames from the bot in a call",
+        fewest_frames as f64,
+        (CALL_SECONDS * 50 / 2) as f64,
+        &per_instance,
+    );
+    // Nothing reached an instance that did not own it.
+    for n in [0, 2] {
+        for name in [
+            "mediabot_notifications_redirected_total",
+            "mediabot_unknown_call_notifications_dropped_total",
+            "mediabot_unknown_call_notifications",
+        ] {
+            let v = metric(&http, &bases[n], name).await;
+            assert_eq!(v, Some(0.0), "instance {n} {name}");
+        }
+        let failed = metric_where(
+            &http,
+            &bases[n],
+            "mediabot_calls_total{",
+            "outcome=\"failed\"",
+        )
+        .await;
+        assert_eq!(failed, Some(0.0), "instance {n} failed calls");
+    }
+    // Instances 0 and 2 are killed with the rest when their guards drop.
+    drop(bots);
+}
