@@ -60,6 +60,10 @@ pub struct BotArgs {
     /// Public port written into the mpUri, when a load balancer maps it.
     #[arg(long, env = "MEDIABOT_MEDIA_PUBLIC_PORT")]
     pub media_public_port: Option<u16>,
+    /// Public IP addresses announced in the WebRTC candidates instead of the bound ones, comma
+    /// separated (a host behind 1:1 NAT, such as most cloud VMs).
+    #[arg(long, env = "MEDIABOT_MEDIA_PUBLIC_IPS", value_delimiter = ',')]
+    pub media_public_ips: Vec<std::net::IpAddr>,
     /// UDP ports for WebRTC media, as `FIRST-LAST`.
     #[arg(long, env = "MEDIABOT_MEDIA_PORT_RANGE", value_parser = parse_port_range)]
     pub media_port_range: Option<RangeInclusive<u16>>,
@@ -152,6 +156,7 @@ impl BotArgs {
                 public_host: self.media_public_host.clone(),
                 public_port: self.media_public_port,
                 udp_port_range: self.media_port_range.clone(),
+                public_ips: self.media_public_ips.clone(),
                 ..MediaSettings::default()
             });
         if let Some(url) = &self.callback_url {

@@ -387,13 +387,9 @@ async fn health_response(shared: Arc<Shared>) -> Response {
         "capacity": shared.capacity,
         "deadline_miss_ratio": ratio,
     });
-    // A load balancer stops sending new calls to an overloaded instance.
-    let status = if level == Health::Overloaded {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    (status, axum::Json(body)).into_response()
+    // Liveness: an overloaded instance is alive and carrying calls, and restarting it would
+    // cut them. Taking no new calls is /readyz's answer (503 while Overloaded).
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 #[cfg(test)]
