@@ -1,7 +1,7 @@
 //! Media sessions the bot expects a service to connect for: registered when the blob is written,
 //! claimed once by the connection whose `hello` names them, expired if nobody comes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -60,10 +60,16 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct PendingSessions {
     pending: HashMap<Uuid, Pending>,
-    // Ids claimed or expired: a second connection for one of them is told "in use", not
-    // "unknown", which is what an operator needs to see.
+    // Ids claimed or expired, the most recent `MAX_REMEMBERED_USED`: a second connection for
+    // one of them is told "in use", not "unknown", which is what an operator needs to see.
+    // Bounded, so a process that carries calls for months does not grow by one id per call;
+    // a forgotten id is refused all the same (as unknown: it is no longer pending).
     used: HashSet<Uuid>,
+    used_order: VecDeque<Uuid>,
 }
+
+/// How many used session ids are remembered for the "in use" refusal.
+pub const MAX_REMEMBERED_USED: usize = 4096;
 
 impl PendingSessions {
     /// An empty registry.
@@ -131,7 +137,7 @@ impl PendingSessions {
             });
         }
         self.pending.remove(&session);
-        self.used.insert(session);
+        self.remember_used(session);
         Ok(())
     }
 
@@ -140,7 +146,7 @@ impl PendingSessions {
     pub fn cancel(&mut self, session: Uuid) -> bool {
         let was = self.pending.remove(&session).is_some();
         if was {
-            self.used.insert(session);
+            self.remember_used(session);
         }
         was
     }
@@ -161,15 +167,48 @@ impl PendingSessions {
             .collect();
         for id in &expired {
             self.pending.remove(id);
-            self.used.insert(*id);
+            self.remember_used(*id);
         }
         expired
+    }
+
+    /// Used session ids remembered now (at most [`MAX_REMEMBERED_USED`]).
+    pub fn remembered_used(&self) -> usize {
+        self.used.len()
+    }
+
+    fn remember_used(&mut self, id: Uuid) {
+        if self.used.insert(id) {
+            self.used_order.push_back(id);
+        }
+        while self.used_order.len() > MAX_REMEMBERED_USED {
+            if let Some(old) = self.used_order.pop_front() {
+                self.used.remove(&old);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_ids_are_remembered_up_to_the_bound_and_forgotten_ones_stay_refused() {
+        let t0 = Instant::now();
+        let mut r = PendingSessions::new();
+        let first = Uuid::from_u128(1);
+        for i in 1..=(MAX_REMEMBERED_USED as u128 + 10) {
+            let id = Uuid::from_u128(i);
+            r.register(t0, id, None, Duration::from_secs(1)).unwrap();
+            r.claim(id, None).unwrap();
+        }
+        assert_eq!(r.remembered_used(), MAX_REMEMBERED_USED);
+        // The oldest is forgotten, yet a second connection for it is still refused.
+        assert_eq!(r.claim(first, None), Err(ClaimError::Unknown(first)));
+        let recent = Uuid::from_u128(MAX_REMEMBERED_USED as u128 + 10);
+        assert_eq!(r.claim(recent, None), Err(ClaimError::InUse(recent)));
+    }
 
     #[test]
     fn claim_once_and_refusals_change_nothing() {
