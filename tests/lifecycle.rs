@@ -201,6 +201,16 @@ async fn two_hundred_calls_leave_nothing_behind() {
             |e| matches!(e, CallEvent::StateChanged { to, .. } if to.as_str() == "established"),
         )
         .await;
+        if i == 0 {
+            // What the end must bring back to zero is held while the call runs.
+            tokio::time::timeout(WAIT, async {
+                while (bot.engine_calls(), bot.media_sessions()) != (1, 1) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("one call's media held in the engine and the endpoint");
+        }
         call.hang_up().await.unwrap();
         wait_for(&mut call, |e| matches!(e, CallEvent::Terminated(_))).await;
         drop(call);
@@ -219,6 +229,12 @@ async fn two_hundred_calls_leave_nothing_behind() {
     }
     assert_eq!(bot.active_calls(), 0);
     assert_eq!(bot.unreleased_calls(), 0);
+    assert_eq!(bot.engine_calls(), 0, "the engine holds no call's media");
+    assert_eq!(
+        bot.media_sessions(),
+        0,
+        "the endpoint holds no media session"
+    );
     assert!(bot.calls().await.is_empty());
     let metrics = bot.metrics_text().await;
     assert!(

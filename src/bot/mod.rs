@@ -384,6 +384,17 @@ impl Bot {
         self.shared.lifecycle.drivers()
     }
 
+    /// Calls whose media the audio engine still holds open: 0 once every call is released.
+    pub fn engine_calls(&self) -> usize {
+        self.shared.engine.open_calls()
+    }
+
+    /// Media sessions the media endpoint still holds (waiting for their connection, or
+    /// connected): 0 once every call is released.
+    pub fn media_sessions(&self) -> usize {
+        self.shared.endpoint.held_sessions()
+    }
+
     /// The platform health, as `/healthz` reports it.
     pub fn health(&self) -> Health {
         http::health(&self.shared).0

@@ -190,6 +190,14 @@ impl MediaEndpoint {
         &self.mp_uri
     }
 
+    /// Media sessions the endpoint holds now: registered and waiting for their connection
+    /// (their slot), or carried by a connection. 0 once every call's session has ended. (A
+    /// session being set up is briefly counted both ways.)
+    pub fn held_sessions(&self) -> usize {
+        let waiting = self.shared.registry().slots.len();
+        waiting + self.shared.admission.stats().sessions
+    }
+
     /// What the listener holds now and what it has evicted, refused and timed out so far.
     pub fn listener_stats(&self) -> ListenerStats {
         self.shared.admission.stats()

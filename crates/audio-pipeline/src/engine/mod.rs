@@ -340,6 +340,7 @@ pub(crate) struct CallShared {
 
 impl Drop for CallShared {
     fn drop(&mut self) {
+        self.engine.open_calls.fetch_sub(1, Ordering::Relaxed);
         if let Some((w, slot)) = self.send_worker {
             self.engine.send[w].load.fetch_sub(1, Ordering::Relaxed);
             lock(&self.engine.send[w].slots).release(slot);
@@ -497,6 +498,8 @@ pub(crate) struct EngineShared {
     pub(crate) recv_packets: Vec<DropOldest<Inbound>>,
     pub(crate) recv_dropped: Arc<Counter>,
     next_id: AtomicU64,
+    /// Calls opened and not yet dropped.
+    open_calls: AtomicUsize,
 }
 
 /// The workers of an engine before they run.
@@ -654,6 +657,7 @@ impl Engine {
             recv_packets,
             recv_dropped,
             next_id: AtomicU64::new(1),
+            open_calls: AtomicUsize::new(0),
         });
         let engine = Engine {
             shared,
@@ -676,6 +680,11 @@ impl Engine {
     /// Timing figures and counters, readable while running.
     pub fn stats(&self) -> &EngineStats {
         &self.shared.stats
+    }
+
+    /// Calls whose media is open (a [`CallMedia`] not yet dropped).
+    pub fn open_calls(&self) -> usize {
+        self.shared.open_calls.load(Ordering::Relaxed)
     }
 
     /// Packets dropped because a receive worker's inbound queue was full.
@@ -703,6 +712,7 @@ impl Engine {
             let preferred = recv_worker.map_or(0, |(_, r)| (r + REPLY_LEAD_SLOTS) % SLOTS);
             (w, lock(&sh.send[w].slots).take_preferring(preferred))
         });
+        self.shared.open_calls.fetch_add(1, Ordering::Relaxed);
         let call = Arc::new(CallShared {
             id,
             send_worker,
