@@ -88,3 +88,36 @@ fn demo_refuses_bad_options() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+/// With loss toward the bot, the report counts the frames the bot concealed: the figure comes
+/// from the call's counters as its owner released them, not from streams already gone.
+#[test]
+fn a_lossy_link_shows_concealed_frames_in_the_report() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediabot"))
+        .args([
+            "demo",
+            "--duration",
+            "5",
+            "--json",
+            "--seed",
+            "3",
+            "--loss",
+            "15",
+            "--jitter",
+            "30",
+        ])
+        .output()
+        .expect("run mediabot demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON report ({e}); stderr: {stderr}"));
+    let loss: f64 = report["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["to_bot_loss_pct"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(loss > 5.0, "the link lost packets: {report}");
+    let concealed = report["frames_concealed"].as_u64().unwrap_or(0);
+    assert!(concealed > 0, "{concealed} frames concealed: {report}");
+}

@@ -119,6 +119,7 @@ pub(crate) fn spawn(
         started_at: SystemTime::now(),
         failed: false,
         hanging_up: false,
+        retired: StreamTotals::default(),
     };
     let span = tracing::info_span!("call", instance = %shared.instance_id, call_id = %call_id);
     tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
@@ -152,6 +153,16 @@ struct Driver {
     failed: bool,
     /// The bot asked to hang up: how the media closes after that says nothing about the call.
     hanging_up: bool,
+    /// Figures of the streams already unbound (a participant left): their counters go with
+    /// them, so the call keeps their totals.
+    retired: StreamTotals,
+}
+
+/// Totals of a call's receive streams.
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamTotals {
+    frames_in: u64,
+    concealed: u64,
 }
 
 fn now() -> std::time::Instant {
@@ -258,6 +269,9 @@ impl Driver {
                 }
                 Output::Unbind(source) => {
                     tracing::debug!(source_id = %source, "source unbound");
+                    let gone = self.stream_totals(Some(source));
+                    self.retired.frames_in += gone.frames_in;
+                    self.retired.concealed += gone.concealed;
                     self.parts.binding.unbind(source);
                 }
                 Output::Media(command) => self.media(command),
@@ -352,17 +366,28 @@ impl Driver {
         }
     }
 
-    fn snapshot(&self) -> CallSnapshot {
-        let (mut frames_in, mut concealed) = (0, 0);
+    /// Totals of the receive streams bound now, or of `only` that one.
+    fn stream_totals(&self, only: Option<media_session::SourceId>) -> StreamTotals {
+        let mut t = StreamTotals::default();
         if let Some(registry) = self.parts.media.registry() {
             for source in registry.sources() {
+                if only.is_some_and(|o| o != source) {
+                    continue;
+                }
                 if let Some(stream) = registry.get(source) {
                     let c = stream.counters();
-                    frames_in += c.received.get();
-                    concealed += c.concealed.get();
+                    t.frames_in += c.received.get();
+                    t.concealed += c.concealed.get();
                 }
             }
         }
+        t
+    }
+
+    fn snapshot(&self) -> CallSnapshot {
+        let live = self.stream_totals(None);
+        let frames_in = self.retired.frames_in + live.frames_in;
+        let concealed = self.retired.concealed + live.concealed;
         let frames_out = self
             .parts
             .media

@@ -384,6 +384,21 @@ impl Bot {
         self.shared.lifecycle.drivers()
     }
 
+    /// Frames filled by loss concealment over the bot's life, calls ended and in progress
+    /// together (what `mediabot_frames_concealed_total` reports).
+    pub async fn frames_concealed(&self) -> u64 {
+        let live: u64 = driver::snapshots(&self.shared)
+            .await
+            .iter()
+            .map(|c| c.frames_concealed)
+            .sum();
+        self.shared
+            .counters
+            .ended_frames_concealed
+            .load(Ordering::Relaxed)
+            + live
+    }
+
     /// Calls whose media the audio engine still holds open: 0 once every call is released.
     pub fn engine_calls(&self) -> usize {
         self.shared.engine.open_calls()

@@ -261,8 +261,13 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
         states.push("terminated".into());
     }
     eprintln!();
-    let streams = bot.streams(&call_id);
-    let concealed: u64 = streams.iter().map(|s| s.concealed).sum();
+    // The call's streams are gone once it ended; its figures live on in the bot's cumulative
+    // counters when its owner releases it, so read them after that.
+    let released_by = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bot.unreleased_calls() > 0 && tokio::time::Instant::now() < released_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let concealed = bot.frames_concealed().await;
     let auth_failures = bot.notification_auth_failures();
     echo.abort();
     let media = sim.finish().await.map_err(|e| format!("graph-sim: {e}"))?;
