@@ -162,11 +162,23 @@ struct RawOpenIdConfiguration {
     issuer: Option<String>,
 }
 
+/// Reads `body` as a JSON object into `T`. Both documents are objects; serde would also take
+/// a struct from an array of its fields in order, which no key server sends.
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KeysDocumentError> {
+    let value: Value = serde_json::from_slice(body).map_err(malformed)?;
+    if !value.is_object() {
+        return Err(malformed(<serde_json::Error as serde::de::Error>::custom(
+            "expected a JSON object",
+        )));
+    }
+    serde_json::from_value(value).map_err(malformed)
+}
+
 /// Reads an OpenID configuration document: `jwks_uri` must be an absolute http(s) URL, and
 /// the document and its fields are size-limited.
 pub fn parse_openid_configuration(body: &[u8]) -> Result<OpenIdConfiguration, KeysDocumentError> {
     check_document_size(body)?;
-    let raw: RawOpenIdConfiguration = serde_json::from_slice(body).map_err(malformed)?;
+    let raw: RawOpenIdConfiguration = json_object(body)?;
     let jwks_uri = raw.jwks_uri.ok_or(KeysDocumentError::MissingJwksUri)?;
     check_field("jwks_uri", &jwks_uri)?;
     if let Some(issuer) = &raw.issuer {
@@ -181,6 +193,10 @@ pub fn parse_openid_configuration(body: &[u8]) -> Result<OpenIdConfiguration, Ke
             url.host_str().unwrap_or_default()
         )));
     }
+    // The URL as it will be fetched: the parser drops surrounding blanks and escapes what it
+    // must, so the checked form is the one kept.
+    let jwks_uri = url.as_str().to_owned();
+    check_field("jwks_uri", &jwks_uri)?;
     Ok(OpenIdConfiguration {
         jwks_uri,
         issuer: raw.issuer,
@@ -212,7 +228,7 @@ struct RawRsaJwk {
 /// and counted, as is a second key with an id already taken (the first one is kept).
 pub fn parse_jwks(body: &[u8]) -> Result<SigningKeys, KeysDocumentError> {
     check_document_size(body)?;
-    let raw: RawJwks = serde_json::from_slice(body).map_err(malformed)?;
+    let raw: RawJwks = json_object(body)?;
     if raw.keys.len() > MAX_KEYS {
         return Err(KeysDocumentError::TooManyKeys {
             count: raw.keys.len(),
