@@ -145,16 +145,20 @@ async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     Some(r.status().as_u16())
 }
 
-/// The sum of a metric's samples (all label sets) on one instance, `None` when unreachable.
-async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{base}/metrics"))
+/// One instance's `/metrics`, `None` when unreachable.
+async fn metrics_text(http: &reqwest::Client, base: &str) -> Option<String> {
+    http.get(format!("{base}/metrics"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// The sum of a metric's samples (all label sets) on one instance, `None` when unreachable.
+async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+    let text = metrics_text(http, base).await?;
     Some(
         text.lines()
             .filter(|l| l.starts_with(name))
@@ -171,14 +175,7 @@ async fn metric_where(
     prefix: &str,
     label: &str,
 ) -> Option<f64> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = metrics_text(http, base).await?;
     Some(
         text.lines()
             .filter(|l| l.starts_with(prefix) && l.contains(label))
@@ -189,14 +186,7 @@ async fn metric_where(
 
 async fn answered(http: &reqwest::Client, base: &str) -> Option<u64> {
     // Counted when the answer is sent; a call refused while draining is not counted.
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = metrics_text(http, base).await?;
     text.lines()
         .find(|l| l.starts_with("mediabot_calls_started_total{direction=\"incoming\"}"))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
