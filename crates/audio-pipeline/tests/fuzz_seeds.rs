@@ -11,13 +11,8 @@ use std::path::PathBuf;
 use audio_pipeline::_internal_test_exports::fuzz;
 use audio_pipeline::codec::{OPUS_FRAME_SAMPLES, OpusConfig, OpusEncoder, has_inband_fec};
 
-/// A fuzz entry point: takes the target's bytes, panics on a finding.
-type EntryPoint = fn(&[u8]);
-
 fn seeds_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/seeds")
-        .join(target)
+    test_kit::seeds::dir(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -223,17 +218,12 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, EntryPoint); 3] = [
-        ("framer", fuzz::framer),
-        ("opus_packet", fuzz::opus_packet),
-        ("jitter_buffer", fuzz::jitter_buffer),
-    ];
-    for (target, entry) in targets {
-        let mut n = 0;
-        for file in std::fs::read_dir(seeds_dir(target)).unwrap() {
-            entry(&std::fs::read(file.unwrap().path()).unwrap());
-            n += 1;
-        }
-        assert!(n >= 3, "{target}: {n} seeds");
-    }
+    test_kit::seeds::check_committed(
+        env!("CARGO_MANIFEST_DIR"),
+        &[
+            ("framer", fuzz::framer),
+            ("opus_packet", fuzz::opus_packet),
+            ("jitter_buffer", fuzz::jitter_buffer),
+        ],
+    );
 }

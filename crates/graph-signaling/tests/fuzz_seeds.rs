@@ -16,15 +16,12 @@ use std::path::{Path, PathBuf};
 use graph_signaling::_internal_test_exports::fuzz;
 use serde_json::{Value, json};
 
-/// A fuzz entry point: takes the target's bytes, panics on a finding.
-type EntryPoint = fn(&[u8]);
-
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn seeds_dir(target: &str) -> PathBuf {
-    crate_dir().join("../../fuzz/seeds").join(target)
+    test_kit::seeds::dir(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -153,19 +150,14 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, EntryPoint); 3] = [
-        ("notification_parse", fuzz::notification_parse),
-        ("graph_responses", fuzz::graph_responses),
-        ("openid_documents", fuzz::openid_documents),
-    ];
-    for (target, entry) in targets {
-        let mut n = 0;
-        for file in std::fs::read_dir(seeds_dir(target)).unwrap() {
-            entry(&std::fs::read(file.unwrap().path()).unwrap());
-            n += 1;
-        }
-        assert!(n >= 3, "{target}: {n} seeds");
-    }
+    test_kit::seeds::check_committed(
+        env!("CARGO_MANIFEST_DIR"),
+        &[
+            ("notification_parse", fuzz::notification_parse),
+            ("graph_responses", fuzz::graph_responses),
+            ("openid_documents", fuzz::openid_documents),
+        ],
+    );
 }
 
 #[test]

@@ -17,13 +17,8 @@ use media_transport::dtmf::{DtmfDigit, event_train};
 /// 20 ms at the 48 kHz telephone-event clock.
 const STEP: u16 = 960;
 
-/// A fuzz entry point: takes the target's bytes, panics on a finding.
-type EntryPoint = fn(&[u8]);
-
 fn seeds_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/seeds")
-        .join(target)
+    test_kit::seeds::dir(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -130,16 +125,11 @@ fn write_fuzz_seeds() {
 
 #[test]
 fn committed_seeds_pass_the_entry_points() {
-    let targets: [(&str, EntryPoint); 2] = [
-        ("dtmf_payload", fuzz::dtmf_payload),
-        ("browser_offer", fuzz::browser_offer),
-    ];
-    for (target, entry) in targets {
-        let mut n = 0;
-        for file in std::fs::read_dir(seeds_dir(target)).unwrap() {
-            entry(&std::fs::read(file.unwrap().path()).unwrap());
-            n += 1;
-        }
-        assert!(n >= 3, "{target}: {n} seeds");
-    }
+    test_kit::seeds::check_committed(
+        env!("CARGO_MANIFEST_DIR"),
+        &[
+            ("dtmf_payload", fuzz::dtmf_payload),
+            ("browser_offer", fuzz::browser_offer),
+        ],
+    );
 }

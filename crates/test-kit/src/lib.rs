@@ -12,6 +12,7 @@
 
 pub mod figure;
 pub mod fixtures;
+pub mod seeds;
 pub mod similarity;
 
 pub use figure::{at_least, at_most};
