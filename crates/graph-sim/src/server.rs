@@ -352,9 +352,17 @@ impl SimServer {
         self.events.recv().await
     }
 
-    /// A media event if one is waiting.
+    /// A media event if one is waiting, including one the core has queued but the notifier
+    /// has not moved to the channel yet: a caller that just saw a call's state turn final
+    /// through [`SimServer::with_sim`] also gets that call's `Ended`.
     pub fn try_event(&mut self) -> Option<SimEvent> {
-        self.events.try_recv().ok()
+        // The notifier moves events while holding the core's lock, so with the lock held the
+        // channel holds every event older than the ones still in the core: order is kept.
+        let mut sim = self.shared.sim();
+        match self.events.try_recv() {
+            Ok(e) => Some(e),
+            Err(_) => sim.poll_event(),
+        }
     }
 
     /// What the notifier has done so far.

@@ -9,7 +9,7 @@ use graph_signaling::models::CommsNotifications;
 use graph_signaling::notify::server::{Inbound, NotificationLimits, notification_router};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{FORGER_KEY_PEM, ServerOptions, SimServer, sign_notification_token};
-use graph_sim::service::{SimConfig, SimEvent};
+use graph_sim::service::{PersonAction, SimConfig, SimEvent};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -52,6 +52,35 @@ async fn token(http: &reqwest::Client, sim: &SimServer, secret: &str) -> (u16, V
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
+/// Places a call from the app to the scenario's Alice, with app-hosted media.
+async fn place_call_to_alice(
+    http: &reqwest::Client,
+    sim: &SimServer,
+    access: &str,
+    callback: &str,
+) -> reqwest::Response {
+    let alice = sim.with_sim(|s, _| {
+        s.directory()
+            .find(|(u, _)| u.name == "Alice")
+            .map(|(_, id)| id.to_owned())
+            .unwrap()
+    });
+    let body = json!({
+        "@odata.type": "#microsoft.graph.call",
+        "callbackUri": callback,
+        "targets": [{"identity": {"user": {"id": alice, "displayName": "Alice"}}}],
+        "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": BLOB},
+    });
+    http.post(format!("{}/communications/calls", sim.api_url()))
+        .bearer_auth(access)
+        .header("client-request-id", "test-123")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_call_over_http_notifies_the_bot_with_valid_tokens() {
     let config = SimConfig::default();
@@ -69,27 +98,7 @@ async fn a_call_over_http_notifies_the_bot_with_valid_tokens() {
     assert_eq!(status, 200);
     let access = good["access_token"].as_str().unwrap().to_owned();
 
-    let alice = sim.with_sim(|s, _| {
-        s.directory()
-            .find(|(u, _)| u.name == "Alice")
-            .map(|(_, id)| id.to_owned())
-            .unwrap()
-    });
-    let body = json!({
-        "@odata.type": "#microsoft.graph.call",
-        "callbackUri": callback,
-        "targets": [{"identity": {"user": {"id": alice, "displayName": "Alice"}}}],
-        "requestedModalities": ["audio"],
-        "mediaConfig": {"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": BLOB},
-    });
-    let r = http
-        .post(format!("{}/communications/calls", sim.api_url()))
-        .bearer_auth(&access)
-        .header("client-request-id", "test-123")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = place_call_to_alice(&http, &sim, &access, &callback).await;
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(r.headers()["client-request-id"], "test-123");
     assert!(r.headers().contains_key("request-id"));
@@ -210,5 +219,62 @@ async fn api_requires_a_token_and_refuses_remote_callbacks() {
             .as_str()
             .unwrap()
             .starts_with("http://127.0.0.1:")
+    );
+}
+
+/// A task that sees a call end through the core (as the load generator does) and then drains
+/// the events must get that call's `Ended`, even if the notifier has not run since.
+#[tokio::test(flavor = "current_thread")]
+async fn an_end_seen_in_the_core_is_among_the_events_at_once() {
+    let config = SimConfig::default();
+    let app_id = config.app_id.clone();
+    let mut sim = SimServer::start(config, Scenario::two_users(), ServerOptions::default())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let (callback, _inbox) = bot_endpoint(sim.openid_config_url(), &app_id).await;
+    let (_, good) = token(&http, &sim, "sim-secret").await;
+    let access = good["access_token"].as_str().unwrap().to_owned();
+    let r = place_call_to_alice(&http, &sim, &access, &callback).await;
+    let call: Value = r.json().await.unwrap();
+    let id = call["id"].as_str().unwrap().to_owned();
+    let mut alice = None;
+    for _ in 0..250 {
+        alice = sim.with_sim(|s, _| {
+            s.roster(&id)
+                .and_then(|r| r.into_iter().find(|e| !e.bot).map(|e| e.source_id))
+        });
+        if alice.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alice = alice.expect("Alice joined");
+    while sim.try_event().is_some() {}
+
+    // No await from here on: on this single-threaded runtime the notifier cannot run.
+    sim.with_sim(|s, now| {
+        s.handle_person(
+            now,
+            PersonAction::Leave {
+                call_id: &id,
+                source_id: alice,
+            },
+        )
+    })
+    .unwrap();
+    assert!(
+        sim.with_sim(|s, _| s.call_state(&id))
+            .is_some_and(|s| s.is_final())
+    );
+    let mut events = Vec::new();
+    while let Some(e) = sim.try_event() {
+        events.push(e);
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SimEvent::Ended { call_id, .. } if *call_id == id)),
+        "{events:?}"
     );
 }
