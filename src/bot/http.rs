@@ -203,6 +203,8 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&c.ended_frames_concealed) + concealed);
         metrics::counter!("mediabot_dropped_total", "where" => "engine_inbound")
             .absolute(shared.engine.inbound_dropped());
+        metrics::counter!("mediabot_dropped_total", "where" => "send_stale")
+            .absolute(stats.send_stale_skipped.get());
         metrics::counter!("mediabot_dropped_total", "where" => "app_receive")
             .absolute(load(&c.app_frames_dropped));
         metrics::counter!("mediabot_dropped_total", "where" => "unlisted_source")

@@ -184,8 +184,11 @@ pub struct EngineStats {
     pub packets_sent: Counter,
     /// Incoming frames delivered (per participant).
     pub frames_received: Counter,
-    /// Sub-ticks skipped because a worker stalled.
+    /// Sub-ticks skipped because a worker stalled for more than a second.
     pub skipped_ticks: Counter,
+    /// Outgoing frames not sent because their turn came more than a frame period late (a
+    /// stalled or overloaded send worker); the receiver conceals them.
+    pub send_stale_skipped: Counter,
     /// Worker threads running with real-time priority.
     pub realtime_threads: Counter,
 }
@@ -328,6 +331,8 @@ pub struct SendCounters {
     pub queued_frames: Counter,
     /// Encoder or resampler failures (the frame was skipped).
     pub errors: Counter,
+    /// Frames not sent because their turn came more than a frame period late.
+    pub stale_skipped: Counter,
 }
 
 pub(crate) struct CallShared {

@@ -89,8 +89,10 @@ impl SendWorker {
     pub(crate) fn new(stats: Arc<EngineStats>, config: EngineConfig, start: Instant) -> SendWorker {
         SendWorker {
             calls: Vec::new(),
-            // A stalled worker catches up on up to 100 ms of sub-ticks before skipping.
-            pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(100),
+            // Overdue sub-ticks are cheap (see `STALE_AFTER`), so a stalled worker walks
+            // through up to a second of them and keeps every call's timeline; longer stalls
+            // skip the rest.
+            pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(1000),
             stats,
             slack: config.deadline_slack,
         }
@@ -119,16 +121,36 @@ impl SendWorker {
         let before = self.pacer.skipped();
         while let Some(tick) = self.pacer.poll_tick(now) {
             let slot = (tick.index % SLOTS as u64) as usize;
+            let stale = tick.lateness > STALE_AFTER;
             for call in self.calls.iter_mut().filter(|c| c.slot == slot) {
-                serve(call, tick.deadline, &self.stats, self.slack);
+                serve(call, tick.deadline, stale, &self.stats, self.slack);
             }
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
     }
 }
 
-/// One frame period of one call.
-fn serve(call: &mut SendCall, deadline: Instant, stats: &EngineStats, slack: Duration) {
+/// A frame whose turn comes more than this after its deadline is played out of the queue but
+/// not encoded or sent.
+///
+/// After a stall of the host, sending every overdue frame would cost the full codec work for
+/// each, in a burst that makes every call on the worker late for several times the stall's
+/// length; and the receiver, whose jitter buffer has already concealed those slots, would drop
+/// them or grow its buffer (and the call's delay) to play them. Skipping them costs a player
+/// tick each, so the worker is back on its deadlines one frame after the stall, and the damage
+/// is the stall's own frames: a gap the receiver conceals. The RTP clock still advances over
+/// the gap, so the receiver sees it as loss, not as a shift in time.
+pub(crate) const STALE_AFTER: Duration = FRAME;
+
+/// One frame period of one call. A `stale` frame is taken from the player (the app's audio
+/// keeps its pace) but not encoded.
+fn serve(
+    call: &mut SendCall,
+    deadline: Instant,
+    stale: bool,
+    stats: &EngineStats,
+    slack: Duration,
+) {
     let t0 = Instant::now();
     let active = call.active.load(Ordering::Relaxed);
     if active != call.was_active {
@@ -169,6 +191,11 @@ fn serve(call: &mut SendCall, deadline: Instant, stats: &EngineStats, slack: Dur
             return;
         }
         PlayerOutput::Idle => return,
+    }
+    if stale {
+        call.counters.stale_skipped.incr();
+        stats.send_stale_skipped.incr();
+        return;
     }
     let t1 = Instant::now();
     if call.up.process(&call.app, &mut call.pcm48).is_err() {

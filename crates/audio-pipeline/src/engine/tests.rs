@@ -169,6 +169,100 @@ fn send_worker_paces_packets_on_exact_deadlines() {
     assert_eq!(rig.counters.underruns.get(), 0);
 }
 
+/// What a send worker stalled for `stall` ms did: each packet with the (injected) time it was
+/// handed off, and the call's counters.
+struct StallRun {
+    packets: Vec<(EncodedPacket, Instant)>,
+    stall_end: Instant,
+    queued_before: u64,
+    queued_after: u64,
+    counters: Arc<SendCounters>,
+    stats: Arc<EngineStats>,
+}
+
+/// An app pushes a 20 ms frame every 20 ms for a second; the send worker is not run at all
+/// from 400 ms for `stall` ms (the host stalled it), then runs every millisecond again.
+fn send_through_a_stall(stall: u32) -> StallRun {
+    let t0 = Instant::now();
+    let stats = Arc::new(EngineStats::default());
+    let mut rig = send_rig(t0, stats.clone());
+    rig.active.store(true, std::sync::atomic::Ordering::Relaxed);
+    let speech = speech_16k();
+    let mut frames = speech.chunks_exact(320).cycle();
+    let (stall_at, total) = (400u32, 1000 + stall);
+    let mut packets = Vec::new();
+    let mut queued_before = 0;
+    for ms in 0..total {
+        if ms % 20 == 0 {
+            let frame: Vec<u8> = frames
+                .next()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect();
+            rig.audio.push(frame);
+        }
+        if (stall_at..stall_at + stall).contains(&ms) {
+            continue;
+        }
+        if ms + 1 == stall_at {
+            queued_before = rig.counters.queued_frames.get();
+        }
+        let now = t0 + MS * ms;
+        rig.worker.run_due(now);
+        packets.extend(rig.packets.try_iter().map(|p| (p, now)));
+    }
+    StallRun {
+        packets,
+        stall_end: t0 + MS * (stall_at + stall),
+        queued_before,
+        queued_after: rig.counters.queued_frames.get(),
+        counters: rig.counters,
+        stats,
+    }
+}
+
+#[test]
+fn a_stalled_send_worker_pays_for_the_stall_only() {
+    let mut skipped = Vec::new();
+    for stall in [100u32, 400] {
+        let run = send_through_a_stall(stall);
+        assert!(!run.packets.is_empty());
+        for (p, sent) in &run.packets {
+            let late = sent.saturating_duration_since(p.deadline);
+            // Nothing goes out more than a frame late, however long the stall...
+            assert!(late <= FRAME, "stall {stall} ms: a packet {late:?} late");
+            // ...and from one frame after it, everything is on time again.
+            if *sent > run.stall_end + FRAME {
+                assert!(late.is_zero(), "stall {stall} ms: {late:?} late at {sent:?}");
+            }
+        }
+        // The RTP clock ran through the gap: timestamps follow the deadlines.
+        for pair in run.packets.windows(2) {
+            let (a, b) = (&pair[0].0, &pair[1].0);
+            let frames = ((b.deadline - a.deadline).as_millis() / 20) as u32;
+            assert_eq!(b.rtp_timestamp.wrapping_sub(a.rtp_timestamp), 960 * frames);
+        }
+        // The app's audio kept its pace: no backlog left to delay the call from then on.
+        assert!(
+            run.queued_after <= run.queued_before + 1,
+            "stall {stall} ms: {} frames queued after, {} before",
+            run.queued_after,
+            run.queued_before
+        );
+        assert_eq!(run.counters.underruns.get(), 0);
+        assert_eq!(run.stats.skipped_ticks.get(), 0);
+        assert_eq!(
+            run.stats.send_stale_skipped.get(),
+            run.counters.stale_skipped.get()
+        );
+        skipped.push(run.counters.stale_skipped.get());
+    }
+    // The frames lost are the stall's own: about one per 20 ms beyond the first frame.
+    assert!((3..=5).contains(&skipped[0]), "{skipped:?}");
+    assert!((18..=20).contains(&skipped[1]), "{skipped:?}");
+}
+
 #[test]
 fn inactive_stream_drops_app_audio() {
     let t0 = Instant::now();
