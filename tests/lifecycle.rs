@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use mediabot::bot::{Bot, CallEvent, CallTarget, LocalSim, Phase, ReceivedAudio};
-use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::bot::{Bot, BotError, CallEvent, CallTarget, LocalSim, Phase, ReceivedAudio};
+use mediabot::crates::audio_pipeline::engine::StreamCost;
+use mediabot::crates::audio_pipeline::{EngineConfig, EngineError};
 use mediabot::crates::graph_sim::scenario::Scenario;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -172,6 +173,120 @@ async fn a_drain_refuses_new_calls_and_hangs_up_at_the_deadline() {
         "hung up by the bot: {ours:?}"
     );
     assert!(media.calls.iter().all(|c| c.call_id != offered_id));
+}
+
+/// The engine's budget is known before frames miss: readiness turns off when no further call
+/// fits, an incoming call past it is declined as busy at once (not left ringing), placing one
+/// fails with a clear error before asking Graph, and a call ending gives the room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_engine_budget_is_refused_at_once() {
+    let sim = LocalSim::start(Scenario::two_users()).await.unwrap();
+    let mut bot = Bot::builder(sim.target())
+        .engine(EngineConfig {
+            // A fixed cost, so the budget does not depend on this machine: 10 ms of codec
+            // work per call against half of each core's 20 ms: one call per core.
+            stream_cost: Some(StreamCost {
+                send_us: 8_000,
+                recv_us: 2_000,
+            }),
+            admit_share: 0.5,
+            ..small_engine()
+        })
+        .build()
+        .await
+        .unwrap();
+    let (answered_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    assert!(bot.answer_incoming_with(move |call| {
+        let _ = answered_tx.send(call);
+    }));
+    let (status, health) = get(&bot, "/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["engine"]["send_us_per_frame"], 8_000, "{health}");
+    let fits = health["engine"]["calls_left"].as_u64().unwrap();
+    assert!(fits >= 1, "{health}");
+    assert_eq!(get(&bot, "/readyz").await.0, 200);
+
+    let mut calls = Vec::new();
+    for _ in 0..fits {
+        sim.offer_incoming_call(bot.callback_url(), 0)
+            .await
+            .expect("offered");
+        let call = tokio::time::timeout(WAIT, answered.recv())
+            .await
+            .expect("answered in time")
+            .unwrap();
+        calls.push(call);
+    }
+    // Full: not ready, and health says why.
+    let (_, health) = get(&bot, "/healthz").await;
+    assert_eq!(health["status"], "Overloaded", "{health}");
+    assert_eq!(health["engine"]["calls_left"], 0, "{health}");
+    assert_eq!(
+        get(&bot, "/readyz").await,
+        (503, serde_json::json!({"status": "overloaded"}))
+    );
+
+    // One more incoming call: declined on the spot.
+    let declined = sim
+        .offer_incoming_call(bot.callback_url(), 1)
+        .await
+        .expect("offered");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while !sim
+            .call_state(&declined)
+            .await
+            .is_some_and(|s| s.is_final())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "declined within 5 s, not after the answer window"
+    );
+    assert!(answered.try_recv().is_err());
+    let metrics = reqwest::get(format!("http://{}/metrics", bot.local_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"mediabot_calls_declined_total{why="over_capacity"} 1"#),
+        "{metrics}"
+    );
+    // Placing one fails before any request, naming the budget.
+    let alice = sim.users()[0].clone();
+    match bot.place_call(CallTarget::user(&alice.id, None)).await {
+        Err(BotError::Engine(EngineError::OverCapacity { needed_us, .. })) => {
+            assert_eq!(needed_us, 10_000)
+        }
+        other => panic!(
+            "expected OverCapacity, got {:?}",
+            other.map(|c| c.id().to_owned())
+        ),
+    }
+    assert_eq!(bot.active_calls(), fits as usize);
+
+    // A call that ends gives its room back.
+    let mut first = calls.remove(0);
+    first.hang_up().await.unwrap();
+    wait_for(&mut first, |e| matches!(e, CallEvent::Terminated(_))).await;
+    tokio::time::timeout(WAIT, async {
+        while get(&bot, "/readyz").await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("ready again once a call ended");
+    for mut c in calls {
+        c.hang_up().await.unwrap();
+        wait_for(&mut c, |e| matches!(e, CallEvent::Terminated(_))).await;
+    }
+    sim.finish().await.unwrap();
 }
 
 /// Calls placed and ended one after another: every per-call structure is released and the

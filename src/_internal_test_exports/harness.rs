@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig, OpusEncoder};
-use audio_pipeline::engine::SteppedWorkers;
+use audio_pipeline::engine::{SteppedWorkers, StreamCost};
 use audio_pipeline::{CallMedia, Engine, EngineConfig, ReceiveEvent};
 use bytes::Bytes;
 use graph_signaling::build;
@@ -79,6 +79,12 @@ impl Default for HarnessConfig {
                 send_threads: 1,
                 receive_threads: 1,
                 realtime_priority: None,
+                // A fixed cost, not the host's: what the harness admits must not depend on
+                // how fast the machine running it is.
+                stream_cost: Some(StreamCost {
+                    send_us: 300,
+                    recv_us: 60,
+                }),
                 ..EngineConfig::default()
             },
             media_connect_delay: Duration::from_millis(40),
@@ -229,7 +235,10 @@ impl Harness {
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let (_, body) = sim.issue_token(now, &form);
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
-        let (engine, workers) = Engine::start_stepped(config.engine.clone(), now);
+        // Invariant: the fixed default cost needs no measuring, and codec construction with
+        // the default settings does not fail.
+        let (engine, workers) =
+            Engine::start_stepped(config.engine.clone(), now).expect("the engine starts");
         Harness {
             now,
             sim,

@@ -1,6 +1,6 @@
 //! A call's audio as the application sees it: frames in, PCM out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use audio_pipeline::{ActiveSpeakers, AudioFrame, CallMedia, PcmSpec, SendStatus};
 use tokio::sync::mpsc;
@@ -83,29 +83,36 @@ impl AudioReceiver {
 
 /// Sends the bot's audio into a call. Chunks of any length are cut into exact 20 ms frames by
 /// the engine's frame player and paced out; [`super::CallEvent::LowOnFrames`] says when to push
-/// more. Cheap to clone; never blocks.
+/// more. Cheap to clone; never blocks. Once the call has ended, pushed audio goes nowhere: the
+/// sender does not keep the call's media alive, so a handle the application still holds does
+/// not hold the engine's room for the call.
 #[derive(Debug, Clone)]
 pub struct AudioSender {
-    pub(crate) media: Arc<CallMedia>,
+    pub(crate) media: Weak<CallMedia>,
+    pub(crate) spec: PcmSpec,
 }
 
 impl AudioSender {
-    fn stream(&self) -> Option<&audio_pipeline::SendStream> {
-        self.media.send()
+    pub(crate) fn new(media: &Arc<CallMedia>) -> AudioSender {
+        AudioSender {
+            media: Arc::downgrade(media),
+            spec: media.spec(),
+        }
+    }
+
+    fn with_stream<R>(&self, f: impl FnOnce(&audio_pipeline::SendStream) -> R) -> Option<R> {
+        let media = self.media.upgrade()?;
+        media.send().map(f)
     }
 
     /// Queues samples (interleaved, in the call's format), any count.
     pub fn push_samples(&self, samples: &[i16]) {
-        if let Some(s) = self.stream() {
-            s.push_samples(samples);
-        }
+        self.with_stream(|s| s.push_samples(samples));
     }
 
     /// Queues s16le bytes in the call's format, any length (odd bytes carry over).
     pub fn push_bytes(&self, bytes: Vec<u8>) {
-        if let Some(s) = self.stream() {
-            s.push_audio(bytes);
-        }
+        self.with_stream(|s| s.push_audio(bytes));
     }
 
     /// Queues one frame (for an echo, the frame just received).
@@ -115,24 +122,25 @@ impl AudioSender {
 
     /// Whether pushed audio is being sent (the media path is up).
     pub fn status(&self) -> SendStatus {
-        self.stream()
-            .map_or(SendStatus::Inactive, audio_pipeline::SendStream::status)
+        self.with_stream(audio_pipeline::SendStream::status)
+            .unwrap_or(SendStatus::Inactive)
     }
 
     /// Frames queued in the player, not yet sent.
     pub fn queued_frames(&self) -> u64 {
-        self.stream()
-            .map_or(0, |s| s.counters().queued_frames.get())
+        self.with_stream(|s| s.counters().queued_frames.get())
+            .unwrap_or(0)
     }
 
     /// Ticks on which playback was running but nothing was queued: each is an audible gap in
     /// what the call hears (the player then waits for a few frames before playing again).
     pub fn underruns(&self) -> u64 {
-        self.stream().map_or(0, |s| s.counters().underruns.get())
+        self.with_stream(|s| s.counters().underruns.get())
+            .unwrap_or(0)
     }
 
     /// The layout the sender expects.
     pub fn spec(&self) -> PcmSpec {
-        self.media.spec()
+        self.spec
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use audio_pipeline::{CallMedia, ReceiveEvent, SendEvent};
+use audio_pipeline::{CallMedia, EngineError, ReceiveEvent, SendEvent};
 use graph_signaling::build;
 use graph_signaling::models::{
     AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, Modality,
@@ -108,7 +108,7 @@ fn start(
             rx: audio_rx,
             spec: media.spec(),
         }),
-        sender: AudioSender { media },
+        sender: AudioSender::new(&media),
         ended: handle.ended,
     }
 }
@@ -378,7 +378,30 @@ impl IncomingCall {
     /// Answers with app-hosted media; the call's events and audio flow as for a placed call.
     pub async fn answer(self) -> Result<Call, BotError> {
         let call_uuid = Uuid::parse_str(&self.id).ok();
-        let opened = open_media(&self.shared, call_uuid)?;
+        let opened = match open_media(&self.shared, call_uuid) {
+            Ok(o) => o,
+            Err(e @ BotError::Engine(EngineError::OverCapacity { .. })) => {
+                // Declined at once, so the caller hears busy now rather than ringing out
+                // the service's answer window, and a proxy's next instance can take the
+                // next call.
+                tracing::warn!(
+                    instance = %self.shared.instance_id,
+                    call_id = %self.id,
+                    error = %e,
+                    "incoming call declined: over capacity"
+                );
+                self.shared
+                    .counters
+                    .calls_declined_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                let id = self.id.clone();
+                if let Err(r) = self.reject().await {
+                    tracing::warn!(call_id = %id, error = %r, "declining the call failed");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let body = AnswerBody {
             callback_uri: self.shared.callback_url.clone(),
             media_config: MediaConfig::app_hosted(opened.session.blob()),

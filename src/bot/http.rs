@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use audio_pipeline::engine::EngineStats;
-use audio_pipeline::stats::LatencyHistogram;
+use audio_pipeline::engine::{Capacity, EngineStats};
+use audio_pipeline::stats::{LatencyHistogram, bucket_upper_us};
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -93,6 +93,19 @@ fn judge(calls: usize, capacity: usize, miss_ratio: f64) -> Health {
     by_calls.max(by_deadlines)
 }
 
+/// Judges health from the engine's admission budget: Overloaded once no further call fits
+/// (a new one would be refused), HeavilyLoaded from 80 % of it. This turns readiness off
+/// before the CPU runs short, where the deadline-miss ratio only notices once it has.
+fn judge_engine(engine: &Capacity) -> Health {
+    if engine.calls_left() == 0 {
+        Health::Overloaded
+    } else if engine.load() >= 0.8 {
+        Health::HeavilyLoaded
+    } else {
+        Health::Normal
+    }
+}
+
 /// Health now, with the figures it was judged on: (health, calls, deadline-miss ratio).
 pub(crate) fn health(shared: &Shared) -> (Health, usize, f64) {
     let stats = shared.engine.stats();
@@ -100,7 +113,8 @@ pub(crate) fn health(shared: &Shared) -> (Health, usize, f64) {
     let frames = stats.packets_sent.get() + stats.frames_received.get();
     let ratio = lock(&shared.health).observe(Instant::now(), frames, misses);
     let calls = shared.active_calls();
-    (judge(calls, shared.capacity, ratio), calls, ratio)
+    let level = judge(calls, shared.capacity, ratio).max(judge_engine(&shared.engine.capacity()));
+    (level, calls, ratio)
 }
 
 /// The Prometheus recorder of one bot (not the process-global one, so several bots, or a bot
@@ -192,6 +206,11 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&c.calls_placed));
         metrics::counter!("mediabot_calls_started_total", "direction" => "incoming")
             .absolute(load(&c.calls_answered));
+        metrics::counter!("mediabot_calls_declined_total", "why" => "over_capacity")
+            .absolute(load(&c.calls_declined_busy));
+        let engine = shared.engine.capacity();
+        metrics::gauge!("mediabot_engine_load").set(engine.load());
+        metrics::gauge!("mediabot_engine_calls_left").set(engine.calls_left() as f64);
         for (i, (direction, outcome)) in CALL_OUTCOMES.iter().enumerate() {
             metrics::counter!("mediabot_calls_total", "direction" => *direction, "outcome" => *outcome)
                 .absolute(load(&c.calls_ended[i]));
@@ -278,7 +297,8 @@ const STAGES: [(&str, StageOf); 10] = [
 ///
 /// The real-time threads already count every sample into lock-free power-of-two buckets; the
 /// recorder's own histograms would need each sample again (it keeps them until a scrape), so
-/// the buckets are written out as they are: bucket `i` holds samples under `2^i` µs.
+/// the buckets are written out from those counts, at their power-of-two bounds (1 µs to about
+/// 4 s; the finer quarter-octave buckets in between are summed into them).
 fn render_stage_histograms(out: &mut String, stats: &EngineStats) {
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -292,8 +312,9 @@ fn render_stage_histograms(out: &mut String, stats: &EngineStats) {
         for (i, count) in snap.counts.iter().enumerate() {
             cumulative += count;
             // The last bucket is unbounded: it only feeds `+Inf`.
-            if i + 1 < snap.counts.len() {
-                let le = (1u64 << i) as f64 / 1e6;
+            let upper = bucket_upper_us(i);
+            if i + 1 < snap.counts.len() && upper.is_power_of_two() {
+                let le = upper as f64 / 1e6;
                 let _ = writeln!(
                     out,
                     "mediabot_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"{le}\"}} {cumulative}"
@@ -383,11 +404,19 @@ async fn metrics_response(shared: Arc<Shared>) -> Response {
 
 async fn health_response(shared: Arc<Shared>) -> Response {
     let (level, calls, ratio) = health(&shared);
+    let engine = shared.engine.capacity();
     let body = serde_json::json!({
         "status": level.as_str(),
         "calls": calls,
         "capacity": shared.capacity,
         "deadline_miss_ratio": ratio,
+        "engine": {
+            "load": engine.load(),
+            "calls_left": engine.calls_left(),
+            "ceiling_streams": engine.ceiling_streams(),
+            "send_us_per_frame": engine.cost.send_us,
+            "recv_us_per_frame": engine.cost.recv_us,
+        },
     });
     // Liveness: an overloaded instance is alive and carrying calls, and restarting it would
     // cut them. Taking no new calls is /readyz's answer (503 while Overloaded).
@@ -405,6 +434,28 @@ mod tests {
         assert_eq!(judge(8, 10, 0.0), Health::HeavilyLoaded);
         assert_eq!(judge(10, 10, 0.0), Health::HeavilyLoaded);
         assert_eq!(judge(11, 10, 0.0), Health::Overloaded);
+    }
+
+    #[test]
+    fn the_engine_budget_sets_the_level_before_frames_miss() {
+        let at = |used_us| Capacity {
+            cost: audio_pipeline::engine::StreamCost {
+                send_us: 300,
+                recv_us: 100,
+            },
+            cores: 2,
+            admit_share: 0.5,
+            limit_us: 20_000,
+            used_us,
+        };
+        assert_eq!(judge_engine(&at(0)), Health::Normal);
+        assert_eq!(judge_engine(&at(15_900)), Health::Normal);
+        assert_eq!(judge_engine(&at(16_000)), Health::HeavilyLoaded);
+        // 400 µs left: one more call fits.
+        assert_eq!(judge_engine(&at(19_600)), Health::HeavilyLoaded);
+        // 399 µs left: the next call would be refused.
+        assert_eq!(judge_engine(&at(19_601)), Health::Overloaded);
+        assert_eq!(judge_engine(&at(25_000)), Health::Overloaded);
     }
 
     #[test]

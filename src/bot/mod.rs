@@ -130,6 +130,8 @@ struct BotCounters {
     media_stream_failures: AtomicU64,
     calls_placed: AtomicU64,
     calls_answered: AtomicU64,
+    /// Incoming calls declined because the engine had no room for them.
+    calls_declined_busy: AtomicU64,
     /// Calls ended, by `http::CALL_OUTCOMES` (direction × completed/failed).
     calls_ended: [AtomicU64; 4],
     /// Figures of calls already released, so cumulative counters never go back.

@@ -1,5 +1,6 @@
 //! graph-sim in-process, with its media side running, for examples, tests and the demo.
 
+use graph_signaling::models::CallState;
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
 use graph_sim::server::{NotifierStats, ServerOptions, SimServer};
@@ -32,6 +33,10 @@ enum Command {
         reply: oneshot::Sender<bool>,
     },
     Stats(oneshot::Sender<NotifierStats>),
+    State {
+        call_id: String,
+        reply: oneshot::Sender<Option<CallState>>,
+    },
     Finish,
 }
 
@@ -137,6 +142,9 @@ impl LocalSim {
                         Some(Command::Stats(reply)) => {
                             let _ = reply.send(sim.notifier_stats());
                         }
+                        Some(Command::State { call_id, reply }) => {
+                            let _ = reply.send(sim.with_sim(|s, _| s.call_state(&call_id)));
+                        }
                         Some(Command::Leave { call_id, source, reply }) => {
                             let action = PersonAction::Leave { call_id: &call_id, source_id: source };
                             let left = sim.with_sim(|s, now| s.handle_person(now, action));
@@ -210,6 +218,18 @@ impl LocalSim {
             return NotifierStats::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// The state of `call_id` as the service sees it (`None` for a call it never had).
+    pub async fn call_state(&self, call_id: &str) -> Option<CallState> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::State {
+                call_id: call_id.to_owned(),
+                reply,
+            })
+            .ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Stops the sim: hangs up the media of calls still running, waits for them to wind down

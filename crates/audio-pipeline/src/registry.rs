@@ -104,6 +104,20 @@ struct Inner {
     _call: Arc<CallShared>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Streams beyond the first were added to the budget one by one; the first goes back
+        // with the call's own reservation.
+        let streams = self
+            .streams
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let budget = &self.engine.budget;
+        budget.release(u64::from(budget.cost.recv_us) * streams.saturating_sub(1) as u64);
+    }
+}
+
 /// The receive streams of one call. Cheap to clone; all clones share the same set.
 #[derive(Clone)]
 pub struct StreamRegistry {
@@ -152,6 +166,7 @@ impl StreamRegistry {
         if let Some(s) = map.get(&source) {
             return Ok(s.clone());
         }
+        let budget = &self.inner.engine.budget;
         let counters = Arc::new(RecvCounters::default());
         let config = &self.inner.engine.config;
         let chain = RecvStream::new(
@@ -172,19 +187,27 @@ impl StreamRegistry {
             worker: self.inner.worker,
             counters,
         };
+        // The call's first stream was reserved when it opened; more are taken as they come.
+        if !map.is_empty() {
+            budget.add(u64::from(budget.cost.recv_us));
+        }
         map.insert(source, stream.clone());
         Ok(stream)
     }
 
     /// Removes `source`'s stream; returns whether it existed.
     pub fn remove(&self, source: SourceId) -> bool {
-        let removed = self
+        let mut map = self
             .inner
             .streams
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&source)
-            .is_some();
+            .unwrap_or_else(|p| p.into_inner());
+        let removed = map.remove(&source).is_some();
+        if removed && !map.is_empty() {
+            let budget = &self.inner.engine.budget;
+            budget.release(u64::from(budget.cost.recv_us));
+        }
+        drop(map);
         if removed {
             let _ = self.inner.engine.recv[self.inner.worker].commands.send(
                 RecvCommand::RemoveStream {

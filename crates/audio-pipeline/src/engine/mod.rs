@@ -8,6 +8,7 @@
 //! least loaded one), so the work of a frame period is spread over the whole period instead of
 //! piling up at its start.
 
+mod capacity;
 mod queue;
 mod recv;
 mod send;
@@ -32,6 +33,9 @@ use crate::registry::StreamRegistry;
 use crate::resample::{ResampleError, ResamplerKind};
 use crate::stats::{Counter, LatencyHistogram};
 use slots::Slots;
+
+pub(crate) use capacity::Budget;
+pub use capacity::{Capacity, StreamCost};
 
 pub(crate) use queue::DropOldest;
 pub(crate) use recv::{Inbound, RecvCommand, RecvStream, RecvWorker};
@@ -111,6 +115,15 @@ pub struct EngineConfig {
     /// work, normal-priority workers wake up milliseconds late and miss deadlines long before
     /// they run out of CPU. The kernel's real-time throttling still leaves other processes 5 %.
     pub realtime_priority: Option<u8>,
+    /// Codec cost of a stream-frame, or `None` to measure it when the engine starts
+    /// ([`StreamCost::measure`]).
+    pub stream_cost: Option<StreamCost>,
+    /// Share of the cores' time the engine admits calls up to; a call that would take it past
+    /// this is refused with [`EngineError::OverCapacity`]. The default, 0.6, is where the
+    /// `engine_scale` bench last found the engine still meeting every deadline on a 2-core
+    /// machine (85 of 138 codec-bound streams, see `benches/README.md`); set it from your own
+    /// host's run. Values above 1 admit more than the CPU can carry.
+    pub admit_share: f64,
 }
 
 impl Default for EngineConfig {
@@ -130,6 +143,8 @@ impl Default for EngineConfig {
             deadline_slack: Duration::from_millis(2),
             work_ahead: Duration::from_millis(1),
             realtime_priority: Some(10),
+            stream_cost: None,
+            admit_share: 0.6,
         }
     }
 }
@@ -149,6 +164,25 @@ pub enum EngineError {
     /// A worker thread could not be spawned.
     #[error("spawning a worker thread: {0}")]
     Spawn(#[from] std::io::Error),
+    /// Opening the call would take the engine past its admission budget: the calls already
+    /// running would start missing deadlines.
+    #[error(
+        "the audio engine is at capacity: a call needs {needed_us} µs of codec work per 20 ms \
+         and {free_us} µs of the {limit_us} µs admitted are free (measured {send_us} µs send + \
+         {recv_us} µs receive per stream-frame on this host)"
+    )]
+    OverCapacity {
+        /// What the call would take, µs per frame period.
+        needed_us: u64,
+        /// What is left of the budget.
+        free_us: u64,
+        /// The whole budget.
+        limit_us: u64,
+        /// Cost of an outgoing stream-frame.
+        send_us: u32,
+        /// Cost of an incoming stream-frame.
+        recv_us: u32,
+    },
 }
 
 /// Engine-wide timing figures, readable while running.
@@ -340,12 +374,15 @@ pub(crate) struct CallShared {
     /// Worker and sub-slot of each direction.
     send_worker: Option<(usize, usize)>,
     recv_worker: Option<(usize, usize)>,
+    /// What the call reserved from the budget when it opened.
+    reserved_us: u64,
     engine: Arc<EngineShared>,
 }
 
 impl Drop for CallShared {
     fn drop(&mut self) {
         self.engine.open_calls.fetch_sub(1, Ordering::Relaxed);
+        self.engine.budget.release(self.reserved_us);
         if let Some((w, slot)) = self.send_worker {
             self.engine.send[w].load.fetch_sub(1, Ordering::Relaxed);
             lock(&self.engine.send[w].slots).release(slot);
@@ -505,6 +542,8 @@ pub(crate) struct EngineShared {
     next_id: AtomicU64,
     /// Calls opened and not yet dropped.
     open_calls: AtomicUsize,
+    /// What the engine admits and how much of it the open calls take.
+    pub(crate) budget: Budget,
 }
 
 /// The workers of an engine before they run.
@@ -578,9 +617,10 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts the worker threads.
+    /// Starts the worker threads, after measuring the codec cost on this host unless
+    /// [`EngineConfig::stream_cost`] gives it.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let (mut engine, workers) = Engine::build(config, Instant::now());
+        let (mut engine, workers) = Engine::build(config, Instant::now())?;
         let config = engine.shared.config.clone();
         let stats = engine.shared.stats.clone();
         for (i, (worker, rx)) in workers.send.into_iter().enumerate() {
@@ -618,7 +658,16 @@ impl Engine {
     /// The engine's control plane and, instead of threads, its workers, whose ticks start at
     /// `epoch`: the caller runs them (the real threads in [`Engine::start`], made-up time in
     /// tests).
-    fn build(config: EngineConfig, epoch: Instant) -> (Engine, Workers) {
+    fn build(config: EngineConfig, epoch: Instant) -> Result<(Engine, Workers), EngineError> {
+        let cost = match config.stream_cost {
+            Some(c) => c,
+            None => StreamCost::measure(&config)?,
+        };
+        // The workers can use no more cores than there are workers.
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(config.send_threads.max(1) + config.receive_threads.max(1));
+        let budget = Budget::new(cost, cores, config.admit_share);
         let stats = Arc::new(EngineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let recv_dropped = Arc::new(Counter::default());
@@ -663,13 +712,14 @@ impl Engine {
             recv_dropped,
             next_id: AtomicU64::new(1),
             open_calls: AtomicUsize::new(0),
+            budget,
         });
         let engine = Engine {
             shared,
             threads: Vec::new(),
             stop,
         };
-        (engine, workers)
+        Ok((engine, workers))
     }
 
     /// An engine whose workers run only when [`SteppedWorkers::run_until`] is called, with
@@ -677,9 +727,12 @@ impl Engine {
     /// [`Engine::start`], for deterministic tests of whole calls.
     #[cfg(feature = "_internal_test_exports")]
     #[doc(hidden)]
-    pub fn start_stepped(config: EngineConfig, epoch: Instant) -> (Engine, SteppedWorkers) {
-        let (engine, workers) = Engine::build(config, epoch);
-        (engine, SteppedWorkers { workers })
+    pub fn start_stepped(
+        config: EngineConfig,
+        epoch: Instant,
+    ) -> Result<(Engine, SteppedWorkers), EngineError> {
+        let (engine, workers) = Engine::build(config, epoch)?;
+        Ok((engine, SteppedWorkers { workers }))
     }
 
     /// Timing figures and counters, readable while running.
@@ -692,6 +745,12 @@ impl Engine {
         self.shared.open_calls.load(Ordering::Relaxed)
     }
 
+    /// What the engine admits on this host and how much of it the open calls take. Health
+    /// reports and readiness read it to turn away calls before frames start missing.
+    pub fn capacity(&self) -> Capacity {
+        self.shared.budget.snapshot()
+    }
+
     /// Packets dropped because a receive worker's inbound queue was full.
     pub fn inbound_dropped(&self) -> u64 {
         self.shared.recv_dropped.get()
@@ -699,12 +758,29 @@ impl Engine {
 
     /// Opens a call's media with app audio in `spec`, sending and/or receiving per
     /// `direction`. Closing happens when the returned value is dropped.
+    ///
+    /// The call reserves its outgoing stream and its first incoming stream from the engine's
+    /// budget ([`Engine::capacity`]); if they do not fit, it fails at once with
+    /// [`EngineError::OverCapacity`] and takes nothing.
     pub fn open_call(
         &self,
         spec: PcmSpec,
         direction: StreamDirection,
     ) -> Result<CallMedia, EngineError> {
         let sh = &self.shared;
+        let cost = sh.budget.cost;
+        let needed_us = u64::from(cost.send_us) * u64::from(direction.sends())
+            + u64::from(cost.recv_us) * u64::from(direction.receives());
+        if !sh.budget.reserve(needed_us) {
+            let now = sh.budget.snapshot();
+            return Err(EngineError::OverCapacity {
+                needed_us,
+                free_us: now.limit_us.saturating_sub(now.used_us),
+                limit_us: now.limit_us,
+                send_us: cost.send_us,
+                recv_us: cost.recv_us,
+            });
+        }
         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
         let recv_worker = direction.receives().then(|| {
             let w = least_loaded(&sh.recv);
@@ -722,6 +798,7 @@ impl Engine {
             id,
             send_worker,
             recv_worker,
+            reserved_us: needed_us,
             engine: sh.clone(),
         });
         let mut media = CallMedia {

@@ -234,7 +234,10 @@ fn a_stalled_send_worker_pays_for_the_stall_only() {
             assert!(late <= FRAME, "stall {stall} ms: a packet {late:?} late");
             // ...and from one frame after it, everything is on time again.
             if *sent > run.stall_end + FRAME {
-                assert!(late.is_zero(), "stall {stall} ms: {late:?} late at {sent:?}");
+                assert!(
+                    late.is_zero(),
+                    "stall {stall} ms: {late:?} late at {sent:?}"
+                );
             }
         }
         // The RTP clock ran through the gap: timestamps follow the deadlines.
@@ -467,4 +470,59 @@ fn threaded_engine_loops_speech_back() {
     assert!(sent >= 40, "{sent}");
     assert!(registry.remove(SourceId(42)));
     assert!(registry.is_empty());
+}
+
+#[test]
+fn a_call_past_the_budget_is_refused_at_once_and_takes_nothing() {
+    let cost = StreamCost {
+        // 5 000 µs a call: half of each core's 20 ms is a whole number of calls.
+        send_us: 4_000,
+        recv_us: 1_000,
+    };
+    let engine = Engine::start(EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        realtime_priority: None,
+        stream_cost: Some(cost),
+        admit_share: 0.5,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let cap = engine.capacity();
+    assert_eq!(cap.cost, cost);
+    let fits = (cap.limit_us / cost.both_us()) as usize;
+    assert!(fits >= 2, "{cap:?}");
+    let open = || engine.open_call(spec16(), StreamDirection::SendReceive);
+    let mut calls: Vec<CallMedia> = (0..fits).map(|_| open().unwrap()).collect();
+    assert_eq!(engine.capacity().calls_left(), 0);
+    match open() {
+        Err(EngineError::OverCapacity {
+            needed_us, free_us, ..
+        }) => {
+            assert_eq!(needed_us, 5_000);
+            assert_eq!(free_us, 0);
+        }
+        other => panic!("expected OverCapacity, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(engine.open_calls(), fits);
+
+    // Participants joining an admitted call are taken past the budget; their first stream was
+    // reserved with the call.
+    let registry = calls[0].registry().unwrap().clone();
+    let used = engine.capacity().used_us;
+    for s in 1..=3 {
+        registry.add(SourceId(s)).unwrap();
+    }
+    assert_eq!(engine.capacity().used_us, used + 2_000);
+    assert!(registry.remove(SourceId(2)));
+    assert_eq!(engine.capacity().used_us, used + 1_000);
+
+    // A call that ends gives its room back, streams and all.
+    calls.remove(1);
+    assert!(open().is_err(), "the extra stream still takes room");
+    drop(registry);
+    calls.remove(0);
+    calls.push(open().unwrap());
+    drop(calls);
+    assert_eq!(engine.capacity().used_us, 0);
 }
