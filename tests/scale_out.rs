@@ -279,8 +279,19 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         .await;
     }
 
+    // Both callers talk (the sim's default Bob hums a tone, whose quiet bands fill with codec
+    // noise and read as a lower similarity on a perfect echo).
+    let scenario = dir.path().join("callers.toml");
+    std::fs::write(
+        &scenario,
+        "seed = 1\n[[users]]\nname = \"Alice\"\nsays = \"speech\"\n\
+         [[users]]\nname = \"Bob\"\nsays = \"speech\"\n",
+    )
+    .unwrap();
     let sim_args: Vec<String> = [
         "sim",
+        "--scenario",
+        &scenario.display().to_string(),
         "--listen",
         &format!("127.0.0.1:{sim_port}"),
         "--offer-incoming",
@@ -419,10 +430,15 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         Some(answered_by_1),
         "no call landed on instance 1 after its SIGTERM"
     );
+    // Every call's echo sounds like what its caller said, across the SIGTERM and the proxy.
+    // The release build is what operators run (and what .ci/run checks at 0.9: worst 0.94 over
+    // its runs); the debug build runs four unoptimized processes on two cores (worst 0.90-0.94),
+    // so it is held to less.
+    let floor = if cfg!(debug_assertions) { 0.85 } else { 0.9 };
     test_kit::figure::at_least(
         "scale_out worst echo similarity",
         worst_similarity,
-        0.5,
+        floor,
         &per_instance,
     );
     // Calls in progress across the SIGTERM kept their audio: no call lost a stretch of it.
