@@ -1,9 +1,20 @@
 //! `mediabot demo --json` end to end: graph-sim, the echo bot, and the report's contract.
 
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+/// The demos of this file run one at a time: each is a whole call (service, media side and
+/// bot, real-time threads included) in one process, and two of them on two cores measure
+/// each other rather than the product.
+static ONE_DEMO_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_demo_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 #[test]
 fn demo_reports_a_call_with_audio_both_ways() {
+    let _one = one_demo_at_a_time();
     let out = Command::new(env!("CARGO_BIN_EXE_mediabot"))
         .args(["demo", "--duration", "7", "--json", "--seed", "7"])
         .output()
@@ -93,6 +104,7 @@ fn demo_refuses_bad_options() {
 /// from the call's counters as its owner released them, not from streams already gone.
 #[test]
 fn a_lossy_link_shows_concealed_frames_in_the_report() {
+    let _one = one_demo_at_a_time();
     let out = Command::new(env!("CARGO_BIN_EXE_mediabot"))
         .args([
             "demo",

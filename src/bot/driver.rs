@@ -203,7 +203,7 @@ impl Driver {
                 }
             }
         }
-        self.release();
+        self.release().await;
     }
 
     fn on_input(&mut self, input: DriverInput) {
@@ -416,7 +416,7 @@ impl Driver {
     /// Frees everything the call held, in one place: the bot's entry (if the call never
     /// terminated), the application's event stream, the pump, the media session and the
     /// engine's call (dropped with `self`).
-    fn release(mut self) {
+    async fn release(mut self) {
         if let Some(shared) = self.shared.upgrade() {
             // The call's figures live on in the bot's cumulative counters.
             let last = self.snapshot();
@@ -436,6 +436,9 @@ impl Driver {
         }
         self.ended.store(true, Ordering::Relaxed);
         self.pump.abort();
+        // An aborted task's future (and the call's media it holds) is dropped by the runtime
+        // later; waiting for it makes "released" mean the engine's call is gone too.
+        let _ = (&mut self.pump).await;
         for (_, reply) in self.replies.drain() {
             let _ = reply.send(Err(ActionError::CallEnded));
         }
