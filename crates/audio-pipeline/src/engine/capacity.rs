@@ -21,7 +21,7 @@ use crate::resample::FrameResampler;
 const MEASURE_RATE: u32 = 16_000;
 
 /// Frames timed in each direction, after a few untimed ones that warm caches and the codec.
-const MEASURE_FRAMES: usize = 60;
+const MEASURE_FRAMES: usize = 150;
 const WARM_UP_FRAMES: usize = 10;
 
 /// CPU time of one 20 ms frame of one stream, in each direction, on this host.
@@ -37,7 +37,7 @@ impl StreamCost {
     /// Times the codec work of a stream-frame on the calling thread, with a voice-like signal
     /// (the encoder works harder on it than on silence or a tone). Each direction's figure is
     /// the mean of its fastest 80 % of frames, so a preemption during the measure does not
-    /// inflate it. Takes about 60 stream-frames of CPU (20 ms in a release build).
+    /// inflate it. Takes about 160 stream-frames of CPU (50 ms in a release build).
     pub fn measure(config: &EngineConfig) -> Result<StreamCost, EngineError> {
         let mut up = FrameResampler::new(config.resampler, MEASURE_RATE, OPUS_RATE, 1)?;
         let mut down = FrameResampler::new(config.resampler, OPUS_RATE, MEASURE_RATE, 1)?;

@@ -119,10 +119,11 @@ pub struct EngineConfig {
     /// ([`StreamCost::measure`]).
     pub stream_cost: Option<StreamCost>,
     /// Share of the cores' time the engine admits calls up to; a call that would take it past
-    /// this is refused with [`EngineError::OverCapacity`]. The default, 0.6, is where the
-    /// `engine_scale` bench last found the engine still meeting every deadline on a 2-core
-    /// machine (85 of 138 codec-bound streams, see `benches/README.md`); set it from your own
-    /// host's run. Values above 1 admit more than the CPU can carry.
+    /// this is refused with [`EngineError::OverCapacity`]. The default, 0.45, is where the
+    /// `engine_scale` bench last found the engine still within its deadlines on a 2-core
+    /// machine (68–88 of about 160 codec-bound streams, judged against the host's own noise;
+    /// see `benches/README.md`); set it from your own host's run. Values above 1 admit more
+    /// than the CPU can carry.
     pub admit_share: f64,
 }
 
@@ -144,7 +145,7 @@ impl Default for EngineConfig {
             work_ahead: Duration::from_millis(1),
             realtime_priority: Some(10),
             stream_cost: None,
-            admit_share: 0.6,
+            admit_share: 0.45,
         }
     }
 }
