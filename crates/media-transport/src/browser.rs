@@ -112,9 +112,11 @@ pub fn check_offer_size(sdp: &str) -> Result<(), BrowserPeerError> {
             "{lines} lines; the limit is {MAX_OFFER_LINES}"
         )));
     }
-    let audio = sdp.lines().filter(|l| l.starts_with("m=audio")).count();
-    let other = sdp
-        .lines()
+    // The SDP reader skips CRs before each line's type letter, so "\r\rm=audio" is an m-line
+    // to it as well (a fuzzer found an offer with a second, hidden m-section that way).
+    let keys = || sdp.lines().map(|l| l.trim_start_matches('\r'));
+    let audio = keys().filter(|l| l.starts_with("m=audio")).count();
+    let other = keys()
         .filter(|l| l.starts_with("m=") && !l.starts_with("m=audio"))
         .count();
     if audio != 1 || other != 0 {
@@ -332,6 +334,11 @@ mod tests {
             Err(BrowserPeerError::BadOffer(_))
         ));
         assert!(check_offer_size("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n").is_ok());
+        // CRs before a line's type letter do not hide a second m-section.
+        assert!(matches!(
+            check_offer_size("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\n\r\r\rm=audio 9 x 111\r\n"),
+            Err(BrowserPeerError::BadOffer(_))
+        ));
     }
 
     #[test]
