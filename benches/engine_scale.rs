@@ -58,16 +58,25 @@ fn probe(cores: usize, secs: u64) -> Probe {
     }
 }
 
-fn probe_here(secs: u64) -> Vec<f64> {
+/// The calling thread raised to the engine workers' real-time priority (when allowed), with
+/// speech frames, their packets and a bare send and receive path: the probe and the baseline
+/// run their codec work the way the workers do.
+fn bare_rig_at_worker_priority() -> (Vec<Vec<i16>>, Vec<Bytes>, BareSend, BareRecv) {
     let scratch = audio_pipeline::engine::EngineStats::default();
     audio_pipeline::engine::promote_current_thread(
         EngineConfig::default().realtime_priority,
         &scratch,
     );
-    let frames = speech_frames();
-    let packets = speech_packets();
-    let mut s = BareSend::new();
-    let mut r = BareRecv::new();
+    (
+        speech_frames(),
+        speech_packets(),
+        BareSend::new(),
+        BareRecv::new(),
+    )
+}
+
+fn probe_here(secs: u64) -> Vec<f64> {
+    let (frames, packets, mut s, mut r) = bare_rig_at_worker_priority();
     let period = Duration::from_millis(1);
     let start = Instant::now() + period;
     let ticks = secs * 1000;
@@ -170,15 +179,7 @@ fn bare_us() -> (f64, f64) {
 }
 
 fn bare_us_here() -> (f64, f64) {
-    let scratch = audio_pipeline::engine::EngineStats::default();
-    audio_pipeline::engine::promote_current_thread(
-        EngineConfig::default().realtime_priority,
-        &scratch,
-    );
-    let frames = speech_frames();
-    let packets = speech_packets();
-    let mut s = BareSend::new();
-    let mut r = BareRecv::new();
+    let (frames, packets, mut s, mut r) = bare_rig_at_worker_priority();
     let (mut send, mut recv) = (Vec::new(), Vec::new());
     for k in 0..3000 {
         let i = k % frames.len();
