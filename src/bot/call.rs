@@ -182,26 +182,31 @@ async fn pump_task(
     audio: mpsc::Sender<ReceivedAudio>,
     events: mpsc::UnboundedSender<CallEvent>,
 ) {
-    let mut tick = match media.receive_phase() {
-        // In step with the engine: wake just after each frame is produced, so it reaches the
-        // application at once and a reply makes this period's send tick.
-        Some(phase) => {
-            let first = next_tick(phase + PUMP_LAG, Instant::now());
-            let mut t = tokio::time::interval_at(first.into(), FRAME_PERIOD);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            t
-        }
-        None => {
-            let mut t = tokio::time::interval(PUMP_PERIOD);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        }
-    };
+    // Without a receive side there is nothing to be in step with: poll on a plain period.
+    let mut plain = media.receive_phase().is_none().then(|| {
+        let mut t = tokio::time::interval(PUMP_PERIOD);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut last_wake = Instant::now();
     loop {
         if audio.is_closed() && events.is_closed() {
             break;
         }
-        tick.tick().await;
+        match (plain.as_mut(), media.receive_phase()) {
+            (Some(t), _) => {
+                t.tick().await;
+            }
+            // In step with the engine: wake just after each frame is produced, so it reaches
+            // the application at once and a reply makes this period's send tick. The phase
+            // moves when the engine moves the call's tick, so it is read every period.
+            (None, Some(phase)) => {
+                let at = next_tick(phase + PUMP_LAG, last_wake + PUMP_LAG);
+                tokio::time::sleep_until(at.into()).await;
+                last_wake = Instant::now();
+            }
+            (None, None) => break,
+        }
         let mut dropped = 0u64;
         if let Some(rx) = media.events() {
             while let Ok(event) = rx.try_recv() {

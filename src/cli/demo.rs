@@ -7,6 +7,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use audio_pipeline::engine::REPLY_LEAD;
 use clap::Args;
 use graph_sim::media::MediaReport;
 use graph_sim::netem::Impairment;
@@ -27,11 +28,18 @@ const TURN_GAP_MS: u64 = 200;
 /// Opus's algorithmic delay (look-ahead plus the decoder's overlap) at 20 ms frames.
 const OPUS_LOOKAHEAD_MS: f64 = 6.5;
 
-/// The echo delay no implementation can beat, as a person in the call hears it: each way 20 ms
-/// of framing, Opus's look-ahead and a 20 ms jitter-buffer floor (the bot's toward it, the
-/// listener's on the way back). graph-sim models the person's side (it places what a user
-/// says 20 ms before the packet leaves, and plays the bot's audio a frame after it arrives).
-const DELAY_FLOOR_MS: f64 = 2.0 * (FRAME_MS + OPUS_LOOKAHEAD_MS + FRAME_MS);
+/// The echo delay no implementation can beat, as a person in the call hears it, without the
+/// resamplers' part (measured, see [`floor_ms`]): 20 ms of capture framing (graph-sim places
+/// what a user says 20 ms before its packet leaves), Opus's look-ahead both ways, and the
+/// listener's 20 ms of playout (graph-sim plays the bot's audio a frame after it arrives).
+/// Nothing forces a hold in the bot: a packet can be decoded, answered and the answer encoded
+/// within a few milliseconds of its arrival.
+const FIXED_FLOOR_MS: f64 = FRAME_MS + 2.0 * OPUS_LOOKAHEAD_MS + FRAME_MS;
+
+/// The floor with the resamplers' delay (48 kHz ⇄ the app's rate, both ways) when known.
+fn floor_ms(resampling_ms: Option<f64>) -> f64 {
+    FIXED_FLOOR_MS + resampling_ms.unwrap_or(0.0)
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -333,36 +341,34 @@ fn resampling_ms() -> Option<f64> {
     Some(down + up)
 }
 
-/// The measured echo delay set against [`DELAY_FLOOR_MS`]: the floor's parts, what the bot's
-/// buffers held beyond their share of it, and the rest (network, thread wake-ups, the
-/// alignment of the bot's receive and send ticks).
+/// The measured echo delay set against its floor: the floor's parts, then what the bot added
+/// (its jitter buffer's hold, the lead of its send tick over its receive tick, frames queued
+/// ahead of a reply) and the rest (network, thread wake-ups). The parts add up to the
+/// measured median.
 fn breakdown(p50: Option<f64>, holds: &Holds) -> Value {
-    let excess = p50.map(|d| d - DELAY_FLOOR_MS);
-    let jb_above = holds.jitter_buffer_ms.map(|h| h - FRAME_MS);
-    let queue_above = holds.send_queue_ms.map(|h| h - FRAME_MS);
-    let rest = match (excess, jb_above, queue_above, holds.resampling_ms) {
-        (Some(e), Some(j), Some(q), Some(r)) => Some(e - j - q - r),
+    let floor = floor_ms(holds.resampling_ms);
+    let above = p50.map(|d| d - floor);
+    let lead = REPLY_LEAD.as_secs_f64() * 1000.0;
+    let rest = match (above, holds.jitter_buffer_ms, holds.send_queue_ms) {
+        (Some(a), Some(j), Some(q)) => Some(a - j - lead - q),
         _ => None,
     };
     json!({
-        "floor_ms": DELAY_FLOOR_MS,
+        "floor_ms": floor,
         "floor_parts_ms": {
             "capture_framing": FRAME_MS,
             "opus_lookahead_to_bot": OPUS_LOOKAHEAD_MS,
-            "bot_jitter_buffer_floor": FRAME_MS,
-            "bot_send_framing": FRAME_MS,
             "opus_lookahead_from_bot": OPUS_LOOKAHEAD_MS,
-            "listener_jitter_buffer_floor": FRAME_MS,
+            "listener_playout": FRAME_MS,
+            "resampling": holds.resampling_ms,
         },
         "measured_p50_ms": p50,
-        "excess_ms": excess,
-        "bot_jitter_buffer_mean_ms": holds.jitter_buffer_ms,
-        "bot_send_queue_mean_ms": holds.send_queue_ms,
-        "excess_parts_ms": {
-            "bot_jitter_buffer_above_floor": jb_above,
-            "bot_send_queue_above_one_frame": queue_above,
-            "resampling": holds.resampling_ms,
-            "network_scheduling_and_tick_alignment": rest,
+        "above_floor_ms": above,
+        "above_floor_parts_ms": {
+            "bot_jitter_buffer": holds.jitter_buffer_ms,
+            "bot_reply_lead": lead,
+            "bot_send_queue": holds.send_queue_ms,
+            "network_and_scheduling": rest,
         },
     })
 }
@@ -453,7 +459,7 @@ fn report(
         "frames_concealed": frames_concealed,
         "echo_delay_ms_p50": totals.echo_delay_ms_p50,
         "echo_delay_ms_p95": totals.echo_delay_ms_p95,
-        "echo_delay_floor_ms": DELAY_FLOOR_MS,
+        "echo_delay_floor_ms": floor_ms(holds.resampling_ms),
         "echo_delay_breakdown": breakdown(totals.echo_delay_ms_p50, holds),
         "echo_similarity": similarity,
         "notification_auth_failures": auth_failures,
@@ -490,22 +496,24 @@ fn human(report: &Value) -> String {
     if let Some(p50) = report["echo_delay_ms_p50"].as_f64() {
         let b = &report["echo_delay_breakdown"];
         let ms = |v: &Value| v.as_f64().map_or("-".into(), |d| format!("{d:.1}"));
+        let floor = b["floor_ms"].as_f64().unwrap_or(FIXED_FLOOR_MS);
         out.push_str(&format!(
-            "echo delay p50 {p50:.0} ms (p95 {}) against a floor of {DELAY_FLOOR_MS:.0} ms \
-             (each way 20 framing + 6.5 Opus look-ahead + 20 jitter-buffer floor): {:+.0} ms\n",
+            "echo delay p50 {p50:.0} ms (p95 {}) against a floor of {floor:.1} ms (20 capture \
+             framing + 2 × 6.5 Opus look-ahead + 20 listener playout + {} resampling): {:+.1} ms\n",
             report["echo_delay_ms_p95"]
                 .as_f64()
                 .map_or("-".into(), |d| format!("{d:.0} ms")),
-            p50 - DELAY_FLOOR_MS,
+            ms(&b["floor_parts_ms"]["resampling"]),
+            p50 - floor,
         ));
-        let parts = &b["excess_parts_ms"];
+        let parts = &b["above_floor_parts_ms"];
         out.push_str(&format!(
-            "  beyond the floor: bot jitter buffer {} ms, send queue {} ms, resampling {} ms, \
-             network + scheduling + tick alignment {} ms\n",
-            ms(&parts["bot_jitter_buffer_above_floor"]),
-            ms(&parts["bot_send_queue_above_one_frame"]),
-            ms(&parts["resampling"]),
-            ms(&parts["network_scheduling_and_tick_alignment"]),
+            "  above the floor: bot jitter buffer {} ms, reply lead {} ms, send queue {} ms, \
+             network + scheduling {} ms\n",
+            ms(&parts["bot_jitter_buffer"]),
+            ms(&parts["bot_reply_lead"]),
+            ms(&parts["bot_send_queue"]),
+            ms(&parts["network_and_scheduling"]),
         ));
     }
     out.push_str(if report["ok"].as_bool() == Some(true) {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::codec::{OPUS_FRAME_SAMPLES, has_inband_fec};
 use crate::frame::OPUS_RATE;
 use crate::opus_packet::{self, OpusPacketError};
+use crate::pacer::FRAME;
 use crate::reception::ReceptionStats;
 
 /// RTP timestamp units per 20 ms frame (Opus RTP always counts at 48 kHz).
@@ -173,6 +174,10 @@ pub struct JitterBuffer {
     excess_ticks: u32,
     conceal_run: u16,
     last_hold: Option<Duration>,
+    /// Shortest wait of a played packet since `held_ticks` was last reset (see
+    /// [`JitterBuffer::note_hold`]).
+    min_hold: Duration,
+    held_ticks: u32,
     stats: JitterStats,
 }
 
@@ -194,6 +199,8 @@ impl JitterBuffer {
             excess_ticks: 0,
             conceal_run: 0,
             last_hold: None,
+            min_hold: Duration::MAX,
+            held_ticks: 0,
             stats: JitterStats::default(),
         }
     }
@@ -335,14 +342,18 @@ impl JitterBuffer {
         };
         self.adapt_depth();
         let idx = self.index(next);
+        let mut spare_frame = false;
         let out = match self.slots[idx].take() {
             Some(slot) if slot.ext_seq == next => {
                 self.conceal_run = 0;
-                self.last_hold = Some(now.saturating_duration_since(slot.arrived));
+                let hold = now.saturating_duration_since(slot.arrived);
+                self.last_hold = Some(hold);
+                spare_frame = self.note_hold(hold);
                 Playout::Packet(slot.payload)
             }
             other => {
                 self.slots[idx] = other;
+                self.forget_holds();
                 self.stats.concealed += 1;
                 if next > highest {
                     // Nothing newer has arrived: the packet may only be late. Conceal this
@@ -372,7 +383,41 @@ impl JitterBuffer {
             }
         };
         self.next_play = Some(next + 1);
+        if spare_frame {
+            // Every packet of the window waited a whole frame longer than the target needs
+            // (the stream slipped behind a late packet once and stayed there): skip the next
+            // frame, so the stream's delay comes back down by one frame.
+            let skip = next + 1;
+            let idx = self.index(skip);
+            if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == skip) {
+                self.slots[idx] = None;
+                self.stats.dropped += 1;
+                self.next_play = Some(skip + 1);
+            }
+        }
         out
+    }
+
+    /// Tracks the shortest wait of the played packets over a window of
+    /// [`JitterConfig::shrink_after_ticks`] ticks without concealment. True when the window
+    /// closes with every packet having waited at least the target depth: one frame of the
+    /// held delay is not needed. The depth adaptation above shrinks the *target* when jitter
+    /// falls; this catches a buffer held deeper than its target by the way playout started or
+    /// slipped, which the depth count alone cannot tell from jitter.
+    fn note_hold(&mut self, hold: Duration) -> bool {
+        self.min_hold = self.min_hold.min(hold);
+        self.held_ticks += 1;
+        if self.held_ticks < self.config.shrink_after_ticks.max(1) {
+            return false;
+        }
+        let spare = self.min_hold >= FRAME * u32::from(self.target);
+        self.forget_holds();
+        spare
+    }
+
+    fn forget_holds(&mut self) {
+        self.min_hold = Duration::MAX;
+        self.held_ticks = 0;
     }
 
     /// How long the packet played by the last [`JitterBuffer::pop`] waited here, from its
@@ -450,6 +495,7 @@ impl JitterBuffer {
         self.shrink_ticks = 0;
         self.excess_ticks = 0;
         self.conceal_run = 0;
+        self.forget_holds();
         self.resync_pending = true;
         self.stats.resyncs += 1;
     }
@@ -562,6 +608,40 @@ mod tests {
         // Packet 2 never came: the tick is concealed and nothing was held.
         assert!(matches!(r.pop_at(60), Playout::Conceal));
         assert_eq!(r.jb.last_hold(), None);
+    }
+
+    #[test]
+    fn a_stream_that_slipped_behind_one_late_packet_comes_back_a_frame() {
+        // Packets every 20 ms, ticks 1 ms after each arrival; packet 10 is 5 ms late, misses
+        // its tick, and from then on every packet waits 21 ms instead of 1.
+        let mut r = Rig::new();
+        let mut holds = Vec::new();
+        for i in 0..400u16 {
+            let tick = u64::from(i) * 20 + 1;
+            if i == 10 {
+                let _ = r.pop_at(tick);
+                r.push_at(i, tick + 5, tagged(i));
+            } else {
+                r.push_at(i, u64::from(i) * 20, tagged(i));
+                let _ = r.pop_at(tick);
+            }
+            holds.push(r.jb.last_hold().map(|h| h.as_millis()));
+        }
+        assert_eq!(holds[5], Some(1));
+        assert_eq!(holds[10], None, "the late packet's tick is concealed");
+        assert_eq!(holds[12], Some(21), "the stream slipped a frame");
+        // Within two windows of 100 ticks the spare frame is dropped, once.
+        assert!(holds[250..].iter().all(|&h| h == Some(1)), "{holds:?}");
+        let s = r.jb.stats();
+        assert_eq!((s.concealed, s.dropped, s.lost), (1, 1, 0));
+        // A buffer playing at its target is left alone: the original 1 ms wait stays.
+        let mut r = Rig::new();
+        for i in 0..400u16 {
+            r.push_at(i, u64::from(i) * 20, tagged(i));
+            let _ = r.pop_at(u64::from(i) * 20 + 19);
+        }
+        assert_eq!(r.jb.stats().dropped, 0);
+        assert_eq!(r.jb.last_hold(), Some(Duration::from_millis(19)));
     }
 
     #[test]

@@ -9,8 +9,12 @@ use crate::framer::Framer;
 pub struct PlayerConfig {
     /// Frames held at most; pushing more drops the oldest.
     pub capacity_frames: usize,
-    /// Frames that must be queued before playback (re)starts. Two frames absorb ±10 ms of app
-    /// timing jitter for an app that pushes one frame at a time.
+    /// Frames that must be queued before playback (re)starts. One (the default) sends a frame
+    /// at the first tick after it was pushed: an app that answers each received frame (an echo,
+    /// a relay, a translator) adds no frame of delay. An app that pushes one frame at a time on
+    /// its own timer and is late for a tick leaves a one-frame gap once; its next push then
+    /// finds a frame still queued, and playback runs a frame deeper from there on. Two frames
+    /// absorb ±10 ms of such an app's timing jitter from the start, for 20 ms more delay.
     pub start_frames: usize,
     /// "Low on frames" is raised when fewer than this many frames remain after a tick.
     pub low_water_frames: usize,
@@ -20,7 +24,7 @@ impl Default for PlayerConfig {
     fn default() -> Self {
         PlayerConfig {
             capacity_frames: 500,
-            start_frames: 2,
+            start_frames: 1,
             low_water_frames: 3,
         }
     }
@@ -270,7 +274,11 @@ mod tests {
     fn one_frame_at_a_time_with_5ms_jitter_never_underruns() {
         // The app pushes frame k at 20k ms ± 5 ms; ticks come every 20 ms at every phase offset.
         for phase in 0..20u64 {
-            let mut p = FramePlayer::new(spec(), PlayerConfig::default());
+            let config = PlayerConfig {
+                start_frames: 2,
+                ..PlayerConfig::default()
+            };
+            let mut p = FramePlayer::new(spec(), config);
             let mut x = 7u32 + phase as u32;
             let pushes: Vec<i64> = (0..3000i64)
                 .map(|k| {
@@ -341,6 +349,28 @@ mod tests {
             firsts.push(out[0]);
         }
         assert_eq!(firsts, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn a_frame_pushed_before_a_tick_plays_at_that_tick_and_a_late_one_deepens_the_queue() {
+        let mut p = FramePlayer::new(spec(), PlayerConfig::default());
+        let mut out = vec![0i16; 320];
+        // An echo: each tick's frame is pushed just before the next tick.
+        for k in 0..10 {
+            p.push_samples(&vec![k as i16 + 1; 320]);
+            assert_eq!(p.tick(&mut out), PlayerOutput::Frame, "tick {k}");
+            assert_eq!(out[0], k as i16 + 1, "the frame just pushed");
+            assert_eq!(p.queued_frames(), 0);
+        }
+        // One push misses its tick: that tick is a gap, and the queue is a frame deeper after.
+        assert_eq!(p.tick(&mut out), PlayerOutput::Idle);
+        p.push_samples(&[11; 320]);
+        p.push_samples(&[12; 320]);
+        assert_eq!(p.tick(&mut out), PlayerOutput::Frame);
+        assert_eq!((out[0], p.queued_frames()), (11, 1));
+        p.push_samples(&[13; 320]);
+        assert_eq!(p.tick(&mut out), PlayerOutput::Frame);
+        assert_eq!((out[0], p.queued_frames()), (12, 1));
     }
 
     #[test]

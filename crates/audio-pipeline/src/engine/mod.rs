@@ -9,6 +9,7 @@
 //! piling up at its start.
 
 mod capacity;
+mod phase;
 mod queue;
 mod recv;
 mod send;
@@ -72,7 +73,12 @@ pub(crate) fn recv_call(
 
 /// How many sub-slots a call's send tick follows its receive tick (see `Engine::open_call`):
 /// room for the application to be handed a frame and answer it.
-const REPLY_LEAD_SLOTS: usize = 5;
+pub(crate) const REPLY_LEAD_SLOTS: usize = 5;
+
+/// How long after a call's receive tick its send tick comes ([`REPLY_LEAD_SLOTS`] sub-slots,
+/// where the worker's load allows): the time an application has to answer a received frame
+/// for the answer to go out in the same period.
+pub const REPLY_LEAD: Duration = Duration::from_millis(REPLY_LEAD_SLOTS as u64);
 
 /// Length of one sub-slot.
 const SUB_TICK: Duration = Duration::from_millis(1);
@@ -473,7 +479,8 @@ impl SendStream {
 pub struct CallMedia {
     id: u64,
     spec: PcmSpec,
-    receive_phase: Option<Instant>,
+    /// The engine's epoch and the receive worker's current slot for this call.
+    receive_slot: Option<(Instant, Arc<AtomicUsize>)>,
     send: Option<SendStream>,
     registry: Option<StreamRegistry>,
     events: Option<Receiver<ReceiveEvent>>,
@@ -493,8 +500,13 @@ impl CallMedia {
     /// 20 ms (up to [`EngineConfig::work_ahead`] earlier). An application that polls for them
     /// just after gets each frame at once; its reply to a frame reaches the send tick, which
     /// follows a few milliseconds later, in the same period. `None` for a send-only call.
+    ///
+    /// The phase moves during a call: the receive worker puts the call's tick just after its
+    /// packets arrive (and the send tick with it), so ask again every period.
     pub fn receive_phase(&self) -> Option<Instant> {
-        self.receive_phase
+        self.receive_slot
+            .as_ref()
+            .map(|(epoch, slot)| *epoch + SUB_TICK * slot.load(Ordering::Relaxed) as u32)
     }
 
     /// Engine-unique id of the call.
@@ -794,6 +806,9 @@ impl Engine {
             let preferred = recv_worker.map_or(0, |(_, r)| (r + REPLY_LEAD_SLOTS) % SLOTS);
             (w, lock(&sh.send[w].slots).take_preferring(preferred))
         });
+        // The receive worker moves the call's tick to its packets' arrival phase and publishes
+        // it here; the send worker and the application's pump follow.
+        let recv_slot = recv_worker.map(|(_, slot)| Arc::new(AtomicUsize::new(slot)));
         self.shared.open_calls.fetch_add(1, Ordering::Relaxed);
         let call = Arc::new(CallShared {
             id,
@@ -805,7 +820,7 @@ impl Engine {
         let mut media = CallMedia {
             id,
             spec,
-            receive_phase: None,
+            receive_slot: None,
             send: None,
             registry: None,
             events: None,
@@ -828,6 +843,7 @@ impl Engine {
                 counters.clone(),
             )?;
             stream.slot = slot;
+            stream.follow(recv_slot.clone());
             sh.send[w]
                 .commands
                 .send(SendCommand::AddCall(Box::new(stream)))
@@ -847,7 +863,10 @@ impl Engine {
                 DropOldest::new(sh.config.queue_capacity * 4, Arc::new(Counter::default()));
             let mut recv_call = recv::RecvCall::new(&sh.config, id, spec, events_tx);
             recv_call.slot = slot;
-            media.receive_phase = Some(sh.epoch + SUB_TICK * slot as u32);
+            if let Some(published) = &recv_slot {
+                recv_call.published_slot = published.clone();
+                media.receive_slot = Some((sh.epoch, published.clone()));
+            }
             sh.recv[w]
                 .commands
                 .send(RecvCommand::AddCall(Box::new(recv_call)))

@@ -1,18 +1,19 @@
 //! The receive worker: jitter buffer → Opus decoder → downsampler → unmixed and mixed frames.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use media_session::SourceId;
 
+use super::phase::{self, DECIDE_EVERY_TICKS, StreamTiming};
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
 };
 use crate::codec::{OPUS_FRAME_SAMPLES, OpusDecoder};
 use crate::frame::{AudioFrame, OPUS_RATE, PcmSpec, TICKS_PER_SECOND};
-use crate::jitter::{JitterBuffer, JitterConfig, Playout, RtpAudio};
+use crate::jitter::{JitterBuffer, JitterConfig, Playout, PushOutcome, RtpAudio};
 use crate::mix::{MixMode, SpeakerTracker, level_dbfs, mix_into};
 use crate::pacer::{FRAME, Pacer};
 use crate::registry::RecvCounters;
@@ -44,6 +45,7 @@ pub(crate) struct RecvStream {
     app: Vec<i16>,
     has_audio: bool,
     counters: Arc<RecvCounters>,
+    timing: StreamTiming,
 }
 
 impl RecvStream {
@@ -65,6 +67,7 @@ impl RecvStream {
             app: vec![0; spec.samples_per_frame()],
             has_audio: false,
             counters,
+            timing: StreamTiming::default(),
         })
     }
 
@@ -88,6 +91,11 @@ impl RecvStream {
 pub(crate) struct RecvCall {
     id: u64,
     pub(crate) slot: usize,
+    /// The slot, published for the call's send stream and its application pump, which follow
+    /// it (see `phase`).
+    pub(crate) published_slot: Arc<AtomicUsize>,
+    last_served: Option<u64>,
+    serves: u32,
     spec: PcmSpec,
     mix_mode: MixMode,
     streams: Vec<RecvStream>,
@@ -107,6 +115,9 @@ impl RecvCall {
         RecvCall {
             id,
             slot: 0,
+            published_slot: Arc::new(AtomicUsize::new(0)),
+            last_served: None,
+            serves: 0,
             spec,
             mix_mode: config.mix,
             streams: Vec::with_capacity(16),
@@ -183,7 +194,16 @@ impl RecvWorker {
             self.unknown += 1;
             return false;
         };
-        stream.jitter.push(inbound.packet, inbound.arrival);
+        let timestamp = inbound.packet.timestamp;
+        match stream.jitter.push(inbound.packet, inbound.arrival) {
+            PushOutcome::Malformed(_) => return true,
+            PushOutcome::Resynced => stream.timing.reset(),
+            _ => {}
+        }
+        let arrival_us = inbound.arrival.saturating_duration_since(self.epoch).as_micros();
+        stream
+            .timing
+            .observe(timestamp, i64::try_from(arrival_us).unwrap_or(i64::MAX));
         true
     }
 
@@ -198,13 +218,53 @@ impl RecvWorker {
             let slot = (tick.index % SLOTS as u64) as usize;
             let ts =
                 (tick.deadline - self.epoch).as_nanos() as u64 / (1_000_000_000 / TICKS_PER_SECOND);
-            for call in self.calls.iter_mut().filter(|c| c.slot == slot) {
+            for i in 0..self.calls.len() {
+                let call = &mut self.calls[i];
+                if call.slot != slot || !phase::serve_now(call.last_served, tick.index) {
+                    continue;
+                }
+                call.last_served = Some(tick.index);
                 serve(call, tick.deadline, now, ts, &self.stats, self.slack);
+                call.serves = call.serves.wrapping_add(1);
+                if call.serves % DECIDE_EVERY_TICKS == 0 {
+                    self.retime(i);
+                }
             }
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
     }
+
+    /// Moves call `i`'s tick to just after its streams' packets arrive (weighted by who
+    /// talks), among the slots that keep the worker's load even.
+    fn retime(&mut self, i: usize) {
+        let mut load = [0usize; SLOTS];
+        for c in &self.calls {
+            load[c.slot] += 1;
+        }
+        let call = &self.calls[i];
+        // Enough for any call's streams; a call with more ranks by its first ones.
+        let mut dues = [(0usize, 0f32); 32];
+        let mut n = 0;
+        for due in call.streams.iter().filter_map(|s| s.timing.due()).take(dues.len()) {
+            dues[n] = due;
+            n += 1;
+        }
+        let current = call.slot;
+        let others = |s: usize| load[s] - usize::from(s == current);
+        let min = (0..SLOTS).map(others).min().unwrap_or(0);
+        if let Some(slot) = phase::best_slot(current, dues[..n].iter().copied(), |s| {
+            others(s) <= min + 1
+        }) {
+            let call = &mut self.calls[i];
+            call.slot = slot;
+            call.published_slot.store(slot, Ordering::Relaxed);
+        }
+    }
 }
+
+/// A frame at or above this level counts as speech for the choice of the call's tick (the
+/// speaker tracker's default threshold for an active speaker).
+const SPEECH_DBFS: f32 = -45.0;
 
 fn serve(
     call: &mut RecvCall,
@@ -250,6 +310,7 @@ fn serve(
             -96.0
         };
         call.tracker.observe(st.source, level);
+        st.timing.talked(level >= SPEECH_DBFS);
         let done = Instant::now();
         if decoded {
             stats.stage_decode.record(t1 - t0);

@@ -1,14 +1,15 @@
 //! The send worker: frame player → upsampler → Opus encoder → packet queue, on deadlines.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::phase;
 use super::{
-    DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, SLOTS, SendCounters,
-    SendEvent, SendStatus,
+    DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, REPLY_LEAD_SLOTS, SLOTS,
+    SendCounters, SendEvent, SendStatus,
 };
 use crate::codec::{MAX_ENCODED_BYTES, OPUS_FRAME_SAMPLES, OpusEncoder};
 use crate::frame::{OPUS_RATE, PcmSpec};
@@ -38,6 +39,9 @@ pub(crate) struct SendCall {
     was_active: bool,
     counters: Arc<SendCounters>,
     packet: EncodedPacket,
+    /// The receive slot this call's send tick follows, and the value last acted on.
+    follows: Option<(Arc<AtomicUsize>, usize)>,
+    last_served: Option<u64>,
 }
 
 impl SendCall {
@@ -73,7 +77,18 @@ impl SendCall {
                 rtp_timestamp: 0,
                 deadline: Instant::now(),
             },
+            follows: None,
+            last_served: None,
         })
+    }
+
+    /// Makes the send tick follow the call's receive tick (published by the receive worker)
+    /// by [`REPLY_LEAD_SLOTS`], so a reply to a received frame goes out in the same period.
+    pub(crate) fn follow(&mut self, receive_slot: Option<Arc<AtomicUsize>>) {
+        self.follows = receive_slot.map(|s| {
+            let now = s.load(Ordering::Relaxed);
+            (s, now)
+        });
     }
 }
 
@@ -122,11 +137,40 @@ impl SendWorker {
         while let Some(tick) = self.pacer.poll_tick(now) {
             let slot = (tick.index % SLOTS as u64) as usize;
             let stale = tick.lateness > STALE_AFTER;
-            for call in self.calls.iter_mut().filter(|c| c.slot == slot) {
+            self.follow_receive_ticks();
+            for call in self.calls.iter_mut() {
+                if call.slot != slot || !phase::serve_now(call.last_served, tick.index) {
+                    continue;
+                }
+                call.last_served = Some(tick.index);
                 serve(call, tick.deadline, stale, &self.stats, self.slack);
             }
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
+    }
+
+    /// Moves the send tick of every call whose receive tick moved: [`REPLY_LEAD_SLOTS`] after
+    /// it, or a little later where that keeps the worker's load even.
+    fn follow_receive_ticks(&mut self) {
+        for i in 0..self.calls.len() {
+            let Some((published, seen)) = &self.calls[i].follows else {
+                continue;
+            };
+            let now = published.load(Ordering::Relaxed);
+            if now == *seen {
+                continue;
+            }
+            let mut load = [0usize; SLOTS];
+            for c in &self.calls {
+                load[c.slot] += 1;
+            }
+            let call = &mut self.calls[i];
+            let preferred = (now + REPLY_LEAD_SLOTS) % SLOTS;
+            call.slot = phase::balanced_slot(&load, call.slot, preferred, 3);
+            if let Some((_, seen)) = call.follows.as_mut() {
+                *seen = now;
+            }
+        }
     }
 }
 

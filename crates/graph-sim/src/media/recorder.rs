@@ -8,7 +8,10 @@
 //! to 60 ms with loss concealment, as a client stretches its audio, then silence) and playout
 //! continues a frame after its arrival. A bot that sends only when it has something
 //! to say (an echo bot that lost a packet from its input) is therefore placed right, and
-//! network jitter adds at most its own spread, as a jitter buffer would.
+//! network jitter adds at most its own spread, as a jitter buffer would. When packets keep
+//! coming earlier than that (the bot moved its send tick earlier), playout moves earlier too,
+//! by leaving out a little audio, as a client's jitter buffer shrinks: a frame plays one frame
+//! after it arrives, whichever way the bot's timing moved.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -34,6 +37,12 @@ const LATE_JUMP: i64 = (RATE / 100) as i64;
 
 /// Longest wait for a late packet filled with loss concealment instead of silence.
 const MAX_STRETCH: usize = 3 * FRAME;
+
+/// Frames over which every packet must have come early before playout moves earlier.
+const EARLY_WINDOW: u32 = 50;
+
+/// Earliness tolerated before playout moves (2 ms): a listener does not chase noise.
+const EARLY_SLACK: i64 = (RATE / 500) as i64;
 
 /// Longest silence inserted for a pause of the bot, so the recording stays bounded.
 const MAX_PAUSE: i64 = 10 * RATE as i64;
@@ -77,6 +86,12 @@ pub struct BotStream {
     start: Option<i64>,
     /// Samples played out so far (past `max_samples` too).
     played: i64,
+    /// Least earliness (samples before its place minus the floor) over the current window of
+    /// placed frames, and the frames in it.
+    min_early: i64,
+    early_frames: u32,
+    /// Samples still to leave out to bring playout earlier.
+    skip: usize,
     arrivals: Vec<i64>,
     last_transit: Option<f64>,
     jitter: f64,
@@ -140,6 +155,9 @@ impl BotStream {
             max_samples,
             start: None,
             played: 0,
+            min_early: i64::MAX,
+            early_frames: 0,
+            skip: 0,
             arrivals: Vec::new(),
             last_transit: None,
             jitter: 0.0,
@@ -259,7 +277,18 @@ impl BotStream {
             return;
         };
         let late = playable - (start + self.played);
+        self.min_early = self.min_early.min(-late);
+        self.early_frames += 1;
+        if self.early_frames >= EARLY_WINDOW {
+            if self.min_early > EARLY_SLACK {
+                self.skip = usize::try_from(self.min_early).unwrap_or(0);
+            }
+            self.min_early = i64::MAX;
+            self.early_frames = 0;
+        }
         if late > LATE_JUMP {
+            self.min_early = i64::MAX;
+            self.early_frames = 0;
             let mut left = late.min(MAX_PAUSE) as usize;
             // A client waiting briefly for a late packet stretches what it played last (Opus's
             // concealment, which fades by itself) rather than cutting to silence; a longer
@@ -283,7 +312,10 @@ impl BotStream {
     fn emit(&mut self, frame: &[i16; FRAME]) {
         self.level = super::report::decay_level(self.level, audio_pipeline::mix::level_dbfs(frame));
         self.report.seconds += FRAME as f64 / f64::from(RATE);
-        self.write(frame);
+        // Moving playout earlier: the start of this frame is not played.
+        let cut = self.skip.min(FRAME);
+        self.skip -= cut;
+        self.write(&frame[cut..]);
     }
 
     fn write(&mut self, samples: &[i16]) {
@@ -421,6 +453,34 @@ mod tests {
         assert_eq!(t.samples.len(), 20 * FRAME + 21 * 48);
         assert!(r.jitter_ms > 0.0, "the late packet shows as jitter");
         assert_eq!(s.arrivals_between(0, i64::MAX), 20);
+    }
+
+    #[test]
+    fn playout_follows_packets_that_come_earlier_for_good() {
+        let epoch = Instant::now();
+        let mut s = BotStream::new(epoch, usize::MAX, None).unwrap();
+        let p = packets(300);
+        let tick = Duration::from_millis(20);
+        // From packet 100 on, the bot sends 8 ms earlier (its send tick moved).
+        let arrival = |i: usize| {
+            epoch + Duration::from_millis(100) + tick * i as u32
+                - Duration::from_millis(if i >= 100 { 8 } else { 0 })
+        };
+        // Where playout stands when packet `i` is placed, against its arrival plus the floor.
+        let mut offsets = Vec::new();
+        for (i, packet) in p.iter().enumerate() {
+            s.push(i as u16, (i * FRAME) as u32, packet.clone(), arrival(i));
+            let place = s.start.unwrap() + s.played - FRAME as i64;
+            offsets.push(place - (position(epoch, arrival(i)) + PLAYOUT_FLOOR));
+        }
+        assert_eq!(offsets[50], 0, "on time: played a frame after arrival");
+        assert_eq!(offsets[110], 8 * 48, "just after the move: 8 ms more wait");
+        // Within two windows playout has moved: a frame after arrival again.
+        assert!(offsets[220..].iter().all(|&o| o == 0), "{offsets:?}");
+        // Audio left out: 8 ms; a bot that goes back to its old timing is absorbed, not
+        // chased (a packet up to 10 ms behind its place still plays at its place).
+        let t = s.timeline();
+        assert_eq!(t.samples.len(), 300 * FRAME - 8 * 48);
     }
 
     #[test]
