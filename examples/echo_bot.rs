@@ -25,11 +25,9 @@ async fn main() -> Result<(), BotError> {
     );
     tokio::spawn(async move {
         while let Some(received) = audio.recv().await {
-            // Echo what was heard, keeping at most 80 ms queued so a hiccup adds no lasting delay.
-            if let ReceivedAudio::Mixed { frame, .. } = received
-                && out.queued_frames() < 4
-            {
-                out.push_frame(&frame);
+            // Echo what was heard in the same period; a hiccup costs a frame, not lasting delay.
+            if let ReceivedAudio::Mixed { frame, .. } = received {
+                out.push_reply(&frame);
             }
         }
     });

@@ -172,9 +172,7 @@ async fn a_browser_joins_the_bots_call_and_hears_the_echo() {
                     }
                 }
                 ReceivedAudio::Mixed { frame, .. } => {
-                    if out.queued_frames() < 4 {
-                        out.push_frame(&frame);
-                    }
+                    out.push_reply(&frame);
                 }
             }
         }

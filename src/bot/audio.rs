@@ -115,9 +115,24 @@ impl AudioSender {
         self.with_stream(|s| s.push_audio(bytes));
     }
 
-    /// Queues one frame (for an echo, the frame just received).
+    /// Queues one frame.
     pub fn push_frame(&self, frame: &AudioFrame) {
         self.push_samples(frame.samples());
+    }
+
+    /// Queues `frame` as the answer to a frame just received (an echo, a relay, a
+    /// translation), keeping the reply path at its shortest: pushed as the received frame is
+    /// handed over, it goes out at this period's send tick (the call's send tick follows its
+    /// receive tick). When a frame from before is still queued (the app woke late once, or
+    /// frames piled up before it started reading), this one is skipped instead, so a hiccup
+    /// costs one frame of audio rather than 20 ms more delay for the rest of the call.
+    /// Returns whether the frame was queued.
+    pub fn push_reply(&self, frame: &AudioFrame) -> bool {
+        if self.queued_frames() > 0 {
+            return false;
+        }
+        self.push_frame(frame);
+        true
     }
 
     /// Whether pushed audio is being sent (the media path is up).

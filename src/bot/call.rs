@@ -160,9 +160,13 @@ pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Ca
 /// The engine produces a call's frames every 20 ms.
 const FRAME_PERIOD: Duration = Duration::from_millis(20);
 
-/// How long after a call's receive tick its frames are collected: the tick's work starts a
-/// millisecond early and takes well under one, so they are ready by then.
-const PUMP_LAG: Duration = Duration::from_millis(1);
+/// How long after the receive worker starts a call's tick its frames are collected: the
+/// tick's work takes well under a millisecond (a late one is caught by the retries below).
+const PUMP_LAG: Duration = Duration::from_micros(500);
+
+/// How often, and how soon, the pump looks again when its wake-up found no frame.
+const RETRIES: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_millis(1);
 
 /// The first instant of `phase + k × 20 ms` (k ≥ 0) at or after `now`.
 fn next_tick(phase: Instant, now: Instant) -> Instant {
@@ -189,6 +193,11 @@ async fn pump_task(
         t
     });
     let mut last_wake = Instant::now();
+    // Set when a wake-up in step with the engine found no frame yet (the receive worker ran
+    // late): look again a millisecond later rather than a period later, so the frame is not
+    // handed over together with the next one (an app answering each frame would then push
+    // two at once and stay a frame behind).
+    let mut retries_left = 0u32;
     loop {
         if audio.is_closed() && events.is_closed() {
             break;
@@ -197,6 +206,10 @@ async fn pump_task(
             (Some(t), _) => {
                 t.tick().await;
             }
+            (None, Some(_)) if retries_left > 0 => {
+                retries_left -= 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
             // In step with the engine: wake just after each frame is produced, so it reaches
             // the application at once and a reply makes this period's send tick. The phase
             // moves when the engine moves the call's tick, so it is read every period.
@@ -204,9 +217,11 @@ async fn pump_task(
                 let at = next_tick(phase + PUMP_LAG, last_wake + PUMP_LAG);
                 tokio::time::sleep_until(at.into()).await;
                 last_wake = Instant::now();
+                retries_left = RETRIES;
             }
             (None, None) => break,
         }
+        let mut frames = 0u32;
         let mut dropped = 0u64;
         if let Some(rx) = media.events() {
             while let Ok(event) = rx.try_recv() {
@@ -224,10 +239,14 @@ async fn pump_task(
                         continue;
                     }
                 };
+                frames += 1;
                 if audio.try_send(frame).is_err() {
                     dropped += 1;
                 }
             }
+        }
+        if frames > 0 {
+            retries_left = 0;
         }
         if let Some(send) = media.send() {
             while let Ok(event) = send.events().try_recv() {

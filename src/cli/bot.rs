@@ -235,11 +235,9 @@ async fn echo(mut call: Call, done: mpsc::UnboundedSender<Outcome>) {
         let out = call.audio_sender();
         tokio::spawn(async move {
             while let Some(received) = audio.recv().await {
-                // At most 80 ms queued: a scheduling hiccup must not add lasting delay.
-                if let ReceivedAudio::Mixed { frame, .. } = received
-                    && out.queued_frames() < 4
-                {
-                    out.push_frame(&frame);
+                // Answered in the same period; a hiccup costs a frame, not lasting delay.
+                if let ReceivedAudio::Mixed { frame, .. } = received {
+                    out.push_reply(&frame);
                 }
             }
         });

@@ -188,12 +188,11 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
                         entry.frames += 1;
                         entry.level_dbfs = audio_pipeline::mix::level_dbfs(frame.samples());
                     }
-                    // Send the mix straight back; keeping at most 80 ms queued means a
-                    // scheduling hiccup never adds lasting delay.
+                    // Send the mix straight back, in the same period; a frame still queued
+                    // from a hiccup makes this one skipped rather than delayed.
                     ReceivedAudio::Mixed { frame, .. } => {
                         let queued = sender.queued_frames();
-                        if queued < 4 {
-                            sender.push_frame(&frame);
+                        if sender.push_reply(&frame) {
                             sent_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             // Frames ahead of this one: its wait in the send queue.
                             queue
@@ -282,7 +281,9 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
     let heard = heard.lock().unwrap_or_else(|p| p.into_inner());
     let holds = Holds {
         jitter_buffer_ms: {
-            let hold = bot.engine_stats().jitter_hold.snapshot();
+            // What the talkers' words waited: a silent participant's packets wait wherever
+            // the tick happens to be, and are not in the echo anyone listens for.
+            let hold = bot.engine_stats().speech_hold.snapshot();
             (hold.count() > 0).then(|| hold.mean_us() / 1000.0)
         },
         send_queue_ms: queue
@@ -325,7 +326,7 @@ const FRAME_MS: f64 = 20.0;
 
 /// Where the bot held audio, measured during the call, for the delay breakdown.
 struct Holds {
-    /// Mean wait of a packet in the bot's jitter buffer, arrival to its playout tick.
+    /// Mean wait of a speech packet in the bot's jitter buffer, arrival to its playout tick.
     jitter_buffer_ms: Option<f64>,
     /// Mean wait of an echoed frame in the send queue (frames ahead of it when pushed).
     send_queue_ms: Option<f64>,

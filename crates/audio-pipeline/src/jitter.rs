@@ -9,6 +9,9 @@ use crate::codec::{OPUS_FRAME_SAMPLES, has_inband_fec};
 use crate::frame::OPUS_RATE;
 use crate::opus_packet::{self, OpusPacketError};
 use crate::pacer::FRAME;
+
+/// Ticks judged after the playout tick moved (see [`JitterBuffer::tick_moved`]).
+const QUICK_WINDOW_TICKS: u32 = 5;
 use crate::reception::ReceptionStats;
 
 /// RTP timestamp units per 20 ms frame (Opus RTP always counts at 48 kHz).
@@ -178,6 +181,9 @@ pub struct JitterBuffer {
     /// [`JitterBuffer::note_hold`]).
     min_hold: Duration,
     held_ticks: u32,
+    /// The playout tick moved: judge the next few ticks alone (see
+    /// [`JitterBuffer::tick_moved`]).
+    quick_window: bool,
     stats: JitterStats,
 }
 
@@ -201,6 +207,7 @@ impl JitterBuffer {
             last_hold: None,
             min_hold: Duration::MAX,
             held_ticks: 0,
+            quick_window: false,
             stats: JitterStats::default(),
         }
     }
@@ -407,12 +414,29 @@ impl JitterBuffer {
     fn note_hold(&mut self, hold: Duration) -> bool {
         self.min_hold = self.min_hold.min(hold);
         self.held_ticks += 1;
-        if self.held_ticks < self.config.shrink_after_ticks.max(1) {
+        let window = if self.quick_window {
+            QUICK_WINDOW_TICKS
+        } else {
+            self.config.shrink_after_ticks.max(1)
+        };
+        if self.held_ticks < window {
             return false;
         }
         let spare = self.min_hold >= FRAME * u32::from(self.target);
         self.forget_holds();
+        self.quick_window = false;
         spare
+    }
+
+    /// Tells the buffer its playout ticks now come at another phase of the frame period (the
+    /// engine moved the call's tick toward another stream's packets, or back). A stream whose
+    /// packets now arrive just after the tick is played a frame later than it could be (the
+    /// packet of this period waits for the next tick while the last one plays); the next few
+    /// ticks are judged on their own, so such a stream drops its spare frame within about
+    /// 100 ms instead of after a whole window.
+    pub fn tick_moved(&mut self) {
+        self.forget_holds();
+        self.quick_window = true;
     }
 
     fn forget_holds(&mut self) {

@@ -73,7 +73,7 @@ pub(crate) fn recv_call(
 
 /// How many sub-slots a call's send tick follows its receive tick (see `Engine::open_call`):
 /// room for the application to be handed a frame and answer it.
-pub(crate) const REPLY_LEAD_SLOTS: usize = 5;
+pub(crate) const REPLY_LEAD_SLOTS: usize = 2;
 
 /// How long after a call's receive tick its send tick comes ([`REPLY_LEAD_SLOTS`] sub-slots,
 /// where the worker's load allows): the time an application has to answer a received frame
@@ -213,6 +213,10 @@ pub struct EngineStats {
     pub stage_mix: LatencyHistogram,
     /// How long each played packet waited in its jitter buffer, from arrival to its tick.
     pub jitter_hold: LatencyHistogram,
+    /// The same for packets that carried speech (level at or above −45 dBFS): what a talker's
+    /// words wait, without the silent participants' packets, whose wait the tick's phase
+    /// does not try to shorten.
+    pub speech_hold: LatencyHistogram,
     /// How late after its deadline each outgoing packet was handed off.
     pub send_lateness: LatencyHistogram,
     /// How late after its deadline each incoming frame was delivered.
@@ -479,7 +483,8 @@ impl SendStream {
 pub struct CallMedia {
     id: u64,
     spec: PcmSpec,
-    /// The engine's epoch and the receive worker's current slot for this call.
+    /// When the receive worker's slot 0 starts its work (the epoch less the work-ahead), and
+    /// the worker's current slot for this call.
     receive_slot: Option<(Instant, Arc<AtomicUsize>)>,
     send: Option<SendStream>,
     registry: Option<StreamRegistry>,
@@ -496,10 +501,12 @@ impl std::fmt::Debug for CallMedia {
 }
 
 impl CallMedia {
-    /// When this call's received frames are produced: at this instant plus whole multiples of
-    /// 20 ms (up to [`EngineConfig::work_ahead`] earlier). An application that polls for them
-    /// just after gets each frame at once; its reply to a frame reaches the send tick, which
-    /// follows a few milliseconds later, in the same period. `None` for a send-only call.
+    /// When this call's received frames are produced: the receive worker starts the call's
+    /// tick at this instant plus whole multiples of 20 ms ([`EngineConfig::work_ahead`] before
+    /// the tick's deadline), and the frames are ready a fraction of a millisecond later. An
+    /// application that polls for them just after gets each frame at once; its reply to a frame
+    /// reaches the send tick, which follows [`REPLY_LEAD`] later, in the same period. `None`
+    /// for a send-only call.
     ///
     /// The phase moves during a call: the receive worker puts the call's tick just after its
     /// packets arrive (and the send tick with it), so ask again every period.
@@ -865,7 +872,11 @@ impl Engine {
             recv_call.slot = slot;
             if let Some(published) = &recv_slot {
                 recv_call.published_slot = published.clone();
-                media.receive_slot = Some((sh.epoch, published.clone()));
+                let slot0 = sh
+                    .epoch
+                    .checked_sub(sh.config.work_ahead)
+                    .unwrap_or(sh.epoch);
+                media.receive_slot = Some((slot0, published.clone()));
             }
             sh.recv[w]
                 .commands

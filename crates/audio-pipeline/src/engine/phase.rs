@@ -33,7 +33,7 @@ const QUANTILE: f64 = 0.98;
 const MAX_SPREAD_US: i64 = 15_000;
 
 /// How fast a stream's talk activity follows its level, per frame.
-const ACTIVITY_GAIN: f32 = 0.1;
+const ACTIVITY_GAIN: f32 = 0.2;
 
 /// Weight of a silent stream against one that talks all the time.
 const SILENT_WEIGHT: f32 = 0.05;
@@ -42,8 +42,9 @@ const SILENT_WEIGHT: f32 = 0.05;
 /// shifts the call's audio once, so small gains are not worth it.
 const MIN_GAIN_MS: f32 = 1.5;
 
-/// Receive ticks of a call between two decisions (half a second).
-pub(crate) const DECIDE_EVERY_TICKS: u32 = 25;
+/// Receive ticks of a call between two decisions (200 ms): in a conversation the tick should
+/// reach a new talker early in their turn.
+pub(crate) const DECIDE_EVERY_TICKS: u32 = 10;
 
 /// When one stream's packets are due, learnt from their arrivals.
 #[derive(Debug, Clone)]
@@ -243,7 +244,10 @@ mod tests {
             bob.talked(false);
         }
         let dues = [alice.due().unwrap(), bob.due().unwrap()];
-        assert_eq!(best_slot(15, dues.iter().copied(), |_| true), Some(2 + SAFETY));
+        assert_eq!(
+            best_slot(15, dues.iter().copied(), |_| true),
+            Some(2 + SAFETY)
+        );
         for _ in 0..50 {
             alice.talked(false);
             bob.talked(true);
@@ -287,9 +291,7 @@ mod tests {
         // Nothing within reach: the preferred slot anyway.
         let mut load = [0usize; SLOTS];
         load[3] = 1;
-        for s in 5..10 {
-            load[s] = 5;
-        }
+        load[5..10].fill(5);
         assert_eq!(balanced_slot(&load, 3, 5, 4), 5);
     }
 }

@@ -200,7 +200,10 @@ impl RecvWorker {
             PushOutcome::Resynced => stream.timing.reset(),
             _ => {}
         }
-        let arrival_us = inbound.arrival.saturating_duration_since(self.epoch).as_micros();
+        let arrival_us = inbound
+            .arrival
+            .saturating_duration_since(self.epoch)
+            .as_micros();
         stream
             .timing
             .observe(timestamp, i64::try_from(arrival_us).unwrap_or(i64::MAX));
@@ -226,7 +229,7 @@ impl RecvWorker {
                 call.last_served = Some(tick.index);
                 serve(call, tick.deadline, now, ts, &self.stats, self.slack);
                 call.serves = call.serves.wrapping_add(1);
-                if call.serves % DECIDE_EVERY_TICKS == 0 {
+                if call.serves.is_multiple_of(DECIDE_EVERY_TICKS) {
                     self.retime(i);
                 }
             }
@@ -245,19 +248,27 @@ impl RecvWorker {
         // Enough for any call's streams; a call with more ranks by its first ones.
         let mut dues = [(0usize, 0f32); 32];
         let mut n = 0;
-        for due in call.streams.iter().filter_map(|s| s.timing.due()).take(dues.len()) {
+        for due in call
+            .streams
+            .iter()
+            .filter_map(|s| s.timing.due())
+            .take(dues.len())
+        {
             dues[n] = due;
             n += 1;
         }
         let current = call.slot;
         let others = |s: usize| load[s] - usize::from(s == current);
         let min = (0..SLOTS).map(others).min().unwrap_or(0);
-        if let Some(slot) = phase::best_slot(current, dues[..n].iter().copied(), |s| {
-            others(s) <= min + 1
-        }) {
+        if let Some(slot) =
+            phase::best_slot(current, dues[..n].iter().copied(), |s| others(s) <= min + 1)
+        {
             let call = &mut self.calls[i];
             call.slot = slot;
             call.published_slot.store(slot, Ordering::Relaxed);
+            for st in &mut call.streams {
+                st.jitter.tick_moved();
+            }
         }
     }
 }
@@ -291,7 +302,8 @@ fn serve(
             Playout::Conceal => st.decoder.conceal(&mut st.pcm48).is_ok(),
             Playout::Silence => false,
         };
-        if let Some(hold) = st.jitter.last_hold() {
+        let hold = st.jitter.last_hold();
+        if let Some(hold) = hold {
             stats.jitter_hold.record(hold);
         }
         let t1 = Instant::now();
@@ -310,7 +322,11 @@ fn serve(
             -96.0
         };
         call.tracker.observe(st.source, level);
-        st.timing.talked(level >= SPEECH_DBFS);
+        let speech = level >= SPEECH_DBFS;
+        st.timing.talked(speech);
+        if let (true, Some(hold)) = (speech, hold) {
+            stats.speech_hold.record(hold);
+        }
         let done = Instant::now();
         if decoded {
             stats.stage_decode.record(t1 - t0);

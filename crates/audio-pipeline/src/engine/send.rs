@@ -42,6 +42,10 @@ pub(crate) struct SendCall {
     /// The receive slot this call's send tick follows, and the value last acted on.
     follows: Option<(Arc<AtomicUsize>, usize)>,
     last_served: Option<u64>,
+    /// A serve that is waiting for the app's frame: its sub-tick index and deadline.
+    waiting: Option<(u64, Instant)>,
+    /// Whether the last serve sent a frame (the app is streaming).
+    streaming: bool,
 }
 
 impl SendCall {
@@ -79,6 +83,8 @@ impl SendCall {
             },
             follows: None,
             last_served: None,
+            waiting: None,
+            streaming: false,
         })
     }
 
@@ -139,11 +145,21 @@ impl SendWorker {
             let stale = tick.lateness > STALE_AFTER;
             self.follow_receive_ticks();
             for call in self.calls.iter_mut() {
-                if call.slot != slot || !phase::serve_now(call.last_served, tick.index) {
+                if call.slot == slot && phase::serve_now(call.last_served, tick.index) {
+                    call.last_served = Some(tick.index);
+                    call.waiting = Some((tick.index, tick.deadline));
+                }
+                let Some((index, deadline)) = call.waiting else {
+                    continue;
+                };
+                let waited = tick.index - index;
+                if waited < MAX_WAIT_SUB_TICKS && call.streaming && !stale && !call.has_frame() {
                     continue;
                 }
-                call.last_served = Some(tick.index);
-                serve(call, tick.deadline, stale, &self.stats, self.slack);
+                call.waiting = None;
+                // The wait was deliberate: lateness counts from the sub-tick it ended on.
+                let deadline = deadline + FRAME / SLOTS as u32 * waited as u32;
+                serve(call, deadline, stale, &self.stats, self.slack);
             }
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
@@ -174,6 +190,16 @@ impl SendWorker {
     }
 }
 
+/// How many sub-ticks a send tick waits for the frame of an app that is streaming one frame
+/// per period (an echo, a relay) when it has not come yet.
+///
+/// Such an app answers each received frame a few milliseconds before the send tick
+/// ([`REPLY_LEAD_SLOTS`]); when a wake-up of its task comes late, the frame misses the tick.
+/// Sending nothing then, and the frame at the next tick, would leave a gap and put the app one
+/// frame behind for the rest of the call (the player does not drop audio to catch up). Waiting
+/// a few milliseconds costs the receiver a little jitter instead.
+const MAX_WAIT_SUB_TICKS: u64 = 3;
+
 /// A frame whose turn comes more than this after its deadline is played out of the queue but
 /// not encoded or sent.
 ///
@@ -185,6 +211,25 @@ impl SendWorker {
 /// is the stall's own frames: a gap the receiver conceals. The RTP clock still advances over
 /// the gap, so the receiver sees it as loss, not as a shift in time.
 pub(crate) const STALE_AFTER: Duration = FRAME;
+
+impl SendCall {
+    /// Takes the app's queued audio into the player; true when a frame is ready to play.
+    fn has_frame(&mut self) -> bool {
+        self.absorb();
+        self.player.queued_frames() > 0
+    }
+
+    fn absorb(&mut self) {
+        let active = self.active.load(Ordering::Relaxed);
+        while let Ok(chunk) = self.audio.try_recv() {
+            if active {
+                self.player.push_bytes(&chunk);
+            } else {
+                self.counters.dropped_inactive.incr();
+            }
+        }
+    }
+}
 
 /// One frame period of one call. A `stale` frame is taken from the player (the app's audio
 /// keeps its pace) but not encoded.
@@ -206,13 +251,7 @@ fn serve(
         };
         call.events.push(SendEvent::StatusChanged(status));
     }
-    while let Ok(chunk) = call.audio.try_recv() {
-        if active {
-            call.player.push_bytes(&chunk);
-        } else {
-            call.counters.dropped_inactive.incr();
-        }
-    }
+    call.absorb();
     let before = call.player.stats();
     let out = call.player.tick(&mut call.app);
     let after = call.player.stats();
@@ -228,6 +267,7 @@ fn serve(
     // RTP time advances with wall-clock frames, sent or not.
     let rtp_timestamp = call.packet.rtp_timestamp;
     call.packet.rtp_timestamp = rtp_timestamp.wrapping_add(OPUS_FRAME_SAMPLES as u32);
+    call.streaming = out == PlayerOutput::Frame;
     match out {
         PlayerOutput::Frame => {}
         PlayerOutput::Underrun => {

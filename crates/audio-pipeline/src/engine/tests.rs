@@ -608,9 +608,10 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
     let hold = engine.stats().jitter_hold.snapshot();
     assert!(hold.count() >= 140, "{}", hold.count());
     assert!(hold.quantile_us(0.5) < 4_000, "{}", hold.quantile_us(0.5));
-    // The send tick followed, 5 ms after the receive tick, and every echo of the last second
-    // went out at that tick: 17 ms into the cycle, 7.6 ms after its packet arrived.
+    // The send tick followed, REPLY_LEAD after the receive tick, and every echo of the last
+    // second went out at that tick: 14 ms into the cycle, 4.6 ms after its packet arrived.
+    assert_eq!(REPLY_LEAD, Duration::from_millis(2));
     let last: Vec<u128> = sent_phases[sent_phases.len() - 50..].to_vec();
-    assert!(last.iter().all(|&p| p == 17), "{last:?}");
+    assert!(last.iter().all(|&p| p == 14), "{last:?}");
     assert_eq!(engine.stats().send_stale_skipped.get(), 0);
 }

@@ -38,8 +38,9 @@ const LATE_JUMP: i64 = (RATE / 100) as i64;
 /// Longest wait for a late packet filled with loss concealment instead of silence.
 const MAX_STRETCH: usize = 3 * FRAME;
 
-/// Frames over which every packet must have come early before playout moves earlier.
-const EARLY_WINDOW: u32 = 50;
+/// Frames over which every packet must have come early before playout moves earlier (half a
+/// second).
+const EARLY_WINDOW: u32 = 25;
 
 /// Earliness tolerated before playout moves (2 ms): a listener does not chase noise.
 const EARLY_SLACK: i64 = (RATE / 500) as i64;
