@@ -184,6 +184,8 @@ pub struct JitterBuffer {
     /// The playout tick moved: judge the next few ticks alone (see
     /// [`JitterBuffer::tick_moved`]).
     quick_window: bool,
+    /// Ticks since a packet was found lost (counting up to the shrink window).
+    since_loss: u32,
     stats: JitterStats,
 }
 
@@ -208,6 +210,7 @@ impl JitterBuffer {
             min_hold: Duration::MAX,
             held_ticks: 0,
             quick_window: false,
+            since_loss: u32::MAX,
             stats: JitterStats::default(),
         }
     }
@@ -348,6 +351,7 @@ impl JitterBuffer {
             }
         };
         self.adapt_depth();
+        self.since_loss = self.since_loss.saturating_add(1);
         let idx = self.index(next);
         let mut spare_frame = false;
         let out = match self.slots[idx].take() {
@@ -378,6 +382,7 @@ impl JitterBuffer {
                 }
                 // A newer packet exists, so this one is lost.
                 self.conceal_run = 0;
+                self.since_loss = 0;
                 self.stats.lost += 1;
                 let after = self.index(next + 1);
                 match &self.slots[after] {
@@ -422,7 +427,10 @@ impl JitterBuffer {
         if self.held_ticks < window {
             return false;
         }
-        let spare = self.min_hold >= FRAME * u32::from(self.target);
+        // A frame held beyond the target after losses is what lets in-band FEC from the next
+        // packet replace a lost one: kept while packets go missing.
+        let spare = self.min_hold >= FRAME * u32::from(self.target)
+            && self.since_loss >= self.config.shrink_after_ticks;
         self.forget_holds();
         self.quick_window = false;
         spare
