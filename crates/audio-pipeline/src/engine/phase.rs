@@ -74,15 +74,18 @@ impl StreamTiming {
     /// Records a packet with RTP `timestamp` (48 kHz) that arrived `arrival_us` after the
     /// engine's epoch.
     pub(crate) fn observe(&mut self, timestamp: u32, arrival_us: i64) {
+        // Wrapping arithmetic: a hostile sender's timestamps (duplicates are observed too, and
+        // carry any timestamp) could walk the extension to overflow; the figures would then be
+        // nonsense for that call, never a panic.
         let ext = match self.last_ts {
             None => i64::from(timestamp),
-            Some((last, ext)) => ext + i64::from(timestamp.wrapping_sub(last) as i32),
+            Some((last, ext)) => ext.wrapping_add(i64::from(timestamp.wrapping_sub(last) as i32)),
         };
         // Only forward steps move the reference, so a reordered packet does not drag it back.
         if self.last_ts.is_none_or(|(_, e)| ext > e) {
             self.last_ts = Some((timestamp, ext));
         }
-        self.transits[self.next] = arrival_us - ext * 125 / 6;
+        self.transits[self.next] = arrival_us.wrapping_sub(ts_us(ext));
         self.next = (self.next + 1) % WINDOW;
         self.len = (self.len + 1).min(WINDOW);
     }
@@ -112,14 +115,19 @@ impl StreamTiming {
         window.sort_unstable();
         let fastest = window[0];
         let q = ((self.len - 1) as f64 * QUANTILE).round() as usize;
-        let spread = (window[q] - fastest).clamp(0, MAX_SPREAD_US);
+        let spread = window[q].wrapping_sub(fastest).clamp(0, MAX_SPREAD_US);
         // The last packet's due arrival on the fastest path, plus the spread: every packet's
         // timestamp is a whole number of frames from it, so the phase is the same for all.
-        let due_us = fastest + last_ext * 125 / 6 + spread;
+        let due_us = fastest.wrapping_add(ts_us(last_ext)).wrapping_add(spread);
         let ms = due_us.rem_euclid(20_000) / 1000;
         let slot = (ms as usize + SAFETY) % SLOTS;
         Some((slot, SILENT_WEIGHT + self.activity))
     }
+}
+
+/// An RTP time in 48 kHz units, in µs.
+fn ts_us(ts: i64) -> i64 {
+    ts.wrapping_mul(125) / 6
 }
 
 /// The slot a call should move to, if a move is worth it: the one minimising the weighted
@@ -233,6 +241,24 @@ mod tests {
         assert!(s.due().is_some());
         s.reset();
         assert_eq!(s.due(), None);
+    }
+
+    #[test]
+    fn hostile_timestamps_never_panic() {
+        // Steps as far forward as a 32-bit difference goes walk the extension up; where tens
+        // of millions of them would take it (checked here from just below the edge), the
+        // arithmetic wraps instead of overflowing.
+        let mut s = StreamTiming {
+            last_ts: Some((0, i64::MAX - 5)),
+            ..StreamTiming::default()
+        };
+        for k in 0..50u32 {
+            s.observe(k.wrapping_mul(0x7FFF_FFFF), i64::from(k) * 20_000);
+        }
+        let _ = s.due();
+        s.observe(0, i64::MAX);
+        s.observe(u32::MAX, i64::MIN);
+        let _ = s.due();
     }
 
     #[test]
