@@ -572,6 +572,29 @@ struct Workers {
     recv: Vec<(RecvWorker, Receiver<RecvCommand>, Receiver<Inbound>)>,
 }
 
+impl Workers {
+    /// Does what the worker threads would have done by `now` (made-up time: the stepped
+    /// engine and the engine's own tests).
+    #[cfg_attr(not(any(test, feature = "_internal_test_exports")), allow(dead_code))]
+    fn run_until(&mut self, now: Instant) {
+        for (worker, commands) in &mut self.send {
+            while let Ok(cmd) = commands.try_recv() {
+                worker.handle(cmd);
+            }
+            worker.run_due(now);
+        }
+        for (worker, commands, packets) in &mut self.recv {
+            while let Ok(cmd) = commands.try_recv() {
+                worker.handle(cmd);
+            }
+            while let Ok(p) = packets.try_recv() {
+                worker.ingest(p);
+            }
+            worker.run_due(now);
+        }
+    }
+}
+
 /// The workers of an engine started with [`Engine::start_stepped`], run by the caller.
 #[cfg(feature = "_internal_test_exports")]
 #[doc(hidden)]
@@ -594,21 +617,7 @@ impl SteppedWorkers {
     /// Does what the worker threads would have done by `now`: applies commands, takes in
     /// queued packets, and runs every tick due.
     pub fn run_until(&mut self, now: Instant) {
-        for (worker, commands) in &mut self.workers.send {
-            while let Ok(cmd) = commands.try_recv() {
-                worker.handle(cmd);
-            }
-            worker.run_due(now);
-        }
-        for (worker, commands, packets) in &mut self.workers.recv {
-            while let Ok(cmd) = commands.try_recv() {
-                worker.handle(cmd);
-            }
-            while let Ok(p) = packets.try_recv() {
-                worker.ingest(p);
-            }
-            worker.run_due(now);
-        }
+        self.workers.run_until(now);
     }
 
     /// The earliest tick any worker has due.

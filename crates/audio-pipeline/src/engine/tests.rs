@@ -527,25 +527,6 @@ fn a_call_past_the_budget_is_refused_at_once_and_takes_nothing() {
     assert_eq!(engine.capacity().used_us, 0);
 }
 
-/// Runs what the worker threads of `workers` would have done by `now`.
-fn step(workers: &mut Workers, now: Instant) {
-    for (worker, commands) in &mut workers.send {
-        while let Ok(cmd) = commands.try_recv() {
-            worker.handle(cmd);
-        }
-        worker.run_due(now);
-    }
-    for (worker, commands, packets) in &mut workers.recv {
-        while let Ok(cmd) = commands.try_recv() {
-            worker.handle(cmd);
-        }
-        while let Ok(p) = packets.try_recv() {
-            worker.ingest(p);
-        }
-        worker.run_due(now);
-    }
-}
-
 #[test]
 fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_period() {
     let t0 = Instant::now();
@@ -587,7 +568,7 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
                 arrival(k),
             );
         }
-        step(&mut workers, now);
+        workers.run_until(now);
         // The app echoes each frame the moment it gets it (the pump's job in the bot).
         while let Ok(ev) = events.try_recv() {
             if let ReceiveEvent::Unmixed(f) = ev {
