@@ -8,8 +8,9 @@
 use crate::error::{GraphError, short_reason};
 use crate::models::{
     AnswerBody, Call, ClientContextBody, CommsOperation, InvitationParticipantInfo,
-    InviteParticipantsBody, Nullable, ParticipantInfo, RecordingStatus, RedirectBody, RejectBody,
-    RejectReason, TransferBody, UpdateRecordingStatusBody,
+    InviteParticipantsBody, MediaPrompt, Nullable, ParticipantInfo, PlayPromptBody,
+    RecordResponseBody, RecordingStatus, RedirectBody, RejectBody, RejectReason, SendDtmfTonesBody,
+    Tone, TransferBody, UpdateRecordingStatusBody,
 };
 use crate::retry::Idempotency;
 use crate::validate::{self, ValidationError};
@@ -217,6 +218,70 @@ impl PreparedRequest {
             client_context: Some(client_context.to_owned()),
         };
         Ok(post(path, Some(json(&body)), Idempotency::Idempotent))
+    }
+
+    /// `POST …/playPrompt` (service-hosted media): plays 1 to 20 prompts in order; the
+    /// operation completes when the last one has played.
+    pub fn play_prompt(
+        call_id: &str,
+        prompts: Vec<MediaPrompt>,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        let path = call_path(call_id, "playPrompt")?;
+        validate::prompts("playPrompt", &prompts, 1, validate::MAX_PROMPTS)?;
+        validate::client_context(client_context)?;
+        let body = PlayPromptBody {
+            prompts,
+            client_context: Some(client_context.to_owned()),
+        };
+        Ok(post(path, Some(json(&body)), Idempotency::NonIdempotent))
+    }
+
+    /// `POST …/recordResponse` (service-hosted media): records what the caller says after an
+    /// optional prompt; the finished operation names the recording. The body's
+    /// `clientContext` is set to `client_context`.
+    pub fn record_response(
+        call_id: &str,
+        mut body: RecordResponseBody,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        let path = call_path(call_id, "recordResponse")?;
+        body.client_context = Some(client_context.to_owned());
+        validate::record_response(&body)?;
+        Ok(post(path, Some(json(&body)), Idempotency::NonIdempotent))
+    }
+
+    /// `POST …/subscribeToTone` (service-hosted media): keys the participants press arrive as
+    /// `toneInfo` in call notifications.
+    pub fn subscribe_to_tone(call_id: &str, client_context: &str) -> Result<Self, ValidationError> {
+        Self::context_action(call_id, "subscribeToTone", client_context)
+    }
+
+    /// `POST …/cancelMediaProcessing`: cancels the prompts and recordings running or queued
+    /// (their operations fail with 400/8508); a tone subscription stays.
+    pub fn cancel_media_processing(
+        call_id: &str,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        Self::context_action(call_id, "cancelMediaProcessing", client_context)
+    }
+
+    /// `POST …/sendDtmfTones`: the service sends these keys into the call.
+    pub fn send_dtmf_tones(
+        call_id: &str,
+        tones: Vec<Tone>,
+        delay_between_tones_ms: Option<u32>,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        let path = call_path(call_id, "sendDtmfTones")?;
+        validate::dtmf_tones(&tones)?;
+        validate::client_context(client_context)?;
+        let body = SendDtmfTonesBody {
+            tones,
+            delay_between_tones_ms,
+            client_context: Some(client_context.to_owned()),
+        };
+        Ok(post(path, Some(json(&body)), Idempotency::NonIdempotent))
     }
 
     /// `DELETE /communications/calls/{id}`: hang up (in a group call, leave).

@@ -1,13 +1,31 @@
 //! Client-side checks of the Graph calling rules, so a request that the service would refuse
 //! (or worse, half-apply) fails before it is sent.
 
-use crate::models::{Call, IdentitySet, InvitationParticipantInfo, MeetingInfo};
+use crate::models::{
+    Call, IdentitySet, InvitationParticipantInfo, MediaPrompt, MeetingInfo, RecordResponseBody,
+    Tone,
+};
 
 /// Longest `clientContext` the service accepts.
 pub const MAX_CLIENT_CONTEXT: usize = 256;
 
 /// Most VoIP users a group call (or one invite request) may hold.
 pub const MAX_GROUP_PARTICIPANTS: usize = 5;
+
+/// Most prompts one `playPrompt` plays.
+pub const MAX_PROMPTS: usize = 20;
+
+/// Most prompts one `recordResponse` plays before recording.
+pub const MAX_RECORD_PROMPTS: usize = 1;
+
+/// Range of `recordResponse`'s timeouts and duration, seconds.
+pub const RECORD_SECONDS: std::ops::RangeInclusive<u32> = 1..=120;
+
+/// Longest prompt URL accepted (a bound on what a bot sends, well above real CDN URLs).
+pub const MAX_PROMPT_URI: usize = 2048;
+
+/// Most keys one `sendDtmfTones` sends (a bound of ours: dial strings are short).
+pub const MAX_DTMF_TONES: usize = 64;
 
 /// A request that breaks a calling rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +75,30 @@ pub enum ValidationError {
     /// The 15 s window to answer an incoming call has passed.
     #[error("the 15 s window to answer the incoming call has passed")]
     AnswerWindowElapsed,
+    /// A prompt list is empty or too long.
+    #[error("{action} takes {min}..={max} prompts, got {got}")]
+    PromptCount {
+        /// The action.
+        action: &'static str,
+        /// Fewest allowed.
+        min: usize,
+        /// Most allowed.
+        max: usize,
+        /// How many were given.
+        got: usize,
+    },
+    /// A prompt's URI is not an absolute http(s) URL.
+    #[error("prompt uri {0:?} must be an absolute http(s) URL of at most 2048 characters")]
+    PromptUri(String),
+    /// A recordResponse timeout or duration is outside 1..=120 seconds.
+    #[error("{0} must be 1..=120 seconds, got {1}")]
+    RecordSeconds(&'static str, u32),
+    /// A stop tone is not a keypad key.
+    #[error("stop tone {0:?} is not a keypad key (0-9, *, #, A-D)")]
+    StopTone(String),
+    /// sendDtmfTones without keys, with too many, or with one this version does not know.
+    #[error("sendDtmfTones needs 1..=64 known keys, got {0}")]
+    DtmfTones(usize),
 }
 
 /// Checks an id that goes into a URL path (call or participant id).
@@ -78,6 +120,82 @@ pub fn client_context(ctx: &str) -> Result<(), ValidationError> {
     let n = ctx.chars().count();
     if n == 0 || n > MAX_CLIENT_CONTEXT {
         return Err(ValidationError::ClientContext(n));
+    }
+    Ok(())
+}
+
+/// Checks the prompts of `action`: `min..=max` of them, each an absolute http(s) URL (the
+/// service fetches them itself).
+pub fn prompts(
+    action: &'static str,
+    list: &[MediaPrompt],
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if !(min..=max).contains(&list.len()) {
+        return Err(ValidationError::PromptCount {
+            action,
+            min,
+            max,
+            got: list.len(),
+        });
+    }
+    for p in list {
+        let uri = p.media_info.uri.as_str();
+        let scheme_ok = ["https://", "http://"]
+            .iter()
+            .any(|s| uri.len() > s.len() && uri[..s.len()].eq_ignore_ascii_case(s));
+        if !scheme_ok || uri.len() > MAX_PROMPT_URI || uri.chars().any(char::is_whitespace) {
+            return Err(ValidationError::PromptUri(uri.chars().take(80).collect()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a recordResponse body: at most one prompt, timeouts and duration in 1..=120 s, stop
+/// tones keypad keys, clientContext length.
+pub fn record_response(body: &RecordResponseBody) -> Result<(), ValidationError> {
+    prompts("recordResponse", &body.prompts, 0, MAX_RECORD_PROMPTS)?;
+    for (name, value) in [
+        (
+            "initialSilenceTimeoutInSeconds",
+            body.initial_silence_timeout_in_seconds,
+        ),
+        (
+            "maxSilenceTimeoutInSeconds",
+            body.max_silence_timeout_in_seconds,
+        ),
+        (
+            "maxRecordDurationInSeconds",
+            body.max_record_duration_in_seconds,
+        ),
+    ] {
+        if let Some(v) = value
+            && !RECORD_SECONDS.contains(&v)
+        {
+            return Err(ValidationError::RecordSeconds(name, v));
+        }
+    }
+    for t in &body.stop_tones {
+        let mut chars = t.chars();
+        let key = chars.next().and_then(Tone::from_char);
+        if chars.next().is_some() || !matches!(key, Some(k) if k != Tone::Flash) {
+            return Err(ValidationError::StopTone(t.chars().take(8).collect()));
+        }
+    }
+    if let Some(ctx) = &body.client_context {
+        client_context(ctx)?;
+    }
+    Ok(())
+}
+
+/// Checks the keys of a sendDtmfTones: 1..=64, all known.
+pub fn dtmf_tones(tones: &[Tone]) -> Result<(), ValidationError> {
+    if tones.is_empty()
+        || tones.len() > MAX_DTMF_TONES
+        || tones.iter().any(|t| matches!(t, Tone::Unknown(_)))
+    {
+        return Err(ValidationError::DtmfTones(tones.len()));
     }
     Ok(())
 }
@@ -217,6 +335,82 @@ mod tests {
         ] {
             assert!(e164(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn prompt_rules() {
+        let ok = MediaPrompt::new("https://cdn.example.com/menu.wav", None);
+        assert_eq!(
+            prompts("playPrompt", std::slice::from_ref(&ok), 1, 20),
+            Ok(())
+        );
+        assert!(matches!(
+            prompts("playPrompt", &[], 1, 20),
+            Err(ValidationError::PromptCount { got: 0, .. })
+        ));
+        assert!(matches!(
+            prompts("playPrompt", &vec![ok.clone(); 21], 1, 20),
+            Err(ValidationError::PromptCount { got: 21, .. })
+        ));
+        for bad in [
+            "",
+            "menu.wav",
+            "ftp://x/y.wav",
+            "https://",
+            "https://a b/c.wav",
+        ] {
+            let p = MediaPrompt::new(bad, None);
+            assert!(
+                matches!(
+                    prompts("playPrompt", &[p], 1, 20),
+                    Err(ValidationError::PromptUri(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let long = MediaPrompt::new(format!("https://x/{}", "a".repeat(3000)), None);
+        assert!(prompts("playPrompt", &[long], 1, 20).is_err());
+    }
+
+    #[test]
+    fn record_response_rules() {
+        let mut body = RecordResponseBody {
+            max_record_duration_in_seconds: Some(120),
+            initial_silence_timeout_in_seconds: Some(1),
+            stop_tones: vec!["#".into(), "1".into(), "*".into()],
+            ..RecordResponseBody::default()
+        };
+        assert_eq!(record_response(&body), Ok(()));
+        body.max_record_duration_in_seconds = Some(121);
+        assert_eq!(
+            record_response(&body),
+            Err(ValidationError::RecordSeconds(
+                "maxRecordDurationInSeconds",
+                121
+            ))
+        );
+        body.max_record_duration_in_seconds = None;
+        body.max_silence_timeout_in_seconds = Some(0);
+        assert!(record_response(&body).is_err());
+        body.max_silence_timeout_in_seconds = None;
+        for bad in ["##", "x", "", "!"] {
+            body.stop_tones = vec![bad.into()];
+            assert!(record_response(&body).is_err(), "{bad:?}");
+        }
+        body.stop_tones.clear();
+        body.prompts = vec![MediaPrompt::new("https://x/a.wav", None); 2];
+        assert!(matches!(
+            record_response(&body),
+            Err(ValidationError::PromptCount { got: 2, max: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn dtmf_tone_rules() {
+        assert_eq!(dtmf_tones(&[Tone::Tone1, Tone::Pound]), Ok(()));
+        assert!(dtmf_tones(&[]).is_err());
+        assert!(dtmf_tones(&vec![Tone::Tone1; 65]).is_err());
+        assert!(dtmf_tones(&[Tone::Unknown("tone42".into())]).is_err());
     }
 
     #[test]

@@ -494,3 +494,50 @@ fn deleting_the_call_resource_terminates_even_without_data() {
     );
     assert!(m.is_terminated());
 }
+
+/// The documented tone notification: a call update carrying `toneInfo`.
+fn tone_note(call: &str, seq: i64, tone: &str) -> CommsNotifications {
+    batch(json!({"value": [{"changeType": "updated",
+        "resourceUrl": format!("/communications/calls/{call}"),
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "established",
+            "toneInfo": {"@odata.type": "#microsoft.graph.toneInfo", "sequenceId": seq, "tone": tone}}}]}))
+}
+
+#[test]
+fn each_key_pressed_is_reported_once_in_order() {
+    use graph_signaling::models::Tone;
+    let call = "5f1f2a00-1111-4222-8333-944455556666";
+    let mut m = CallStateMachine::new(call, Some(BOT_APP.into()));
+    feed(&mut m, &state_note(call, "established"));
+    let tones = |events: Vec<SignalingEvent>| -> Vec<(i64, Tone)> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                SignalingEvent::Tone(t) => Some((t.sequence_id, t.tone)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        tones(feed(&mut m, &tone_note(call, 1, "tone2"))),
+        vec![(1, Tone::Tone2)]
+    );
+    // Redelivered: nothing new.
+    assert!(tones(feed(&mut m, &tone_note(call, 1, "tone2"))).is_empty());
+    assert_eq!(
+        tones(feed(&mut m, &tone_note(call, 2, "pound"))),
+        vec![(2, Tone::Pound)]
+    );
+    // A late copy of an older key is not a new key.
+    assert!(tones(feed(&mut m, &tone_note(call, 1, "tone2"))).is_empty());
+    // A key this version does not know still arrives, spelled as sent.
+    assert_eq!(
+        tones(feed(&mut m, &tone_note(call, 3, "tone42"))),
+        vec![(3, Tone::Unknown("tone42".into()))]
+    );
+    feed(&mut m, &state_note(call, "terminated"));
+    assert!(
+        tones(feed(&mut m, &tone_note(call, 4, "tone1"))).is_empty(),
+        "after the end"
+    );
+}

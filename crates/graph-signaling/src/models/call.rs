@@ -424,6 +424,10 @@ pub struct Call {
     /// Why the call ended (on terminated).
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub result_info: Nullable<ResultInfo>,
+    /// The key a participant pressed, in the notification that reports it (service-hosted
+    /// media, after `subscribeToTone`).
+    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
+    pub tone_info: Nullable<super::ToneInfo>,
     /// Any other property, written back unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -297,3 +297,95 @@ mod tests {
         }
     }
 }
+
+open_enum! {
+    /// A DTMF key (`tone`): what a caller pressed (`toneInfo`) or what the bot sends
+    /// (`sendDtmfTones`).
+    pub enum Tone {
+        /// Key 0.
+        Tone0 => "tone0",
+        /// Key 1.
+        Tone1 => "tone1",
+        /// Key 2.
+        Tone2 => "tone2",
+        /// Key 3.
+        Tone3 => "tone3",
+        /// Key 4.
+        Tone4 => "tone4",
+        /// Key 5.
+        Tone5 => "tone5",
+        /// Key 6.
+        Tone6 => "tone6",
+        /// Key 7.
+        Tone7 => "tone7",
+        /// Key 8.
+        Tone8 => "tone8",
+        /// Key 9.
+        Tone9 => "tone9",
+        /// Key `*`.
+        Star => "star",
+        /// Key `#`.
+        Pound => "pound",
+        /// Key A.
+        A => "a",
+        /// Key B.
+        B => "b",
+        /// Key C.
+        C => "c",
+        /// Key D.
+        D => "d",
+        /// Hook flash.
+        Flash => "flash",
+    }
+}
+
+impl Tone {
+    /// The key as a character as a keypad shows it (`0`–`9`, `*`, `#`, `A`–`D`; `!` for a
+    /// flash), `None` for a value this version does not know.
+    pub fn as_char(&self) -> Option<char> {
+        Some(match self {
+            Tone::Tone0 => '0',
+            Tone::Tone1 => '1',
+            Tone::Tone2 => '2',
+            Tone::Tone3 => '3',
+            Tone::Tone4 => '4',
+            Tone::Tone5 => '5',
+            Tone::Tone6 => '6',
+            Tone::Tone7 => '7',
+            Tone::Tone8 => '8',
+            Tone::Tone9 => '9',
+            Tone::Star => '*',
+            Tone::Pound => '#',
+            Tone::A => 'A',
+            Tone::B => 'B',
+            Tone::C => 'C',
+            Tone::D => 'D',
+            Tone::Flash => '!',
+            Tone::Unknown(_) => return None,
+        })
+    }
+
+    /// The key a keypad character names (case-insensitive for `A`–`D`; `!` is a flash).
+    pub fn from_char(c: char) -> Option<Tone> {
+        Some(match c.to_ascii_uppercase() {
+            '0' => Tone::Tone0,
+            '1' => Tone::Tone1,
+            '2' => Tone::Tone2,
+            '3' => Tone::Tone3,
+            '4' => Tone::Tone4,
+            '5' => Tone::Tone5,
+            '6' => Tone::Tone6,
+            '7' => Tone::Tone7,
+            '8' => Tone::Tone8,
+            '9' => Tone::Tone9,
+            '*' => Tone::Star,
+            '#' => Tone::Pound,
+            'A' => Tone::A,
+            'B' => Tone::B,
+            'C' => Tone::C,
+            'D' => Tone::D,
+            '!' => Tone::Flash,
+            _ => return None,
+        })
+    }
+}

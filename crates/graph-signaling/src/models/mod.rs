@@ -8,6 +8,7 @@ mod call;
 mod enums;
 mod error;
 mod identity;
+mod media;
 mod notification;
 mod nullable;
 mod operation;
@@ -21,10 +22,13 @@ pub use call::{
 };
 pub use enums::{
     CallDirection, CallState, ChangeType, EndpointType, Modality, OperationStatus,
-    OperationStatusKind, RecordingStatus, RejectReason,
+    OperationStatusKind, RecordingStatus, RejectReason, Tone,
 };
 pub use error::{GraphErrorBody, GraphErrorDetail, InnerError};
 pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};
+pub use media::{
+    MediaPrompt, PlayPromptBody, RecordResponseBody, RecordingRef, SendDtmfTonesBody, ToneInfo,
+};
 pub use notification::{
     CommsNotification, CommsNotifications, MAX_NOTIFICATION_BYTES, NotificationParseError,
     ResourceData, ResourceItem, call_id_of,

@@ -33,6 +33,16 @@ pub struct CommsOperation {
     /// Invited participants (`inviteParticipantsOperation`).
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub participants: Nullable<Vec<InvitationParticipantInfo>>,
+    /// Where a `recordOperation` left the recording (empty when it failed).
+    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
+    pub recording_location: Nullable<String>,
+    /// Bearer token to fetch the recording with (`recordOperation`).
+    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
+    pub recording_access_token: Nullable<String>,
+    /// Why a media operation ended (`sendDtmfTonesOperation`, and `operationCanceled` on a
+    /// cancelled one).
+    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
+    pub completion_reason: Nullable<String>,
     /// Any other property, written back unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -44,6 +54,19 @@ impl CommsOperation {
         self.odata_type
             .as_deref()
             .map_or("commsOperation", |t| t.rsplit('.').next().unwrap_or(t))
+    }
+
+    /// The recording a finished `recordOperation` left, when it names one.
+    pub fn recording(&self) -> Option<super::RecordingRef> {
+        let location = self.recording_location.get().filter(|l| !l.is_empty())?;
+        Some(super::RecordingRef {
+            location: location.clone(),
+            access_token: self
+                .recording_access_token
+                .get()
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
 
     /// True when the status is completed or failed.

@@ -8,7 +8,7 @@ use media_session::SourceId;
 use super::roster::{ParticipantKey, Roster, RosterChange, SelfIdentity};
 use crate::models::{
     Call, CallState, ChangeType, CommsNotification, CommsOperation, Participant, ResourceItem,
-    ResultInfo,
+    ResultInfo, ToneInfo,
 };
 
 /// Something the application should know about a call.
@@ -39,6 +39,9 @@ pub enum SignalingEvent {
     ContentSharingUpdated(String),
     /// A content sharing session ended.
     ContentSharingEnded(String),
+    /// A participant pressed a key (service-hosted media after `subscribeToTone`); each key
+    /// once, however often its notification is repeated.
+    Tone(ToneInfo),
     /// The call ended; nothing follows. Carries the service's `resultInfo`.
     Terminated(Option<ResultInfo>),
 }
@@ -73,6 +76,9 @@ pub struct CallStateMachine {
     last_update: Option<Instant>,
     finished: bool,
     scratch: Vec<RosterChange>,
+    /// The highest `toneInfo.sequenceId` reported: a redelivered or late key is not reported
+    /// twice.
+    last_tone: Option<i64>,
 }
 
 impl CallStateMachine {
@@ -94,6 +100,7 @@ impl CallStateMachine {
             last_update: None,
             finished: false,
             scratch: Vec::new(),
+            last_tone: None,
         }
     }
 
@@ -246,6 +253,13 @@ impl CallStateMachine {
         }
         if let Some(s) = call.state.get() {
             self.move_to(s.clone());
+        }
+        if let Some(tone) = call.tone_info.get()
+            && !self.is_terminated()
+            && self.last_tone.is_none_or(|last| tone.sequence_id > last)
+        {
+            self.last_tone = Some(tone.sequence_id);
+            self.events.push_back(SignalingEvent::Tone(tone.clone()));
         }
         if self.is_terminated() {
             self.finish();
