@@ -38,6 +38,7 @@ pub mod bot;
 pub mod call_core;
 pub mod logging;
 
+pub use bot::MAX_RECORDING_BYTES;
 pub use bot::{
     AudioReceiver, AudioSender, Bot, BotBuilder, BotError, Call, CallSnapshot, CallTarget,
     DrainReport, GRAPH_OPENID_CONFIG_URL, Health, IncomingCall, IncomingCalls, ListenerLimits,
@@ -46,11 +47,14 @@ pub use bot::{
 };
 #[cfg(feature = "cli")]
 pub use bot::{BotArgs, TargetKind};
-pub use call_core::{ActionError, CallEvent};
+pub use call_core::{ActionError, CallEvent, MediaHosting};
 
 /// Types a bot meets in events and settings, from the crates that define them.
 pub use audio_pipeline::{ActiveSpeakers, AudioFrame, EngineConfig, PcmSpec, SendStatus};
-pub use graph_signaling::models::{CallState, Participant, ResultInfo};
+pub use graph_signaling::models::{
+    CallState, CommsOperation, MediaPrompt, Participant, RecordResponseBody, RecordingRef,
+    ResultInfo, Tone, ToneInfo,
+};
 pub use graph_signaling::state::ParticipantKey;
 pub use media_session::SourceId;
 pub use media_transport::dtmf::DtmfDigit;

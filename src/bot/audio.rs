@@ -100,6 +100,15 @@ impl AudioSender {
         }
     }
 
+    /// A sender of a call without audio of the bot's (service-hosted media): what is pushed
+    /// goes nowhere.
+    pub(crate) fn detached(spec: PcmSpec) -> AudioSender {
+        AudioSender {
+            media: Weak::new(),
+            spec,
+        }
+    }
+
     fn with_stream<R>(&self, f: impl FnOnce(&audio_pipeline::SendStream) -> R) -> Option<R> {
         let media = self.media.upgrade()?;
         media.send().map(f)

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use audio_pipeline::{CallMedia, EngineError, ReceiveEvent, SendEvent};
 use graph_signaling::build;
 use graph_signaling::models::{
-    AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, Modality,
-    RecordingStatus, RejectReason,
+    AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, MediaPrompt,
+    Modality, RecordResponseBody, RecordingStatus, RejectReason, Tone,
 };
 use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
 use media_transport::CallStats;
@@ -23,7 +23,7 @@ use super::driver::{self, CallParts, DriverInput, Reply};
 use super::{
     AudioReceiver, AudioSender, BotError, CallEvent, CallTarget, ReceivedAudio, Shared, lock,
 };
-use crate::call_core::{AppRequest, CallAction, CallCore, Direction, Ticket};
+use crate::call_core::{AppRequest, CallAction, CallCore, Direction, MediaHosting, Ticket};
 
 /// Frames queued toward the application's [`AudioReceiver`] (2 s of 20 ms ticks, counting
 /// the unmixed frames of a few talkers).
@@ -71,27 +71,45 @@ fn open_media(shared: &Shared, call_id: Option<Uuid>) -> Result<Opened, BotError
 }
 
 /// Hands a call whose id is known to a new driver and returns the application's handle.
+/// `opened` is the call's media; none with service-hosted media.
 fn start(
     shared: &Arc<Shared>,
     call_id: String,
     direction: Direction,
     group: bool,
-    opened: Opened,
+    opened: Option<Opened>,
 ) -> Call {
-    let Opened { session, parts } = opened;
-    if let Ok(id) = Uuid::parse_str(&call_id) {
-        // Outgoing calls learn their id after the blob; the endpoint then checks it.
-        shared.endpoint.set_call_id(session.media_session_id(), id);
-    }
+    let mut config = shared.call_config.clone();
+    config.media = if opened.is_some() {
+        MediaHosting::App
+    } else {
+        MediaHosting::Service
+    };
     let core = CallCore::new(
         call_id.clone(),
         direction,
         group,
-        shared.call_config.clone(),
+        config,
         tokio::time::Instant::now().into_std(),
     );
-    let (audio_tx, audio_rx) = mpsc::channel(APP_AUDIO_QUEUE);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let Some(Opened { session, parts }) = opened else {
+        let handle = driver::spawn(shared, core, None, None, events_tx, events_rx);
+        return Call {
+            id: call_id,
+            inputs: handle.inputs,
+            events: handle.events,
+            audio: None,
+            sender: AudioSender::detached(shared.format.spec()),
+            ended: handle.ended,
+            media: MediaHosting::Service,
+        };
+    };
+    if let Ok(id) = Uuid::parse_str(&call_id) {
+        // Outgoing calls learn their id after the blob; the endpoint then checks it.
+        shared.endpoint.set_call_id(session.media_session_id(), id);
+    }
+    let (audio_tx, audio_rx) = mpsc::channel(APP_AUDIO_QUEUE);
     let media = parts.media.clone();
     let pump = tokio::spawn(pump_task(
         Arc::downgrade(shared),
@@ -99,7 +117,7 @@ fn start(
         audio_tx,
         events_tx.clone(),
     ));
-    let handle = driver::spawn(shared, core, parts, pump, events_tx, events_rx);
+    let handle = driver::spawn(shared, core, Some(parts), Some(pump), events_tx, events_rx);
     Call {
         id: call_id,
         inputs: handle.inputs,
@@ -110,12 +128,20 @@ fn start(
         }),
         sender: AudioSender::new(&media),
         ended: handle.ended,
+        media: MediaHosting::App,
     }
 }
 
-pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Call, BotError> {
-    let opened = open_media(shared, None)?;
-    let media_config = MediaConfig::app_hosted(opened.session.blob());
+pub(crate) async fn place(
+    shared: &Arc<Shared>,
+    target: CallTarget,
+    hosting: MediaHosting,
+) -> Result<Call, BotError> {
+    let opened = match hosting {
+        MediaHosting::App => Some(open_media(shared, None)?),
+        MediaHosting::Service => None,
+    };
+    let media_config = media_config(opened.as_ref());
     let endpoints = shared.target.endpoints();
     let me = IdentitySet::application(&endpoints.app_id, Some(shared.display_name.clone()));
     let cb = &shared.callback_url;
@@ -139,22 +165,40 @@ pub(crate) async fn place(shared: &Arc<Shared>, target: CallTarget) -> Result<Ca
             media_config,
         ),
     };
-    let session_id = opened.session.media_session_id();
+    let withdraw = |opened: &Option<Opened>| {
+        if let Some(o) = opened {
+            shared.endpoint.cancel(o.session.media_session_id());
+        }
+    };
     let created = match shared.client.create_call(&request).await {
         Ok(c) => c,
         Err(e) => {
-            shared.endpoint.cancel(session_id);
+            withdraw(&opened);
             return Err(e.into());
         }
     };
     let Some(id) = created.id.get().cloned() else {
-        shared.endpoint.cancel(session_id);
+        withdraw(&opened);
         return Err(BotError::NoCallId);
     };
     let group = build::is_group_call(&request) || build::is_group_call(&created);
     shared.counters.calls_placed.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(instance = %shared.instance_id, call_id = %id, group, "call placed");
+    tracing::info!(
+        instance = %shared.instance_id,
+        call_id = %id,
+        group,
+        media = hosting.as_str(),
+        "call placed"
+    );
     Ok(start(shared, id, Direction::Outgoing, group, opened))
+}
+
+/// The `mediaConfig` of a call: app-hosted with the session's blob, or service-hosted.
+fn media_config(opened: Option<&Opened>) -> MediaConfig {
+    match opened {
+        Some(o) => MediaConfig::app_hosted(o.session.blob()),
+        None => MediaConfig::service_hosted(),
+    }
 }
 
 /// The engine produces a call's frames every 20 ms.
@@ -278,6 +322,7 @@ pub struct Call {
     audio: Option<AudioReceiver>,
     sender: AudioSender,
     ended: Arc<AtomicBool>,
+    media: MediaHosting,
 }
 
 impl Call {
@@ -305,6 +350,12 @@ impl Call {
     /// Sends the bot's audio into the call.
     pub fn audio_sender(&self) -> AudioSender {
         self.sender.clone()
+    }
+
+    /// Who hosts the call's media: the bot (audio through [`Call::audio_receiver`] and
+    /// [`Call::audio_sender`]) or the service (prompts, recordings and keys on request).
+    pub fn media_hosting(&self) -> MediaHosting {
+        self.media
     }
 
     /// True once the call terminated.
@@ -357,6 +408,47 @@ impl Call {
         self.action(CallAction::UpdateRecordingStatus(status)).await
     }
 
+    /// Plays prompts to the call (service-hosted media): WAV files (16 kHz, mono, 16-bit) at
+    /// URLs the calling service can fetch, in order. Returns when the last one has played (or
+    /// was cancelled: then [`ActionError::OperationFailed`]).
+    pub async fn play_prompt(&self, prompts: Vec<MediaPrompt>) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::PlayPrompt(prompts)).await
+    }
+
+    /// Records what the caller says (service-hosted media), after an optional prompt, until
+    /// silence, a stop key or the longest duration. The returned operation's
+    /// [`CommsOperation::recording`] says where to fetch the audio
+    /// ([`super::Bot::fetch_recording`]); fetch it soon, the service drops it after the call.
+    pub async fn record_response(
+        &self,
+        settings: RecordResponseBody,
+    ) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::RecordResponse(Box::new(settings)))
+            .await
+    }
+
+    /// Asks the service to report the keys participants press (service-hosted media): each
+    /// arrives as [`CallEvent::Tone`].
+    pub async fn subscribe_to_tone(&self) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::SubscribeToTone).await
+    }
+
+    /// Cancels the prompts and recordings running or queued (service-hosted media); their own
+    /// calls return [`crate::ActionError::OperationFailed`] with 400/8508.
+    pub async fn cancel_media_processing(&self) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::CancelMediaProcessing).await
+    }
+
+    /// Has the service send DTMF keys into the call (both kinds of media), `delay_ms` apart.
+    pub async fn send_dtmf_tones(
+        &self,
+        tones: Vec<Tone>,
+        delay_ms: Option<u32>,
+    ) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::SendDtmfTones { tones, delay_ms })
+            .await
+    }
+
     /// Hangs up (in a group call the bot leaves) once the service took the request.
     /// [`CallEvent::Terminated`] follows; hanging up a call that is over succeeds.
     pub async fn hang_up(&self) -> Result<(), BotError> {
@@ -366,7 +458,8 @@ impl Call {
         }
     }
 
-    /// Sends a DTMF key (RFC 4733) on the media path, held for `duration`.
+    /// Sends a DTMF key (RFC 4733) on the bot's media path, held for `duration` (app-hosted
+    /// media; with service-hosted media use [`Call::send_dtmf_tones`]).
     pub fn send_dtmf(&self, digit: DtmfDigit, duration: Duration) -> Result<(), BotError> {
         self.inputs
             .send(DriverInput::App(
@@ -401,34 +494,49 @@ impl IncomingCall {
 
     /// Answers with app-hosted media; the call's events and audio flow as for a placed call.
     pub async fn answer(self) -> Result<Call, BotError> {
+        self.answer_with(MediaHosting::App).await
+    }
+
+    /// Answers with service-hosted media: the service plays prompts, records responses and
+    /// reports keys on the bot's request ([`Call::play_prompt`], [`Call::record_response`],
+    /// [`Call::subscribe_to_tone`]); the bot holds no audio of the call. Such calls work
+    /// against real Microsoft Graph.
+    pub async fn answer_service_hosted(self) -> Result<Call, BotError> {
+        self.answer_with(MediaHosting::Service).await
+    }
+
+    async fn answer_with(self, hosting: MediaHosting) -> Result<Call, BotError> {
         let call_uuid = Uuid::parse_str(&self.id).ok();
-        let opened = match open_media(&self.shared, call_uuid) {
-            Ok(o) => o,
-            Err(e @ BotError::Engine(EngineError::OverCapacity { .. })) => {
-                // Declined at once, so the caller hears busy now rather than ringing out
-                // the service's answer window, and a proxy's next instance can take the
-                // next call.
-                tracing::warn!(
-                    instance = %self.shared.instance_id,
-                    call_id = %self.id,
-                    error = %e,
-                    "incoming call declined: over capacity"
-                );
-                self.shared
-                    .counters
-                    .calls_declined_busy
-                    .fetch_add(1, Ordering::Relaxed);
-                let id = self.id.clone();
-                if let Err(r) = self.reject().await {
-                    tracing::warn!(call_id = %id, error = %r, "declining the call failed");
+        let opened = match hosting {
+            MediaHosting::Service => None,
+            MediaHosting::App => match open_media(&self.shared, call_uuid) {
+                Ok(o) => Some(o),
+                Err(e @ BotError::Engine(EngineError::OverCapacity { .. })) => {
+                    // Declined at once, so the caller hears busy now rather than ringing out
+                    // the service's answer window, and a proxy's next instance can take the
+                    // next call.
+                    tracing::warn!(
+                        instance = %self.shared.instance_id,
+                        call_id = %self.id,
+                        error = %e,
+                        "incoming call declined: over capacity"
+                    );
+                    self.shared
+                        .counters
+                        .calls_declined_busy
+                        .fetch_add(1, Ordering::Relaxed);
+                    let id = self.id.clone();
+                    if let Err(r) = self.reject().await {
+                        tracing::warn!(call_id = %id, error = %r, "declining the call failed");
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-            Err(e) => return Err(e),
+                Err(e) => return Err(e),
+            },
         };
         let body = AnswerBody {
             callback_uri: self.shared.callback_url.clone(),
-            media_config: MediaConfig::app_hosted(opened.session.blob()),
+            media_config: media_config(opened.as_ref()),
             accepted_modalities: vec![Modality::Audio],
             participant_capacity: None,
             call_options: None,
@@ -459,7 +567,12 @@ impl IncomingCall {
             .counters
             .calls_answered
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(instance = %self.shared.instance_id, call_id = %self.id, "call answered");
+        tracing::info!(
+            instance = %self.shared.instance_id,
+            call_id = %self.id,
+            media = hosting.as_str(),
+            "call answered"
+        );
         Ok(call)
     }
 

@@ -83,8 +83,8 @@ pub(crate) struct Handle {
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     core: CallCore,
-    parts: CallParts,
-    pump: JoinHandle<()>,
+    parts: Option<CallParts>,
+    pump: Option<JoinHandle<()>>,
     events_tx: mpsc::UnboundedSender<CallEvent>,
     events: mpsc::UnboundedReceiver<CallEvent>,
 ) -> Handle {
@@ -95,7 +95,7 @@ pub(crate) fn spawn(
         &call_id,
         super::CallEntry {
             inputs: inputs.clone(),
-            media: parts.media.clone(),
+            media: parts.as_ref().map(|p| p.media.clone()),
         },
     );
     let (responses, responses_rx) = mpsc::unbounded_channel();
@@ -108,8 +108,8 @@ pub(crate) fn spawn(
         own_inputs: inputs.clone(),
         responses,
         responses_rx,
+        media_open: parts.is_some(),
         parts,
-        media_open: true,
         events: events_tx,
         replies: HashMap::new(),
         next_ticket: 0,
@@ -139,12 +139,13 @@ struct Driver {
     own_inputs: mpsc::UnboundedSender<DriverInput>,
     responses: mpsc::UnboundedSender<(RequestId, Result<Option<CommsOperation>, GraphError>)>,
     responses_rx: mpsc::UnboundedReceiver<(RequestId, Result<Option<CommsOperation>, GraphError>)>,
-    parts: CallParts,
+    /// The call's media; none with service-hosted media.
+    parts: Option<CallParts>,
     media_open: bool,
     events: mpsc::UnboundedSender<CallEvent>,
     replies: HashMap<Ticket, oneshot::Sender<Reply>>,
     next_ticket: u64,
-    pump: JoinHandle<()>,
+    pump: Option<JoinHandle<()>>,
     ended: Arc<AtomicBool>,
     /// The last quality report: media figures, written by the report's task.
     quality: Arc<Mutex<Option<CallStats>>>,
@@ -188,7 +189,7 @@ impl Driver {
                 Some((id, result)) = self.responses_rx.recv() => {
                     self.core.handle_input(Input::Response { id, result }, now());
                 }
-                event = self.parts.media_call.next_event(), if self.media_open => {
+                event = next_media_event(&mut self.parts), if self.media_open => {
                     let event = event.unwrap_or_else(|| {
                         self.media_open = false;
                         MediaEvent::Ended(EndReason::ConnectionLost)
@@ -225,7 +226,11 @@ impl Driver {
             DriverInput::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            DriverInput::Quality(reply) => match self.parts.media_call.request_stats() {
+            DriverInput::Quality(reply) => match self
+                .parts
+                .as_ref()
+                .and_then(|p| p.media_call.request_stats())
+            {
                 Some(rx) if self.core.media_connected() => {
                     tokio::spawn(async move {
                         let stats = tokio::time::timeout(Duration::from_secs(1), rx).await;
@@ -261,7 +266,8 @@ impl Driver {
                 Output::Bind(source) => {
                     // A source that cannot be bound (engine shut down) stays held by the gate
                     // and is dropped and counted there; the call goes on.
-                    if let Err(e) = self.parts.binding.bind(source) {
+                    let Some(parts) = &self.parts else { continue };
+                    if let Err(e) = parts.binding.bind(source) {
                         tracing::warn!(source_id = %source, error = %e, "cannot bind a source");
                     } else {
                         tracing::debug!(source_id = %source, "source bound");
@@ -272,7 +278,9 @@ impl Driver {
                     let gone = self.stream_totals(Some(source));
                     self.retired.frames_in += gone.frames_in;
                     self.retired.concealed += gone.concealed;
-                    self.parts.binding.unbind(source);
+                    if let Some(parts) = &self.parts {
+                        parts.binding.unbind(source);
+                    }
                 }
                 Output::Media(command) => self.media(command),
                 Output::Event(event) => {
@@ -331,7 +339,8 @@ impl Driver {
     }
 
     fn media(&mut self, command: MediaCommand) {
-        let media = &self.parts;
+        // The core sends no media commands for service-hosted media.
+        let Some(media) = &self.parts else { return };
         match command {
             MediaCommand::SetSending(on) => {
                 if let Some(send) = media.media.send() {
@@ -369,7 +378,7 @@ impl Driver {
     /// Totals of the receive streams bound now, or of `only` that one.
     fn stream_totals(&self, only: Option<media_session::SourceId>) -> StreamTotals {
         let mut t = StreamTotals::default();
-        if let Some(registry) = self.parts.media.registry() {
+        if let Some(registry) = self.parts.as_ref().and_then(|p| p.media.registry()) {
             for source in registry.sources() {
                 if only.is_some_and(|o| o != source) {
                     continue;
@@ -390,8 +399,8 @@ impl Driver {
         let concealed = self.retired.concealed + live.concealed;
         let frames_out = self
             .parts
-            .media
-            .send()
+            .as_ref()
+            .and_then(|p| p.media.send())
             .map_or(0, |s| s.counters().packets.get());
         let jitter_ms = lock(&self.quality).as_ref().map_or(0.0, |q| {
             q.received
@@ -409,7 +418,10 @@ impl Driver {
             frames_out,
             frames_concealed: concealed,
             jitter_ms,
-            unlisted_dropped: self.parts.binding.gate_counters().dropped,
+            unlisted_dropped: self
+                .parts
+                .as_ref()
+                .map_or(0, |p| p.binding.gate_counters().dropped),
         }
     }
 
@@ -430,15 +442,17 @@ impl Driver {
             c.calls_ended[outcome].fetch_add(1, Ordering::Relaxed);
             shared.detach(self.core.call_id(), &self.own_inputs);
             // A session still registered (never connected) is withdrawn.
-            shared
-                .endpoint
-                .cancel(self.parts.media_call.media_session_id());
+            if let Some(parts) = &self.parts {
+                shared.endpoint.cancel(parts.media_call.media_session_id());
+            }
         }
         self.ended.store(true, Ordering::Relaxed);
-        self.pump.abort();
-        // An aborted task's future (and the call's media it holds) is dropped by the runtime
-        // later; waiting for it makes "released" mean the engine's call is gone too.
-        let _ = (&mut self.pump).await;
+        if let Some(pump) = self.pump.as_mut() {
+            pump.abort();
+            // An aborted task's future (and the call's media it holds) is dropped by the
+            // runtime later; waiting for it makes "released" mean the engine's call is gone.
+            let _ = pump.await;
+        }
         for (_, reply) in self.replies.drain() {
             let _ = reply.send(Err(ActionError::CallEnded));
         }
@@ -448,6 +462,14 @@ impl Driver {
         if let Some(shared) = shared.upgrade() {
             shared.lifecycle.driver_released();
         }
+    }
+}
+
+/// The next event of the call's media session; never, without one.
+async fn next_media_event(parts: &mut Option<CallParts>) -> Option<MediaEvent> {
+    match parts {
+        Some(p) => p.media_call.next_event().await,
+        None => std::future::pending().await,
     }
 }
 

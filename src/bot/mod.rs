@@ -61,8 +61,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::call_core::{CallConfig, is_incoming_offer};
+use graph_signaling::models::RecordingRef;
 
-pub use crate::call_core::{ActionError, CallEvent};
+pub use crate::call_core::{ActionError, CallEvent, MediaHosting};
 pub use audio::{AudioReceiver, AudioSender, PcmFormat, ReceivedAudio};
 pub use builder::{BotBuilder, MediaSettings};
 pub use call::{Call, IncomingCall, IncomingCalls};
@@ -112,7 +113,14 @@ pub enum BotError {
     /// The calling service answered without a call id.
     #[error("the service's answer carries no call id")]
     NoCallId,
+    /// A recording could not be downloaded.
+    #[error("recording: {0}")]
+    Recording(String),
 }
+
+/// Largest recording [`Bot::fetch_recording`] takes: the service records at most two minutes
+/// (16 kHz 16-bit mono WAV is 3.84 MB), so this leaves room for other formats.
+pub const MAX_RECORDING_BYTES: usize = 16 * 1024 * 1024;
 
 impl From<ActionError> for BotError {
     fn from(e: ActionError) -> Self {
@@ -144,7 +152,8 @@ struct BotCounters {
 /// call's audio streams for read-only figures.
 struct CallEntry {
     inputs: mpsc::UnboundedSender<driver::DriverInput>,
-    media: Arc<CallMedia>,
+    /// The call's audio in the engine; none with service-hosted media.
+    media: Option<Arc<CallMedia>>,
 }
 
 /// The calls the bot holds, and notifications of calls it does not hold (yet).
@@ -295,7 +304,49 @@ impl Bot {
     /// Places a call or joins a meeting; returns once the service accepted the request (the
     /// call then moves through its states, reported as [`CallEvent::StateChanged`]).
     pub async fn place_call(&self, target: CallTarget) -> Result<Call, BotError> {
-        call::place(&self.shared, target).await
+        call::place(&self.shared, target, MediaHosting::App).await
+    }
+
+    /// Places a call (or joins a meeting) with service-hosted media: the calling service plays
+    /// prompts, records responses and reports keys on the bot's request; the bot holds no
+    /// audio. This is what IVR and call-routing bots need, and it works against real Microsoft
+    /// Graph (app-hosted media does not, see the crate docs).
+    pub async fn place_service_hosted_call(&self, target: CallTarget) -> Result<Call, BotError> {
+        call::place(&self.shared, target, MediaHosting::Service).await
+    }
+
+    /// Downloads the audio a `recordResponse` left ([`CommsOperation::recording`]), with its
+    /// access token. At most [`MAX_RECORDING_BYTES`]; the service keeps it only briefly.
+    ///
+    /// [`CommsOperation::recording`]: graph_signaling::models::CommsOperation::recording
+    pub async fn fetch_recording(&self, recording: &RecordingRef) -> Result<Vec<u8>, BotError> {
+        let fail = |why: String| BotError::Recording(why);
+        let mut response = reqwest::Client::new()
+            .get(&recording.location)
+            .bearer_auth(&recording.access_token)
+            .send()
+            .await
+            .map_err(|e| fail(format!("fetching {recording}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(fail(format!(
+                "fetching {recording}: HTTP {}",
+                response.status()
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(format!("reading {recording}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_RECORDING_BYTES {
+                return Err(fail(format!(
+                    "{recording} is larger than {MAX_RECORDING_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Incoming calls, to answer or reject one by one. `None` after the first take (there is
@@ -435,8 +486,10 @@ impl Bot {
     /// Receive-side figures of each participant stream of a call, read while it runs.
     pub fn streams(&self, call_id: &str) -> Vec<StreamSnapshot> {
         let media = match lock(&self.shared.calls).live.get(call_id) {
-            Some(entry) => entry.media.clone(),
-            None => return Vec::new(),
+            Some(CallEntry {
+                media: Some(media), ..
+            }) => media.clone(),
+            _ => return Vec::new(),
         };
         let Some(registry) = media.registry() else {
             return Vec::new();

@@ -2,7 +2,7 @@
 //! into one stream.
 
 use audio_pipeline::SendStatus;
-use graph_signaling::models::{CallState, CommsOperation, Participant, ResultInfo};
+use graph_signaling::models::{CallState, CommsOperation, Participant, ResultInfo, ToneInfo};
 use graph_signaling::state::ParticipantKey;
 use media_session::SourceId;
 use media_transport::CallStats;
@@ -46,6 +46,9 @@ pub enum CallEvent {
         /// The key.
         digit: DtmfDigit,
     },
+    /// A participant pressed a key, reported by the service (service-hosted media, after
+    /// subscribing to tones). App-hosted calls get keys in band as [`CallEvent::Dtmf`].
+    Tone(ToneInfo),
     /// A participant's media stream failed.
     MediaStreamFailed {
         /// Its source id.

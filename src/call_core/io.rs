@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use graph_signaling::error::GraphError;
 use graph_signaling::models::{
-    CommsNotification, CommsOperation, InvitationParticipantInfo, RecordingStatus,
+    CommsNotification, CommsOperation, InvitationParticipantInfo, MediaPrompt, RecordResponseBody,
+    RecordingStatus, Tone,
 };
 use graph_signaling::request::{Answer, PreparedRequest};
 use graph_signaling::validate::ValidationError;
@@ -76,6 +77,50 @@ pub enum CallAction {
     UnmuteSelf,
     /// Announce the bot's recording status.
     UpdateRecordingStatus(RecordingStatus),
+    /// Play prompts (service-hosted media); the outcome comes when the last one has played.
+    PlayPrompt(Vec<MediaPrompt>),
+    /// Record the caller's response (service-hosted media); the finished operation names the
+    /// recording.
+    RecordResponse(Box<RecordResponseBody>),
+    /// Report the keys participants press as [`super::CallEvent::Tone`] (service-hosted media).
+    SubscribeToTone,
+    /// Cancel the prompts and recordings running or queued.
+    CancelMediaProcessing,
+    /// Have the service send DTMF keys into the call.
+    SendDtmfTones {
+        /// The keys.
+        tones: Vec<Tone>,
+        /// Pause between two keys, ms.
+        delay_ms: Option<u32>,
+    },
+}
+
+impl CallAction {
+    /// Graph's name of the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallAction::Invite(_) => "invite",
+            CallAction::MuteSelf => "mute",
+            CallAction::UnmuteSelf => "unmute",
+            CallAction::UpdateRecordingStatus(_) => "updateRecordingStatus",
+            CallAction::PlayPrompt(_) => "playPrompt",
+            CallAction::RecordResponse(_) => "recordResponse",
+            CallAction::SubscribeToTone => "subscribeToTone",
+            CallAction::CancelMediaProcessing => "cancelMediaProcessing",
+            CallAction::SendDtmfTones { .. } => "sendDtmfTones",
+        }
+    }
+
+    /// True for the actions the service supports only on calls with service-hosted media.
+    pub fn needs_service_hosted_media(&self) -> bool {
+        matches!(
+            self,
+            CallAction::PlayPrompt(_)
+                | CallAction::RecordResponse(_)
+                | CallAction::SubscribeToTone
+                | CallAction::CancelMediaProcessing
+        )
+    }
 }
 
 /// A Graph request about this call, for the shell's (stateless) client to execute.
@@ -111,6 +156,25 @@ impl GraphRequest {
                 status,
                 client_context,
             } => PreparedRequest::update_recording_status(id, status.clone(), client_context),
+            CallRequest::PlayPrompt {
+                prompts,
+                client_context,
+            } => PreparedRequest::play_prompt(id, prompts.clone(), client_context),
+            CallRequest::RecordResponse {
+                body,
+                client_context,
+            } => PreparedRequest::record_response(id, (**body).clone(), client_context),
+            CallRequest::SubscribeToTone { client_context } => {
+                PreparedRequest::subscribe_to_tone(id, client_context)
+            }
+            CallRequest::CancelMediaProcessing { client_context } => {
+                PreparedRequest::cancel_media_processing(id, client_context)
+            }
+            CallRequest::SendDtmfTones {
+                tones,
+                delay_ms,
+                client_context,
+            } => PreparedRequest::send_dtmf_tones(id, tones.clone(), *delay_ms, client_context),
         }
     }
 
@@ -163,6 +227,39 @@ pub enum CallRequest {
         /// Matches the outcome notification.
         client_context: String,
     },
+    /// `POST …/playPrompt`.
+    PlayPrompt {
+        /// The prompts.
+        prompts: Vec<MediaPrompt>,
+        /// Matches the outcome notification.
+        client_context: String,
+    },
+    /// `POST …/recordResponse`.
+    RecordResponse {
+        /// Settings (its clientContext is replaced).
+        body: Box<RecordResponseBody>,
+        /// Matches the outcome notification.
+        client_context: String,
+    },
+    /// `POST …/subscribeToTone`.
+    SubscribeToTone {
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `POST …/cancelMediaProcessing`.
+    CancelMediaProcessing {
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `POST …/sendDtmfTones`.
+    SendDtmfTones {
+        /// The keys.
+        tones: Vec<Tone>,
+        /// Pause between keys, ms.
+        delay_ms: Option<u32>,
+        /// Matches the outcome notification.
+        client_context: String,
+    },
 }
 
 /// What the shell does to the call's media session.
@@ -195,6 +292,13 @@ pub enum ActionError {
     /// The call ended before the outcome was known.
     #[error("the call ended before the outcome was known")]
     CallEnded,
+    /// The action works only on a call with service-hosted media (the service plays and
+    /// listens); this call's media is the bot's own.
+    #[error(
+        "{0} needs a call with service-hosted media; this call has app-hosted media (play and \
+         read its audio directly instead)"
+    )]
+    NeedsServiceHostedMedia(&'static str),
 }
 
 fn describe(op: &CommsOperation) -> String {

@@ -74,6 +74,29 @@ pub struct CallConfig {
     /// After the core closed the media session (or hung up), how long until the call is
     /// released whatever the media session or the service still say.
     pub release_grace: Duration,
+    /// Who hosts the call's media.
+    pub media: MediaHosting,
+}
+
+/// Who hosts a call's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaHosting {
+    /// The bot: its media session carries the call's audio (`appHostedMediaConfig`).
+    #[default]
+    App,
+    /// The calling service: it plays prompts, records responses and reports keys on the bot's
+    /// request (`serviceHostedMediaConfig`). No media session, no audio in the bot.
+    Service,
+}
+
+impl MediaHosting {
+    /// `app` or `service`, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaHosting::App => "app",
+            MediaHosting::Service => "service",
+        }
+    }
 }
 
 impl Default for CallConfig {
@@ -85,6 +108,7 @@ impl Default for CallConfig {
             quality_interval: Duration::from_secs(10),
             media_close_grace: Duration::from_secs(2),
             release_grace: Duration::from_secs(10),
+            media: MediaHosting::App,
         }
     }
 }
@@ -163,6 +187,11 @@ impl CallCore {
         let call_id = call_id.into();
         let mut timers = TimerTable::default();
         timers.set(Timer::KeepAlive, now + config.keepalive_interval);
+        // Service-hosted media has no session of the bot's to wait for or to close.
+        let media = match config.media {
+            MediaHosting::App => MediaPhase::Pending,
+            MediaHosting::Service => MediaPhase::Ended,
+        };
         CallCore {
             signaling: CallStateMachine::new(call_id.clone(), config.app_id.clone()),
             call_id,
@@ -174,7 +203,7 @@ impl CallCore {
             in_flight: HashMap::new(),
             next_request: 0,
             timers,
-            media: MediaPhase::Pending,
+            media,
             keepalive_in_flight: false,
             hung_up: false,
             ended: false,
@@ -282,13 +311,18 @@ impl CallCore {
                 SignalingEvent::ParticipantUpdated(k, p) => CallEvent::ParticipantUpdated(k, p),
                 SignalingEvent::ParticipantLeft(k, why) => CallEvent::ParticipantLeft(k, why),
                 SignalingEvent::StreamBind(source, _) => {
-                    self.out.push_back(Output::Bind(source));
+                    if self.config.media == MediaHosting::App {
+                        self.out.push_back(Output::Bind(source));
+                    }
                     continue;
                 }
                 SignalingEvent::StreamUnbind(source, _) => {
-                    self.out.push_back(Output::Unbind(source));
+                    if self.config.media == MediaHosting::App {
+                        self.out.push_back(Output::Unbind(source));
+                    }
                     continue;
                 }
+                SignalingEvent::Tone(tone) => CallEvent::Tone(tone),
                 SignalingEvent::OperationFinished(op) => {
                     if self
                         .operations
@@ -366,6 +400,13 @@ impl CallCore {
                     self.reply(ticket, Err(ActionError::CallEnded));
                     return;
                 }
+                if action.needs_service_hosted_media() && self.config.media != MediaHosting::Service
+                {
+                    // The service would refuse it; say why without a round trip.
+                    let name = action.name();
+                    self.reply(ticket, Err(ActionError::NeedsServiceHostedMedia(name)));
+                    return;
+                }
                 let context = format!("mediabot-{}-{}", self.call_id, self.next_request);
                 let deadline = self.now + self.config.operation_timeout;
                 let token =
@@ -390,6 +431,25 @@ impl CallCore {
                             client_context: context,
                         }
                     }
+                    CallAction::PlayPrompt(prompts) => CallRequest::PlayPrompt {
+                        prompts,
+                        client_context: context,
+                    },
+                    CallAction::RecordResponse(body) => CallRequest::RecordResponse {
+                        body,
+                        client_context: context,
+                    },
+                    CallAction::SubscribeToTone => CallRequest::SubscribeToTone {
+                        client_context: context,
+                    },
+                    CallAction::CancelMediaProcessing => CallRequest::CancelMediaProcessing {
+                        client_context: context,
+                    },
+                    CallAction::SendDtmfTones { tones, delay_ms } => CallRequest::SendDtmfTones {
+                        tones,
+                        delay_ms,
+                        client_context: context,
+                    },
                 };
                 self.send(kind, InFlight::Action(token, ticket));
             }

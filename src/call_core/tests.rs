@@ -23,6 +23,7 @@ fn config() -> CallConfig {
         quality_interval: Duration::from_secs(10),
         media_close_grace: Duration::from_secs(2),
         release_grace: Duration::from_secs(10),
+        media: MediaHosting::App,
     }
 }
 
@@ -583,4 +584,103 @@ fn the_documented_invite_completion_resolves_by_client_context() {
         panic!("{r:?}")
     };
     assert!(op.is_finished() && op.id.get().is_none());
+}
+
+fn service_hosted(t0: Instant) -> CallCore {
+    let config = CallConfig {
+        media: MediaHosting::Service,
+        ..config()
+    };
+    CallCore::new(CALL, Direction::Incoming, false, config, t0)
+}
+
+#[test]
+fn a_service_hosted_call_binds_nothing_and_is_released_when_it_ends() {
+    let t0 = Instant::now();
+    let mut c = service_hosted(t0);
+    feed(&mut c, state("established"), t0);
+    let out = feed(&mut c, roster(&[("a", 11)]), t0);
+    assert!(binds(&out).is_empty(), "no pipeline to bind to: {out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(CallEvent::ParticipantJoined(..))))
+    );
+    assert!(!c.media_connected());
+    // A key is an event.
+    let key = notes(json!({"value": [{"changeType": "updated",
+        "resourceUrl": format!("/communications/calls/{CALL}"),
+        "resourceData": {"@odata.type": "#microsoft.graph.call", "state": "established",
+            "toneInfo": {"sequenceId": 1, "tone": "tone2"}}}]}));
+    let out = feed(&mut c, key, t0);
+    assert!(
+        matches!(&out[..], [Output::Event(CallEvent::Tone(t))] if t.tone.as_char() == Some('2')),
+        "{out:?}"
+    );
+    // No media session to close: the end is the release.
+    let out = feed(&mut c, terminated(200, 0), t0 + SEC);
+    assert!(binds(&out).is_empty());
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Media(_))),
+        "no media commands: {out:?}"
+    );
+    assert!(matches!(out.last(), Some(Output::Release)), "{out:?}");
+}
+
+#[test]
+fn a_prompt_is_played_through_an_operation_and_refused_on_app_hosted_media() {
+    use graph_signaling::models::MediaPrompt;
+    let t0 = Instant::now();
+    let prompts = vec![MediaPrompt::new(
+        "https://prompts.example.com/menu.wav",
+        None,
+    )];
+    // App-hosted: refused at once, nothing sent.
+    let mut app = core(t0);
+    feed(&mut app, state("established"), t0);
+    let out = feed(
+        &mut app,
+        vec![Input::App(AppRequest::Action(
+            Ticket(1),
+            CallAction::PlayPrompt(prompts.clone()),
+        ))],
+        t0,
+    );
+    assert!(requests(&out).is_empty());
+    assert!(matches!(
+        &replies(out)[..],
+        [(
+            Ticket(1),
+            Err(ActionError::NeedsServiceHostedMedia("playPrompt"))
+        )]
+    ));
+    // Service-hosted: sent, running, then completed by its notification.
+    let mut c = service_hosted(t0);
+    feed(&mut c, state("established"), t0);
+    let out = feed(
+        &mut c,
+        vec![Input::App(AppRequest::Action(
+            Ticket(2),
+            CallAction::PlayPrompt(prompts),
+        ))],
+        t0,
+    );
+    let sent = requests(&out);
+    let [(id, CallRequest::PlayPrompt { client_context, .. })] = &sent[..] else {
+        panic!("{sent:?}");
+    };
+    let out = feed(
+        &mut c,
+        vec![Input::Response {
+            id: *id,
+            result: Ok(Some(op("op-1", "running"))),
+        }],
+        t0,
+    );
+    assert!(replies(out).is_empty(), "still running");
+    let out = feed(
+        &mut c,
+        operation(Some("op-1"), client_context, "completed"),
+        t0 + SEC,
+    );
+    assert!(matches!(&replies(out)[..], [(Ticket(2), Ok(Some(_)))]));
 }
