@@ -119,6 +119,7 @@ impl LocalSim {
         });
         let mut media = MediaSide::new(MediaOptions {
             softphone,
+            recordings: Some(sim.recordings()),
             ..media.unwrap_or_else(|| MediaOptions::for_scenario(&scenario))
         });
         let (commands, mut rx) = mpsc::unbounded_channel();

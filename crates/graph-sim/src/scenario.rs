@@ -43,6 +43,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use graph_signaling::models::Tone;
 use serde::{Deserialize, Serialize};
 
 use crate::faults::SignalingFaults;
@@ -126,6 +127,66 @@ pub struct SimUser {
     /// The user declines calls and invitations (the call or the invite operation fails).
     #[serde(default)]
     pub declines: bool,
+    /// Keys the user presses, in ms after joining the call: `presses = "1@2000ms, #@3000ms"`.
+    /// A bot with service-hosted media that subscribed to tones is told of each.
+    #[serde(default, skip_serializing_if = "Presses::is_empty")]
+    pub presses: Presses,
+}
+
+/// Keys pressed at times (ms after the user joined), written `"1@2000ms, #@3000ms"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Presses(pub Vec<(Tone, u64)>);
+
+/// Most key presses a user may script.
+pub const MAX_PRESSES: usize = 64;
+
+impl Presses {
+    /// True when no key is pressed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<String> for Presses {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Presses, String> {
+        let mut out = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if out.len() == MAX_PRESSES {
+                return Err(format!("at most {MAX_PRESSES} presses"));
+            }
+            let bad = || format!("press {item:?} is not KEY@MSms (like 1@2000ms)");
+            let (key, at) = item.split_once('@').ok_or_else(bad)?;
+            let mut chars = key.trim().chars();
+            let tone = chars.next().and_then(Tone::from_char).ok_or_else(bad)?;
+            if chars.next().is_some() {
+                return Err(bad());
+            }
+            let ms: u64 = at
+                .trim()
+                .strip_suffix("ms")
+                .ok_or_else(bad)?
+                .trim()
+                .parse()
+                .map_err(|_| bad())?;
+            if ms > 3_600_000 {
+                return Err(format!("press {item:?} is more than an hour in"));
+            }
+            out.push((tone, ms));
+        }
+        Ok(Presses(out))
+    }
+}
+
+impl From<Presses> for String {
+    fn from(p: Presses) -> String {
+        p.0.iter()
+            .map(|(t, ms)| format!("{}@{ms}ms", t.as_char().unwrap_or('?')))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Talk spurts on the call's media clock (ms since the simulated service connected to the
@@ -323,6 +384,7 @@ impl SimUser {
             says,
             talks: None,
             declines: false,
+            presses: Presses::default(),
         }
     }
 
@@ -432,6 +494,27 @@ retry_after_s = 1
 join_meeting_id = "1234567890123"
 passcode = "Xy7pQ2"
 "#;
+
+    #[test]
+    fn presses_are_read_and_written_back() {
+        let p = Presses::try_from("1@2000ms, #@3000ms,*@0ms".to_owned()).unwrap();
+        assert_eq!(
+            p.0,
+            vec![(Tone::Tone1, 2000), (Tone::Pound, 3000), (Tone::Star, 0)]
+        );
+        assert_eq!(String::from(p.clone()), "1@2000ms, #@3000ms, *@0ms");
+        for bad in [
+            "1",
+            "1@2000",
+            "x@1ms",
+            "12@1ms",
+            "1@-5ms",
+            "1@99999999999ms",
+        ] {
+            assert!(Presses::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        assert!(Presses::try_from(String::new()).unwrap().is_empty());
+    }
 
     #[test]
     fn reads_the_documented_example() {

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+
+use crate::media::RecordingStore;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, Uri, header};
@@ -138,6 +140,10 @@ struct Shared {
     per_call: Mutex<HashMap<String, CallNotifications>>,
     /// Redirects may lead outside loopback (as callbacks may).
     remote_callbacks: bool,
+    /// Recorded responses, rendered by the media side.
+    recordings: RecordingStore,
+    /// Fetches prompts (loopback only unless remote callbacks are allowed).
+    http: reqwest::Client,
 }
 
 impl Shared {
@@ -271,6 +277,11 @@ impl SimServer {
             stats: Mutex::new(NotifierStats::default()),
             per_call: Mutex::new(HashMap::new()),
             remote_callbacks: options.allow_remote_callbacks,
+            recordings: RecordingStore::default(),
+            http: reqwest::Client::builder()
+                .timeout(PROMPT_FETCH_TIMEOUT)
+                .build()
+                .map_err(|e| ServerError::Client(e.to_string()))?,
         });
         let mut router = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -280,6 +291,7 @@ impl SimServer {
             )
             .route("/v1/.well-known/keys", get(keys))
             .route("/v1.0/{*path}", axum::routing::any(api))
+            .route("/recordings/{id}", get(recording))
             .with_state(shared.clone());
         if let Some(softphone) = &options.softphone {
             softphone.attach_sim(SimHandle(shared.clone()));
@@ -305,6 +317,12 @@ impl SimServer {
             tasks: vec![server, notifier],
             softphone: options.softphone.is_some(),
         })
+    }
+
+    /// Where the media side puts recorded responses for this server to serve: give it to
+    /// [`crate::media::MediaOptions::recordings`].
+    pub fn recordings(&self) -> RecordingStore {
+        self.shared.recordings.clone()
     }
 
     /// The address the server listens on.
@@ -559,6 +577,13 @@ async fn api(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // The service fetches a request's prompts before acting on it; the core is handed their
+    // audio, so it knows how long each plays.
+    let wanted = shared.sim().prompts_to_fetch(&full_path, &body);
+    for uri in wanted {
+        let audio = fetch_prompt(&shared, &uri).await;
+        shared.sim().provide_prompt(&uri, audio.map(Into::into));
+    }
     let response = {
         let mut sim = shared.sim();
         sim.handle_request(
@@ -596,6 +621,72 @@ async fn api(
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
+}
+
+/// How long fetching one prompt may take.
+const PROMPT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest prompt file fetched (10 minutes of 16 kHz 16-bit mono, and the header).
+const MAX_PROMPT_BYTES: usize = 16_000 * 2 * 600 + 4096;
+
+/// Downloads and decodes the prompt at `uri`, or says why not.
+async fn fetch_prompt(shared: &Shared, uri: &str) -> Result<Vec<i16>, String> {
+    if !shared.remote_callbacks && !crate::service::is_loopback_url(uri) {
+        return Err("the sim fetches prompts only from loopback addresses".into());
+    }
+    let mut response = shared
+        .http
+        .get(uri)
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch it: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("fetching it answered HTTP {}", response.status()));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading it: {e}"))?
+    {
+        if bytes.len() + chunk.len() > MAX_PROMPT_BYTES {
+            return Err("it is too large".into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    crate::media::decode_prompt(&bytes)
+}
+
+/// `GET /recordings/{id}` with the recording's access token: the WAV file of a recorded
+/// response. It is rendered right after the operation completes, so a fetch that comes first
+/// waits for it a little.
+async fn recording(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let expected = shared.sim().recording(&id).map(|r| r.access_token.clone());
+    match (expected, token) {
+        (None, _) => return status_only(404),
+        (Some(e), Some(t)) if e == t => {}
+        _ => return status_only(401),
+    }
+    for _ in 0..100 {
+        if let Some(wav) = shared.recordings.get(&id) {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                wav.to_vec(),
+            )
+                .into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    status_only(404)
 }
 
 fn status_only(status: u16) -> Response {

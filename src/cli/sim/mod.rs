@@ -105,6 +105,9 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
         config.app_secret.clone(),
         config.tenant_id.clone(),
     );
+    let mut sim = SimServer::start(config, scenario.clone(), options)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut media = MediaSide::new(MediaOptions {
         allow_remote_media: args.allow_remote_media,
         record_dir: args.record_dir.clone(),
@@ -114,11 +117,9 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
             .as_ref()
             .and_then(|p| p.parent().map(PathBuf::from)),
         softphone,
+        recordings: Some(sim.recordings()),
         ..MediaOptions::for_scenario(&scenario)
     });
-    let mut sim = SimServer::start(config, scenario, options)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut banner = format!(
         "graph-sim listening on http://{}\n  Graph API base URL   {}\n  token endpoint       {}\n  OpenID configuration {}\n  app id               {app_id}\n  app secret           {secret}\n  tenant id            {tenant}\n  simulated users:\n",
         sim.addr(),

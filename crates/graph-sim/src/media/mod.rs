@@ -39,6 +39,7 @@ pub mod measure;
 mod player;
 pub mod recorder;
 pub mod report;
+mod service_audio;
 pub mod voice;
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ use tokio::task::JoinHandle;
 pub use measure::DelayParams;
 pub use recorder::BotStreamReport;
 pub use report::{CallReport, LinkReport, MediaReport, ParticipantReport, Totals};
+pub use service_audio::{HeardReport, RecordingStore, decode_prompt};
 
 use crate::netem::Link;
 use crate::scenario::{MediaImpairments, Scenario, Turns, Voice};
@@ -88,6 +90,11 @@ pub struct MediaOptions {
     pub delay: DelayParams,
     /// The softphone whose people this media side relays (the server's too).
     pub softphone: Option<Softphone>,
+    /// Where recorded responses go for the server to serve ([`SimServer::recordings`]);
+    /// none: they are not kept.
+    ///
+    /// [`SimServer::recordings`]: crate::server::SimServer::recordings
+    pub recordings: Option<RecordingStore>,
 }
 
 impl Default for MediaOptions {
@@ -102,6 +109,7 @@ impl Default for MediaOptions {
             max_analysis: Duration::from_secs(120),
             delay: DelayParams::default(),
             softphone: None,
+            recordings: None,
         }
     }
 }
@@ -169,6 +177,9 @@ pub struct MediaSide {
     options: Arc<MediaOptions>,
     calls: HashMap<String, CallHandle>,
     order: Vec<String>,
+    /// Calls with service-hosted media (no session): what their people hear.
+    heard: HashMap<String, service_audio::HeardAudio>,
+    heard_done: Vec<HeardReport>,
 }
 
 impl std::fmt::Debug for MediaSide {
@@ -206,6 +217,8 @@ impl MediaSide {
             options: Arc::new(options),
             calls: HashMap::new(),
             order: Vec::new(),
+            heard: HashMap::new(),
+            heard_done: Vec::new(),
         }
     }
 
@@ -236,12 +249,46 @@ impl MediaSide {
                         },
                     );
                     Ok(())
-                } else {
+                } else if self.calls.contains_key(&call_id) {
                     self.add_source(&call_id, source_id, name, &voice, talks)
+                } else {
+                    // No media session: the service hosts this call's media; the voice is
+                    // what a recorded response takes.
+                    let voice = VoiceSource::new(
+                        &voice,
+                        self.options.voice_dir.as_deref(),
+                        u64::from(source_id),
+                    )?
+                    .with_turns(talks);
+                    self.heard_audio(&call_id).add_voice(source_id, voice);
+                    Ok(())
                 }
             }
             SimEvent::SourceRemoved { call_id, source_id } => {
+                if let Some(h) = self.heard.get_mut(&call_id) {
+                    h.remove_voice(source_id);
+                }
                 self.send(&call_id, Command::Remove { source: source_id });
+                Ok(())
+            }
+            SimEvent::Played { call_id, at, audio } => {
+                self.heard_audio(&call_id).play(at, &audio);
+                Ok(())
+            }
+            SimEvent::MediaCut { call_id, at } => {
+                self.heard_audio(&call_id).cut(at);
+                Ok(())
+            }
+            SimEvent::Recorded {
+                call_id,
+                recording_id,
+                from,
+                to,
+            } => {
+                let wav = self.heard_audio(&call_id).render_recording(from, to);
+                if let Some(store) = &self.options.recordings {
+                    store.put(&recording_id, wav);
+                }
                 Ok(())
             }
             SimEvent::Ended {
@@ -256,10 +303,21 @@ impl MediaSide {
                     measure.ended_by = Some(end.ended_by());
                 }
                 self.send(&call_id, Command::HangUp);
+                if let Some(h) = self.heard.remove(&call_id) {
+                    let report = h.finish(&call_id, self.options.record_dir.as_deref());
+                    self.heard_done.push(report);
+                }
                 Ok(())
             }
             SimEvent::StateChanged { .. } => Ok(()),
         }
+    }
+
+    /// The heard audio of a service-hosted call, started at its first event.
+    fn heard_audio(&mut self, call_id: &str) -> &mut service_audio::HeardAudio {
+        self.heard
+            .entry(call_id.to_owned())
+            .or_insert_with(|| service_audio::HeardAudio::new(Instant::now()))
     }
 
     fn send(&self, call_id: &str, command: Command) {
@@ -385,7 +443,11 @@ impl MediaSide {
                 delays.extend(d);
             }
         }
-        MediaReport::new(calls, &delays)
+        let mut report = MediaReport::new(calls, &delays);
+        report.heard = self.heard_done.clone();
+        let running = self.heard.iter().map(|(id, h)| h.finish(id, None));
+        report.heard.extend(running);
+        report
     }
 
     /// Hangs up every call still running, waits for them to wind down (a few seconds at

@@ -18,6 +18,9 @@ pub struct MediaReport {
     pub calls: Vec<CallReport>,
     /// Over every participant of every call.
     pub totals: Totals,
+    /// Each call with service-hosted media: what its people heard from the service.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heard: Vec<super::HeardReport>,
 }
 
 /// One call's media.
@@ -153,7 +156,11 @@ impl MediaReport {
             similarity_mean: (!sims.is_empty())
                 .then(|| sims.iter().sum::<f32>() / sims.len() as f32),
         };
-        MediaReport { calls, totals }
+        MediaReport {
+            calls,
+            totals,
+            heard: Vec::new(),
+        }
     }
 }
 

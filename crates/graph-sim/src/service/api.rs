@@ -155,6 +155,21 @@ impl Sim {
             (Method::Post, [id, "redirect"]) => {
                 self.redirect(now, id, body).map(|()| Reply::empty(202))
             }
+            (Method::Post, [id, "playPrompt"]) => self
+                .play_prompt(now, id, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "recordResponse"]) => self
+                .record_response(now, id, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "cancelMediaProcessing"]) => self
+                .cancel_media_processing(now, id, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "subscribeToTone"]) => self
+                .subscribe_to_tone(id, body)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Post, [id, "sendDtmfTones"]) => self
+                .send_dtmf_tones(now, id, body)
+                .map(|r| Reply::located(200, r)),
             (Method::Post, [id, "transfer"]) => {
                 self.transfer(now, id, body).map(|()| Reply::empty(202))
             }

@@ -20,6 +20,8 @@
 //!   notifications.
 //! - `timers`: everything that happens later; `notify`: notifications through the fault plan,
 //!   and the media side's events.
+//! - `media_ops`: service-hosted media — prompts, recorded responses, keys pressed, DTMF the
+//!   service sends.
 //! - `people`: a person (or a scenario user) acting on a call from outside the bot; `views`:
 //!   read-only views of calls and rosters; `payloads`: the JSON shapes.
 
@@ -27,6 +29,7 @@ mod api;
 mod calls;
 mod handover;
 mod incoming;
+mod media_ops;
 mod notify;
 mod operations;
 mod payloads;
@@ -39,6 +42,7 @@ mod views;
 
 pub use api::{ApiRequest, ApiResponse, Method};
 pub use calls::{CallEnd, CallKind, is_loopback_url};
+pub use media_ops::{MAX_PROMPT_SAMPLES, PromptAudio, RecordingInfo, SERVICE_AUDIO_RATE};
 pub use notify::{Outbound, SimEvent};
 pub use people::{Caller, MAX_PERSON_NAME_CHARS, PersonAction, PersonError, PersonOutcome};
 pub use views::{CallSummary, RosterEntry};
@@ -128,6 +132,12 @@ pub struct Sim {
     /// Ids of scenario users, fixed at start so a bot can target them.
     user_ids: Vec<String>,
     request_counter: u64,
+    /// Prompt audio by URI, fetched by the shell.
+    prompts: media_ops::PromptCache,
+    /// Service-hosted media state by call id.
+    service_media: HashMap<String, media_ops::ServiceMedia>,
+    /// Recordings made by recordResponse, by id.
+    recordings: HashMap<String, RecordingInfo>,
 }
 
 impl Sim {
@@ -153,6 +163,9 @@ impl Sim {
             tokens: HashMap::new(),
             user_ids,
             request_counter: 0,
+            prompts: HashMap::new(),
+            service_media: HashMap::new(),
+            recordings: HashMap::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! signaling fault plan (dropped, delayed, held back or duplicated), and events for the media
 //! side and observers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use graph_signaling::models::CallState;
@@ -62,6 +63,35 @@ pub enum SimEvent {
         call_id: String,
         /// The new state.
         state: CallState,
+    },
+    /// Service-hosted media: the service plays `audio` (16 kHz mono) into the call from `at`;
+    /// everyone in it hears it.
+    Played {
+        /// The call.
+        call_id: String,
+        /// When it starts.
+        at: Instant,
+        /// The samples.
+        audio: Arc<[i16]>,
+    },
+    /// Service-hosted media: what was still to be played from `at` on is cancelled.
+    MediaCut {
+        /// The call.
+        call_id: String,
+        /// From when.
+        at: Instant,
+    },
+    /// Service-hosted media: a recorded response spans `from..to`; the media side renders what
+    /// the call's people said then, to be served as recording `recording_id`.
+    Recorded {
+        /// The call.
+        call_id: String,
+        /// The recording.
+        recording_id: String,
+        /// Start.
+        from: Instant,
+        /// End.
+        to: Instant,
     },
     /// A call ended.
     Ended {

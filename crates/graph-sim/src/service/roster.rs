@@ -196,7 +196,7 @@ impl Sim {
                 true
             }
             Some(false) => {
-                self.source_added(call_id, i);
+                self.source_added(now, call_id, i);
                 true
             }
         }
@@ -208,7 +208,7 @@ impl Sim {
             (m.state == MemberState::InLobby).then(|| m.state = MemberState::Present)
         });
         if changed.is_some() {
-            self.source_added(call_id, i);
+            self.source_added(now, call_id, i);
             self.emit_roster(now, call_id, &[i], false);
         }
     }
@@ -264,15 +264,25 @@ impl Sim {
         })
     }
 
-    fn source_added(&mut self, call_id: &str, i: usize) {
-        if let Some(m) = self.calls.get(call_id).and_then(|c| c.members.get(i)) {
-            self.events.push_back(SimEvent::SourceAdded {
-                call_id: call_id.to_owned(),
-                name: m.user.name.clone(),
-                source_id: m.source_id,
-                voice: m.user.says.clone(),
-                talks: m.user.talks,
-            });
+    /// Member `i` is in the call: their audio starts and the keys they press are scheduled.
+    fn source_added(&mut self, now: Instant, call_id: &str, i: usize) {
+        let Some(m) = self.calls.get(call_id).and_then(|c| c.members.get(i)) else {
+            return;
+        };
+        self.events.push_back(SimEvent::SourceAdded {
+            call_id: call_id.to_owned(),
+            name: m.user.name.clone(),
+            source_id: m.source_id,
+            voice: m.user.says.clone(),
+            talks: m.user.talks,
+        });
+        let presses = m.user.presses.0.clone();
+        for (tone, ms) in presses {
+            self.schedule(
+                now + Duration::from_millis(ms),
+                call_id,
+                TimerKind::Press(i, tone),
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::time::Instant;
 
-use graph_signaling::models::CallState;
+use graph_signaling::models::{CallState, Tone};
 
 use super::Sim;
 use super::calls::CallEnd;
@@ -37,6 +37,10 @@ pub(super) enum TimerKind {
         state: CallState,
         end: Option<CallEnd>,
     },
+    /// A media operation (prompt, recording, DTMF) has run its course.
+    MediaOpDone(String),
+    /// Member `n` presses a key.
+    Press(usize, Tone),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,6 +120,8 @@ impl Sim {
             TimerKind::AnswerWindow => self.answer_window_closed(now, call_id),
             TimerKind::BotInLobby => self.emit_roster(now, call_id, &[], true),
             TimerKind::Handover { state, end } => self.handover_step(now, call_id, state, end),
+            TimerKind::MediaOpDone(op) => self.finish_media_op(now, call_id, &op),
+            TimerKind::Press(i, tone) => self.press(now, call_id, i, tone),
         }
     }
 }
