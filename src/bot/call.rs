@@ -9,7 +9,7 @@ use audio_pipeline::{CallMedia, EngineError, ReceiveEvent, SendEvent};
 use graph_signaling::build;
 use graph_signaling::models::{
     AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, MediaPrompt,
-    Modality, RecordResponseBody, RecordingStatus, RejectReason, Tone,
+    Modality, ParticipantInfo, RecordResponseBody, RecordingStatus, RejectReason, Tone,
 };
 use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
 use media_transport::CallStats;
@@ -23,7 +23,9 @@ use super::driver::{self, CallParts, DriverInput, Reply};
 use super::{
     AudioReceiver, AudioSender, BotError, CallEvent, CallTarget, ReceivedAudio, Shared, lock,
 };
-use crate::call_core::{AppRequest, CallAction, CallCore, Direction, MediaHosting, Ticket};
+use crate::call_core::{
+    AppRequest, CallAction, CallCore, ControlAction, Direction, MediaHosting, Ticket,
+};
 
 /// Frames queued toward the application's [`AudioReceiver`] (2 s of 20 ms ticks, counting
 /// the unmixed frames of a few talkers).
@@ -97,7 +99,9 @@ fn start(
         let handle = driver::spawn(shared, core, None, None, events_tx, events_rx);
         return Call {
             id: call_id,
-            inputs: handle.inputs,
+            control: CallControl {
+                inputs: handle.inputs,
+            },
             events: handle.events,
             audio: None,
             sender: AudioSender::detached(shared.format.spec()),
@@ -120,7 +124,9 @@ fn start(
     let handle = driver::spawn(shared, core, Some(parts), Some(pump), events_tx, events_rx);
     Call {
         id: call_id,
-        inputs: handle.inputs,
+        control: CallControl {
+            inputs: handle.inputs,
+        },
         events: handle.events,
         audio: Some(AudioReceiver {
             rx: audio_rx,
@@ -314,10 +320,14 @@ async fn pump_task(
 /// A call the bot placed or answered. Dropping it stops delivering audio and events to the
 /// application; it does not hang up (call [`Call::hang_up`]). The call itself is owned by its
 /// driver task, which releases everything once the call is over.
+///
+/// A `Call` derefs to its [`CallControl`]: the actions (invite, prompts, transfer, hang up,
+/// ...) are there, and [`Call::control`] hands out a clone of it, so a task can act on the
+/// call while another reads its events.
 #[derive(Debug)]
 pub struct Call {
     id: String,
-    inputs: mpsc::UnboundedSender<DriverInput>,
+    control: CallControl,
     events: mpsc::UnboundedReceiver<CallEvent>,
     audio: Option<AudioReceiver>,
     sender: AudioSender,
@@ -325,10 +335,31 @@ pub struct Call {
     media: MediaHosting,
 }
 
+impl std::ops::Deref for Call {
+    type Target = CallControl;
+
+    fn deref(&self) -> &CallControl {
+        &self.control
+    }
+}
+
+/// The actions on a call, cheap to clone and usable from any task while the [`Call`] reads
+/// events. Each waits for its outcome; once the call is over they fail with
+/// [`BotError::CallOver`] (hanging up still succeeds).
+#[derive(Debug, Clone)]
+pub struct CallControl {
+    inputs: mpsc::UnboundedSender<DriverInput>,
+}
+
 impl Call {
     /// The Graph call id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// A handle on the call's actions for another task.
+    pub fn control(&self) -> CallControl {
+        self.control.clone()
     }
 
     /// The next event; `None` once the call is over and every event was read.
@@ -363,6 +394,16 @@ impl Call {
         self.ended.load(Ordering::Relaxed)
     }
 
+    /// Quality of the media path now (QoE): per-stream packets, loss, jitter, round trip.
+    /// `None` before media connected or after it ended.
+    pub async fn quality(&self) -> Option<CallStats> {
+        let (tx, rx) = oneshot::channel();
+        self.control.inputs.send(DriverInput::Quality(tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+impl CallControl {
     /// Asks the call's owner and waits for the outcome.
     async fn ask(&self, request: AppRequest) -> Result<Option<CommsOperation>, BotError> {
         let (tx, rx) = oneshot::channel::<Reply>();
@@ -469,12 +510,21 @@ impl Call {
             .map_err(|_| BotError::CallOver)
     }
 
-    /// Quality of the media path now (QoE): per-stream packets, loss, jitter, round trip.
-    /// `None` before media connected or after it ended.
-    pub async fn quality(&self) -> Option<CallStats> {
-        let (tx, rx) = oneshot::channel();
-        self.inputs.send(DriverInput::Quality(tx)).ok()?;
-        rx.await.ok().flatten()
+    /// Hands the established call to `target` (a Teams user, a phone number with an
+    /// application instance) once the service took the request; the call's state then moves
+    /// to `transferring` and, when the target answers, the bot's leg ends
+    /// ([`CallEvent::Terminated`]). `transferee` names who is transferred in a group call.
+    pub async fn transfer(
+        &self,
+        target: InvitationParticipantInfo,
+        transferee: Option<ParticipantInfo>,
+    ) -> Result<(), BotError> {
+        self.ask(AppRequest::Control(
+            Ticket(0),
+            ControlAction::Transfer { target, transferee },
+        ))
+        .await
+        .map(|_| ())
     }
 }
 
@@ -556,11 +606,9 @@ impl IncomingCall {
             .await
         {
             // The service never took the call: the core ends it and releases its media.
-            let _ = call
-                .inputs
-                .send(DriverInput::Notification(Box::new(crate::call_core::gone(
-                    &self.id,
-                ))));
+            let _ = call.control.inputs.send(DriverInput::Notification(Box::new(
+                crate::call_core::gone(&self.id),
+            )));
             return Err(e.into());
         }
         self.shared

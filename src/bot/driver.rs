@@ -219,6 +219,9 @@ impl Driver {
                         AppRequest::HangUp(self.ticket(reply))
                     }
                     AppRequest::Action(_, action) => AppRequest::Action(self.ticket(reply), action),
+                    AppRequest::Control(_, action) => {
+                        AppRequest::Control(self.ticket(reply), action)
+                    }
                     other => other,
                 };
                 self.core.handle_input(Input::App(request), now());

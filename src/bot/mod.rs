@@ -66,7 +66,7 @@ use graph_signaling::models::RecordingRef;
 pub use crate::call_core::{ActionError, CallEvent, MediaHosting};
 pub use audio::{AudioReceiver, AudioSender, PcmFormat, ReceivedAudio};
 pub use builder::{BotBuilder, MediaSettings};
-pub use call::{Call, IncomingCall, IncomingCalls};
+pub use call::{Call, CallControl, IncomingCall, IncomingCalls};
 #[cfg(feature = "cli")]
 pub use config::{BotArgs, TargetKind};
 pub use driver::CallSnapshot;

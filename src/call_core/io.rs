@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use graph_signaling::error::GraphError;
 use graph_signaling::models::{
-    CommsNotification, CommsOperation, InvitationParticipantInfo, MediaPrompt, RecordResponseBody,
-    RecordingStatus, Tone,
+    CommsNotification, CommsOperation, InvitationParticipantInfo, MediaPrompt, ParticipantInfo,
+    RecordResponseBody, RecordingStatus, Tone,
 };
 use graph_signaling::request::{Answer, PreparedRequest};
 use graph_signaling::validate::ValidationError;
@@ -57,6 +57,9 @@ pub enum AppRequest {
     /// A call action whose outcome arrives as an operation; answered with [`Output::Reply`]
     /// when the operation completed, failed or timed out.
     Action(Ticket, CallAction),
+    /// A request the service answers without an operation (transfer, ...); answered with
+    /// [`Output::Reply`] once the service took it.
+    Control(Ticket, ControlAction),
     /// Send a DTMF key on the media path.
     SendDtmf {
         /// The key.
@@ -123,6 +126,20 @@ impl CallAction {
     }
 }
 
+/// A request about the call the service takes without an operation to follow: its outcome is
+/// the HTTP answer, and what it does shows in the call's notifications.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ControlAction {
+    /// Hand the established call to someone else (`transfer`); the bot's leg then ends.
+    Transfer {
+        /// Who takes the call.
+        target: InvitationParticipantInfo,
+        /// Who is transferred, in a group call.
+        transferee: Option<ParticipantInfo>,
+    },
+}
+
 /// A Graph request about this call, for the shell's (stateless) client to execute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphRequest {
@@ -175,6 +192,9 @@ impl GraphRequest {
                 delay_ms,
                 client_context,
             } => PreparedRequest::send_dtmf_tones(id, tones.clone(), *delay_ms, client_context),
+            CallRequest::Transfer { target, transferee } => {
+                PreparedRequest::transfer(id, target.clone(), transferee.clone())
+            }
         }
     }
 
@@ -187,7 +207,9 @@ impl GraphRequest {
     ) -> Result<Option<CommsOperation>, GraphError> {
         match (&self.kind, answer) {
             (CallRequest::HangUp, Err(e)) if e.status() == Some(404) => Ok(None),
-            (CallRequest::KeepAlive | CallRequest::HangUp, a) => a.map(|_| None),
+            (CallRequest::KeepAlive | CallRequest::HangUp | CallRequest::Transfer { .. }, a) => {
+                a.map(|_| None)
+            }
             (_, a) => a?.operation(),
         }
     }
@@ -259,6 +281,13 @@ pub enum CallRequest {
         delay_ms: Option<u32>,
         /// Matches the outcome notification.
         client_context: String,
+    },
+    /// `POST …/transfer`.
+    Transfer {
+        /// Who takes the call.
+        target: InvitationParticipantInfo,
+        /// Who is transferred (group calls).
+        transferee: Option<ParticipantInfo>,
     },
 }
 

@@ -49,8 +49,8 @@ use media_transport::protocol::EndReason;
 
 pub use events::CallEvent;
 pub use io::{
-    ActionError, AppRequest, CallAction, CallRequest, GraphRequest, Input, MediaCommand, Output,
-    RequestId, Ticket,
+    ActionError, AppRequest, CallAction, CallRequest, ControlAction, GraphRequest, Input,
+    MediaCommand, Output, RequestId, Ticket,
 };
 use timers::{Timer, TimerTable};
 
@@ -149,6 +149,8 @@ enum InFlight {
     KeepAlive,
     HangUp(Option<Ticket>),
     Action(OperationToken, Ticket),
+    /// A request answered by its HTTP status alone.
+    Control(Ticket),
 }
 
 /// One call, owned. See the [module docs](self) for how to drive it.
@@ -453,6 +455,18 @@ impl CallCore {
                 };
                 self.send(kind, InFlight::Action(token, ticket));
             }
+            AppRequest::Control(ticket, action) => {
+                if self.ended {
+                    self.reply(ticket, Err(ActionError::CallEnded));
+                    return;
+                }
+                let kind = match action {
+                    ControlAction::Transfer { target, transferee } => {
+                        CallRequest::Transfer { target, transferee }
+                    }
+                };
+                self.send(kind, InFlight::Control(ticket));
+            }
             AppRequest::SendDtmf { digit, duration } => {
                 if self.media == MediaPhase::Connected {
                     self.out
@@ -492,6 +506,10 @@ impl CallCore {
                     }
                 }
             },
+            InFlight::Control(ticket) => {
+                let result = result.map(|_| None).map_err(ActionError::Graph);
+                self.reply(ticket, result);
+            }
             // Answered only while still awaited: the outcome notification (or the call's end)
             // may have come first.
             InFlight::Action(token, ticket) => match result {
@@ -658,12 +676,12 @@ impl CallCore {
         }
         // Actions in flight are among `waiting`; a hang-up in flight has what it asked for.
         for (_, what) in self.in_flight.drain() {
-            if let InFlight::HangUp(Some(ticket)) = what {
-                self.out.push_back(Output::Reply {
-                    ticket,
-                    result: Ok(None),
-                });
-            }
+            let (ticket, result) = match what {
+                InFlight::HangUp(Some(ticket)) => (ticket, Ok(None)),
+                InFlight::Control(ticket) => (ticket, Err(ActionError::CallEnded)),
+                _ => continue,
+            };
+            self.out.push_back(Output::Reply { ticket, result });
         }
         self.timers.clear();
         self.released = true;
