@@ -450,3 +450,105 @@ fn meeting_bot_is_refused_a_wrong_passcode_or_unknown_meeting() {
         assert!(!run.stdout.iter().any(|l| l.starts_with("joined ")));
     }
 }
+
+/// The samples of a 16 kHz mono WAV file.
+fn wav_samples(path: &Path) -> Vec<i16> {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels), (16_000, 1), "{path:?}");
+    reader.samples::<i16>().map(Result::unwrap).collect()
+}
+
+/// Where `needle` occurs in `haystack` sample for sample. The service-hosted media of the sim
+/// mixes prompts into what the caller hears without a codec, so a prompt played is found
+/// exactly.
+fn find(haystack: &[i16], needle: &[i16]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > haystack.len() {
+        return None;
+    }
+    haystack
+        .windows(needle.len())
+        .position(|w| w[0] == needle[0] && w == needle)
+}
+
+fn prompt(name: &str) -> Vec<i16> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/prompts")
+        .join(format!("{name}.wav"));
+    let samples = wav_samples(&path);
+    // The files start and end with a little silence; the voice is what identifies them.
+    let first = samples.iter().position(|&s| s.abs() > 300).unwrap_or(0);
+    let last = samples.iter().rposition(|&s| s.abs() > 300).unwrap_or(0);
+    samples[first..=last].to_vec()
+}
+
+/// Runs ivr_bot against its sim; returns its output and what the caller heard.
+fn ivr(test: &str, presses: &str) -> (Finished, Vec<i16>) {
+    let _one = one_at_a_time();
+    let dir = scratch(test);
+    let run = run(
+        "ivr_bot",
+        &[
+            "--caller-presses",
+            presses,
+            "--wait",
+            "2",
+            "--sim-record",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", run.text());
+    let heard_line = run
+        .stdout
+        .iter()
+        .find(|l| l.starts_with("heard "))
+        .unwrap_or_else(|| panic!("no heard line\n{}", run.text()));
+    let file = field(heard_line, "file").unwrap();
+    let heard = wav_samples(Path::new(file));
+    (run, heard)
+}
+
+#[test]
+fn ivr_bot_transfers_a_caller_who_presses_2() {
+    let (run, heard) = ivr("ivr_transfer", "2@1500ms");
+    let lines = run.stdout.join("\n");
+    assert!(lines.contains("answered media=service"), "{lines}");
+    assert!(lines.contains("key tone=2"), "{lines}");
+    assert!(lines.contains("transferring to="), "{lines}");
+    // The service ends the bot's leg once the agent took the call: 200/5004 (transferred).
+    assert!(
+        lines.contains("call ended code=200 subcode=5004"),
+        "{lines}"
+    );
+    assert!(lines.contains("outcome=transferred"), "{lines}");
+    // The caller heard the start of the menu, cut short by the key, then the transfer prompt
+    // and never the goodbye.
+    let menu = prompt("menu");
+    let menu_at = find(&heard, &menu[..16_000]).expect("the menu's first second was heard");
+    assert!(
+        find(&heard, &menu).is_none(),
+        "the menu was cut short by the key"
+    );
+    let transfer_at = find(&heard, &prompt("transfer")).expect("the transfer prompt was heard");
+    assert!(transfer_at > menu_at);
+    assert!(find(&heard, &prompt("goodbye")).is_none());
+}
+
+#[test]
+fn ivr_bot_says_goodbye_to_a_silent_caller() {
+    let (run, heard) = ivr("ivr_goodbye", "");
+    let lines = run.stdout.join("\n");
+    assert!(!lines.contains("key tone="), "{lines}");
+    assert!(lines.contains("outcome=goodbye"), "{lines}");
+    // The bot hung up: 200/5001.
+    assert!(
+        lines.contains("call ended code=200 subcode=5001"),
+        "{lines}"
+    );
+    let menu_at = find(&heard, &prompt("menu")).expect("the whole menu was heard");
+    let goodbye = prompt("goodbye");
+    let goodbye_at = find(&heard, &goodbye).expect("the goodbye prompt was heard, whole");
+    // After the menu and the wait for a key (2 s).
+    assert!(goodbye_at >= menu_at + prompt("menu").len() + 2 * 16_000 - 1_600);
+    assert!(find(&heard, &prompt("transfer")).is_none());
+}
