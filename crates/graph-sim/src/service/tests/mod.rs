@@ -11,6 +11,7 @@ use super::*;
 use crate::scenario::{IdentityKind, Scenario, SimUser, Voice};
 
 mod calls;
+mod media;
 mod people;
 mod requests;
 mod roster;
