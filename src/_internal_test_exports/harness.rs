@@ -673,6 +673,7 @@ impl Harness {
             HttpMethod::Get => Method::Get,
             HttpMethod::Post => Method::Post,
             HttpMethod::Delete => Method::Delete,
+            HttpMethod::Patch => Method::Patch,
         };
         let path = format!("/{}", request.path);
         let auth = format!("Bearer {}", self.token);

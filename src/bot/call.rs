@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use audio_pipeline::{CallMedia, EngineError, ReceiveEvent, SendEvent};
 use graph_signaling::build;
+use graph_signaling::client::GraphClient;
 use graph_signaling::models::{
-    AnswerBody, CommsOperation, IdentitySet, InvitationParticipantInfo, MediaConfig, MediaPrompt,
-    Modality, ParticipantInfo, RecordResponseBody, RecordingStatus, RejectReason, Tone,
+    AnswerBody, AudioRoutingGroup, CommsOperation, ContentSharingSession, IdentitySet,
+    InvitationParticipantInfo, MediaConfig, MediaPrompt, Modality, Nullable, Participant,
+    ParticipantInfo, RecordResponseBody, RecordingStatus, RejectReason, ScreenSharingRole, Tone,
 };
 use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
 use media_transport::CallStats;
@@ -98,9 +100,11 @@ fn start(
     let Some(Opened { session, parts }) = opened else {
         let handle = driver::spawn(shared, core, None, None, events_tx, events_rx);
         return Call {
-            id: call_id,
+            id: call_id.clone(),
             control: CallControl {
+                call_id,
                 inputs: handle.inputs,
+                client: shared.client.clone(),
             },
             events: handle.events,
             audio: None,
@@ -123,9 +127,11 @@ fn start(
     ));
     let handle = driver::spawn(shared, core, Some(parts), Some(pump), events_tx, events_rx);
     Call {
-        id: call_id,
+        id: call_id.clone(),
         control: CallControl {
+            call_id,
             inputs: handle.inputs,
+            client: shared.client.clone(),
         },
         events: handle.events,
         audio: Some(AudioReceiver {
@@ -348,7 +354,11 @@ impl std::ops::Deref for Call {
 /// [`BotError::CallOver`] (hanging up still succeeds).
 #[derive(Debug, Clone)]
 pub struct CallControl {
+    call_id: String,
     inputs: mpsc::UnboundedSender<DriverInput>,
+    /// Reads (participants, operations, routing groups) go to the service directly: they
+    /// change nothing the call's owner tracks.
+    client: GraphClient,
 }
 
 impl Call {
@@ -526,6 +536,186 @@ impl CallControl {
         .await
         .map(|_| ())
     }
+
+    async fn control_action(&self, action: ControlAction) -> Result<(), BotError> {
+        self.ask(AppRequest::Control(Ticket(0), action))
+            .await
+            .map(|_| ())
+    }
+
+    /// Mutes another participant (server side; they can unmute themselves).
+    pub async fn mute_participant(&self, participant_id: &str) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::MuteParticipant(participant_id.to_owned()))
+            .await
+    }
+
+    /// Puts a participant on hold: they hear the service's music, or `custom_prompt` looped,
+    /// until [`CallControl::stop_hold_music`].
+    pub async fn start_hold_music(
+        &self,
+        participant_id: &str,
+        custom_prompt: Option<MediaPrompt>,
+    ) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::StartHoldMusic {
+            participant_id: participant_id.to_owned(),
+            custom_prompt,
+        })
+        .await
+    }
+
+    /// Takes a participant off hold.
+    pub async fn stop_hold_music(&self, participant_id: &str) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::StopHoldMusic(participant_id.to_owned()))
+            .await
+    }
+
+    /// Removes a participant from a group call or meeting; they leave the roster
+    /// ([`CallEvent::ParticipantLeft`]).
+    pub async fn remove_participant(&self, participant_id: &str) -> Result<(), BotError> {
+        self.control_action(ControlAction::RemoveParticipant(participant_id.to_owned()))
+            .await
+    }
+
+    /// Takes (`sharer`) or leaves (`viewer`) the screen sharer's role.
+    pub async fn change_screen_sharing_role(
+        &self,
+        role: ScreenSharingRole,
+    ) -> Result<(), BotError> {
+        self.control_action(ControlAction::ChangeScreenSharingRole(role))
+            .await
+    }
+
+    /// Adds the large gallery view to the call.
+    pub async fn add_large_gallery_view(&self) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::AddLargeGalleryView).await
+    }
+
+    /// Invites several participants (users, phone numbers) in one request: only into a group
+    /// call or meeting, at most five.
+    pub async fn invite_all(
+        &self,
+        participants: Vec<InvitationParticipantInfo>,
+    ) -> Result<CommsOperation, BotError> {
+        self.action(CallAction::Invite(participants)).await
+    }
+
+    /// Invites a phone number (E.164) into the call; the bot must call from an application
+    /// instance with a number.
+    pub async fn invite_phone(&self, number: &str) -> Result<CommsOperation, BotError> {
+        let who = InvitationParticipantInfo::new(IdentitySet::phone(number));
+        self.action(CallAction::Invite(vec![who])).await
+    }
+
+    /// Turns the P2P call `replaces_call_id` into this group call by inviting its other party
+    /// here: the service ends the P2P call once they joined.
+    pub async fn invite_replacing(
+        &self,
+        user_id: &str,
+        replaces_call_id: &str,
+    ) -> Result<CommsOperation, BotError> {
+        let mut who = InvitationParticipantInfo::new(IdentitySet::user(user_id, None));
+        who.replaces_call_id = Nullable::Value(replaces_call_id.to_owned());
+        self.action(CallAction::Invite(vec![who])).await
+    }
+
+    /// Moves participant `participant_id` of the bot's meeting call `from_call_id` into this
+    /// one: they leave the other meeting.
+    pub async fn move_participant(
+        &self,
+        user_id: &str,
+        participant_id: &str,
+        from_call_id: &str,
+    ) -> Result<CommsOperation, BotError> {
+        let mut who = InvitationParticipantInfo::new(IdentitySet::user(user_id, None));
+        who.replaces_call_id = Nullable::Value(from_call_id.to_owned());
+        who.participant_id = Nullable::Value(participant_id.to_owned());
+        self.action(CallAction::Invite(vec![who])).await
+    }
+
+    /// The call's participants as the service lists them now (the bot's own entry included).
+    pub async fn participants(&self) -> Result<Vec<Participant>, BotError> {
+        Ok(self.client.list_participants(&self.call_id).await?)
+    }
+
+    /// One participant as the service has it now.
+    pub async fn participant(&self, participant_id: &str) -> Result<Participant, BotError> {
+        Ok(self
+            .client
+            .get_participant(&self.call_id, participant_id)
+            .await?)
+    }
+
+    /// An operation's status now (the actions above already wait for their outcome).
+    pub async fn operation(&self, operation_id: &str) -> Result<CommsOperation, BotError> {
+        Ok(self
+            .client
+            .get_operation(&self.call_id, operation_id)
+            .await?)
+    }
+
+    /// Creates an audio routing group (app-hosted media): which participants' audio reaches
+    /// which others.
+    pub async fn create_audio_routing_group(
+        &self,
+        group: &AudioRoutingGroup,
+    ) -> Result<AudioRoutingGroup, BotError> {
+        Ok(self
+            .client
+            .create_audio_routing_group(&self.call_id, group)
+            .await?)
+    }
+
+    /// The call's audio routing groups.
+    pub async fn audio_routing_groups(&self) -> Result<Vec<AudioRoutingGroup>, BotError> {
+        Ok(self.client.list_audio_routing_groups(&self.call_id).await?)
+    }
+
+    /// One audio routing group.
+    pub async fn audio_routing_group(&self, group_id: &str) -> Result<AudioRoutingGroup, BotError> {
+        Ok(self
+            .client
+            .get_audio_routing_group(&self.call_id, group_id)
+            .await?)
+    }
+
+    /// Replaces an audio routing group's sources and receivers.
+    pub async fn update_audio_routing_group(
+        &self,
+        group_id: &str,
+        group: &AudioRoutingGroup,
+    ) -> Result<AudioRoutingGroup, BotError> {
+        Ok(self
+            .client
+            .update_audio_routing_group(&self.call_id, group_id, group)
+            .await?)
+    }
+
+    /// Deletes an audio routing group.
+    pub async fn delete_audio_routing_group(&self, group_id: &str) -> Result<(), BotError> {
+        Ok(self
+            .client
+            .delete_audio_routing_group(&self.call_id, group_id)
+            .await?)
+    }
+
+    /// The screens being shared in the call now.
+    pub async fn content_sharing_sessions(&self) -> Result<Vec<ContentSharingSession>, BotError> {
+        Ok(self
+            .client
+            .list_content_sharing_sessions(&self.call_id)
+            .await?)
+    }
+
+    /// One content sharing session.
+    pub async fn content_sharing_session(
+        &self,
+        session_id: &str,
+    ) -> Result<ContentSharingSession, BotError> {
+        Ok(self
+            .client
+            .get_content_sharing_session(&self.call_id, session_id)
+            .await?)
+    }
 }
 
 /// An incoming call waiting to be answered (within the service's 15 s window).
@@ -624,12 +814,29 @@ impl IncomingCall {
         Ok(call)
     }
 
-    /// Declines the call.
+    /// Declines the call as busy.
     pub async fn reject(self) -> Result<(), BotError> {
+        self.reject_with(RejectReason::Busy).await
+    }
+
+    /// Declines the call with `reason` (`none`, `busy`, `forbidden`).
+    pub async fn reject_with(self, reason: RejectReason) -> Result<(), BotError> {
+        let _ = lock(&self.shared.calls).early.take(&self.id);
+        self.shared.client.reject(&self.id, reason).await?;
+        Ok(())
+    }
+
+    /// Sends the call on to `targets` (users, phone numbers; at most five, ringing
+    /// `timeout_secs`) without answering it; the bot is no longer part of it.
+    pub async fn redirect(
+        self,
+        targets: Vec<InvitationParticipantInfo>,
+        timeout_secs: Option<u32>,
+    ) -> Result<(), BotError> {
         let _ = lock(&self.shared.calls).early.take(&self.id);
         self.shared
             .client
-            .reject(&self.id, RejectReason::Busy)
+            .redirect(&self.id, targets, timeout_secs)
             .await?;
         Ok(())
     }

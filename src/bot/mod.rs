@@ -315,6 +315,19 @@ impl Bot {
         call::place(&self.shared, target, MediaHosting::Service).await
     }
 
+    /// Reports a teleconference device's media quality to the service
+    /// (`logTeleconferenceDeviceQuality`).
+    pub async fn log_teleconference_device_quality(
+        &self,
+        quality: graph_signaling::models::TeleconferenceDeviceQuality,
+    ) -> Result<(), BotError> {
+        Ok(self
+            .shared
+            .client
+            .log_teleconference_device_quality(quality)
+            .await?)
+    }
+
     /// Downloads the audio a `recordResponse` left ([`CommsOperation::recording`]), with its
     /// access token. At most [`MAX_RECORDING_BYTES`]; the service keeps it only briefly.
     ///

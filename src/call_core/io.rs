@@ -5,7 +5,7 @@ use std::time::Duration;
 use graph_signaling::error::GraphError;
 use graph_signaling::models::{
     CommsNotification, CommsOperation, InvitationParticipantInfo, MediaPrompt, ParticipantInfo,
-    RecordResponseBody, RecordingStatus, Tone,
+    RecordResponseBody, RecordingStatus, ScreenSharingRole, Tone,
 };
 use graph_signaling::request::{Answer, PreparedRequest};
 use graph_signaling::validate::ValidationError;
@@ -96,6 +96,19 @@ pub enum CallAction {
         /// Pause between two keys, ms.
         delay_ms: Option<u32>,
     },
+    /// Mute another participant (by participant id).
+    MuteParticipant(String),
+    /// Put a participant on hold with music (the service's, or this prompt).
+    StartHoldMusic {
+        /// The participant id.
+        participant_id: String,
+        /// Music of the bot's choice.
+        custom_prompt: Option<MediaPrompt>,
+    },
+    /// Take a participant off hold.
+    StopHoldMusic(String),
+    /// Add the large gallery view.
+    AddLargeGalleryView,
 }
 
 impl CallAction {
@@ -111,6 +124,10 @@ impl CallAction {
             CallAction::SubscribeToTone => "subscribeToTone",
             CallAction::CancelMediaProcessing => "cancelMediaProcessing",
             CallAction::SendDtmfTones { .. } => "sendDtmfTones",
+            CallAction::MuteParticipant(_) => "mute",
+            CallAction::StartHoldMusic { .. } => "startHoldMusic",
+            CallAction::StopHoldMusic(_) => "stopHoldMusic",
+            CallAction::AddLargeGalleryView => "addLargeGalleryView",
         }
     }
 
@@ -138,6 +155,10 @@ pub enum ControlAction {
         /// Who is transferred, in a group call.
         transferee: Option<ParticipantInfo>,
     },
+    /// Remove a participant (by participant id) from a group call or meeting.
+    RemoveParticipant(String),
+    /// Take or leave the screen sharer's role.
+    ChangeScreenSharingRole(ScreenSharingRole),
 }
 
 /// A Graph request about this call, for the shell's (stateless) client to execute.
@@ -195,6 +216,31 @@ impl GraphRequest {
             CallRequest::Transfer { target, transferee } => {
                 PreparedRequest::transfer(id, target.clone(), transferee.clone())
             }
+            CallRequest::MuteParticipant {
+                participant_id,
+                client_context,
+            } => PreparedRequest::mute_participant(id, participant_id, client_context),
+            CallRequest::StartHoldMusic {
+                participant_id,
+                custom_prompt,
+                client_context,
+            } => PreparedRequest::start_hold_music(
+                id,
+                participant_id,
+                custom_prompt.clone(),
+                client_context,
+            ),
+            CallRequest::StopHoldMusic {
+                participant_id,
+                client_context,
+            } => PreparedRequest::stop_hold_music(id, participant_id, client_context),
+            CallRequest::AddLargeGalleryView { client_context } => {
+                PreparedRequest::add_large_gallery_view(id, client_context)
+            }
+            CallRequest::RemoveParticipant(pid) => PreparedRequest::remove_participant(id, pid),
+            CallRequest::ChangeScreenSharingRole(role) => {
+                PreparedRequest::change_screen_sharing_role(id, role.clone())
+            }
         }
     }
 
@@ -207,9 +253,14 @@ impl GraphRequest {
     ) -> Result<Option<CommsOperation>, GraphError> {
         match (&self.kind, answer) {
             (CallRequest::HangUp, Err(e)) if e.status() == Some(404) => Ok(None),
-            (CallRequest::KeepAlive | CallRequest::HangUp | CallRequest::Transfer { .. }, a) => {
-                a.map(|_| None)
-            }
+            (
+                CallRequest::KeepAlive
+                | CallRequest::HangUp
+                | CallRequest::Transfer { .. }
+                | CallRequest::RemoveParticipant(_)
+                | CallRequest::ChangeScreenSharingRole(_),
+                a,
+            ) => a.map(|_| None),
             (_, a) => a?.operation(),
         }
     }
@@ -289,6 +340,38 @@ pub enum CallRequest {
         /// Who is transferred (group calls).
         transferee: Option<ParticipantInfo>,
     },
+    /// `POST …/participants/{pid}/mute`.
+    MuteParticipant {
+        /// Whom.
+        participant_id: String,
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `POST …/participants/{pid}/startHoldMusic`.
+    StartHoldMusic {
+        /// Whom.
+        participant_id: String,
+        /// Music of the bot's choice.
+        custom_prompt: Option<MediaPrompt>,
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `POST …/participants/{pid}/stopHoldMusic`.
+    StopHoldMusic {
+        /// Whom.
+        participant_id: String,
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `POST …/addLargeGalleryView`.
+    AddLargeGalleryView {
+        /// Matches the outcome.
+        client_context: String,
+    },
+    /// `DELETE …/participants/{pid}`.
+    RemoveParticipant(String),
+    /// `POST …/changeScreenSharingRole`.
+    ChangeScreenSharingRole(ScreenSharingRole),
 }
 
 /// What the shell does to the call's media session.

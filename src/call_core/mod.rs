@@ -452,6 +452,25 @@ impl CallCore {
                         delay_ms,
                         client_context: context,
                     },
+                    CallAction::MuteParticipant(participant_id) => CallRequest::MuteParticipant {
+                        participant_id,
+                        client_context: context,
+                    },
+                    CallAction::StartHoldMusic {
+                        participant_id,
+                        custom_prompt,
+                    } => CallRequest::StartHoldMusic {
+                        participant_id,
+                        custom_prompt,
+                        client_context: context,
+                    },
+                    CallAction::StopHoldMusic(participant_id) => CallRequest::StopHoldMusic {
+                        participant_id,
+                        client_context: context,
+                    },
+                    CallAction::AddLargeGalleryView => CallRequest::AddLargeGalleryView {
+                        client_context: context,
+                    },
                 };
                 self.send(kind, InFlight::Action(token, ticket));
             }
@@ -463,6 +482,10 @@ impl CallCore {
                 let kind = match action {
                     ControlAction::Transfer { target, transferee } => {
                         CallRequest::Transfer { target, transferee }
+                    }
+                    ControlAction::RemoveParticipant(pid) => CallRequest::RemoveParticipant(pid),
+                    ControlAction::ChangeScreenSharingRole(role) => {
+                        CallRequest::ChangeScreenSharingRole(role)
                     }
                 };
                 self.send(kind, InFlight::Control(ticket));

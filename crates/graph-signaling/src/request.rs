@@ -12,6 +12,10 @@ use crate::models::{
     RecordResponseBody, RecordingStatus, RedirectBody, RejectBody, RejectReason, SendDtmfTonesBody,
     Tone, TransferBody, UpdateRecordingStatusBody,
 };
+use crate::models::{
+    AudioRoutingGroup, ChangeScreenSharingRoleBody, LogTeleconferenceDeviceQualityBody,
+    ScreenSharingRole, StartHoldMusicBody, TeleconferenceDeviceQuality,
+};
 use crate::retry::Idempotency;
 use crate::validate::{self, ValidationError};
 
@@ -24,6 +28,8 @@ pub enum HttpMethod {
     Post,
     /// DELETE
     Delete,
+    /// PATCH
+    Patch,
 }
 
 impl HttpMethod {
@@ -33,6 +39,7 @@ impl HttpMethod {
             HttpMethod::Get => "GET",
             HttpMethod::Post => "POST",
             HttpMethod::Delete => "DELETE",
+            HttpMethod::Patch => "PATCH",
         }
     }
 }
@@ -282,6 +289,211 @@ impl PreparedRequest {
             client_context: Some(client_context.to_owned()),
         };
         Ok(post(path, Some(json(&body)), Idempotency::NonIdempotent))
+    }
+
+    /// `POST …/participants/{pid}/mute`: mutes another participant (server side); the
+    /// participant can unmute themselves.
+    pub fn mute_participant(
+        call_id: &str,
+        participant_id: &str,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(participant_id)?;
+        Self::context_action(
+            call_id,
+            &format!("participants/{participant_id}/mute"),
+            client_context,
+        )
+    }
+
+    /// `POST …/participants/{pid}/startHoldMusic`: puts a participant on hold with the
+    /// service's music or `custom_prompt`.
+    pub fn start_hold_music(
+        call_id: &str,
+        participant_id: &str,
+        custom_prompt: Option<MediaPrompt>,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(participant_id)?;
+        let path = call_path(
+            call_id,
+            &format!("participants/{participant_id}/startHoldMusic"),
+        )?;
+        if let Some(p) = &custom_prompt {
+            validate::prompts("startHoldMusic", std::slice::from_ref(p), 1, 1)?;
+        }
+        validate::client_context(client_context)?;
+        let body = StartHoldMusicBody {
+            custom_prompt,
+            client_context: Some(client_context.to_owned()),
+        };
+        Ok(post(path, Some(json(&body)), Idempotency::NonIdempotent))
+    }
+
+    /// `POST …/participants/{pid}/stopHoldMusic`: takes a participant off hold.
+    pub fn stop_hold_music(
+        call_id: &str,
+        participant_id: &str,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(participant_id)?;
+        Self::context_action(
+            call_id,
+            &format!("participants/{participant_id}/stopHoldMusic"),
+            client_context,
+        )
+    }
+
+    /// `DELETE …/participants/{pid}`: removes a participant from a group call or meeting.
+    pub fn remove_participant(
+        call_id: &str,
+        participant_id: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(participant_id)?;
+        Ok(PreparedRequest {
+            method: HttpMethod::Delete,
+            path: call_path(call_id, &format!("participants/{participant_id}"))?,
+            body: None,
+            idempotency: Idempotency::Idempotent,
+        })
+    }
+
+    /// `GET …/participants`: the roster now.
+    pub fn list_participants(call_id: &str) -> Result<Self, ValidationError> {
+        Self::get(call_path(call_id, "participants")?)
+    }
+
+    /// `GET …/participants/{pid}`.
+    pub fn get_participant(call_id: &str, participant_id: &str) -> Result<Self, ValidationError> {
+        validate::path_id(participant_id)?;
+        Self::get(call_path(
+            call_id,
+            &format!("participants/{participant_id}"),
+        )?)
+    }
+
+    /// `GET …/operations/{oid}`: an operation's status now.
+    pub fn get_operation(call_id: &str, operation_id: &str) -> Result<Self, ValidationError> {
+        validate::path_id(operation_id)?;
+        Self::get(call_path(call_id, &format!("operations/{operation_id}"))?)
+    }
+
+    /// `POST …/changeScreenSharingRole`: the bot starts or stops sharing its screen (a
+    /// video-based screen sharing bot).
+    pub fn change_screen_sharing_role(
+        call_id: &str,
+        role: ScreenSharingRole,
+    ) -> Result<Self, ValidationError> {
+        let path = call_path(call_id, "changeScreenSharingRole")?;
+        let body = ChangeScreenSharingRoleBody { role };
+        Ok(post(path, Some(json(&body)), Idempotency::Idempotent))
+    }
+
+    /// `POST …/addLargeGalleryView`: adds the large gallery view to the call.
+    pub fn add_large_gallery_view(
+        call_id: &str,
+        client_context: &str,
+    ) -> Result<Self, ValidationError> {
+        Self::context_action(call_id, "addLargeGalleryView", client_context)
+    }
+
+    /// `POST /communications/calls/logTeleconferenceDeviceQuality`: a teleconference device
+    /// reports its media quality (not about one call of the bot).
+    pub fn log_teleconference_device_quality(
+        quality: TeleconferenceDeviceQuality,
+    ) -> Result<Self, ValidationError> {
+        if quality.media_quality_list.is_empty() {
+            return Err(ValidationError::Missing("quality.mediaQualityList"));
+        }
+        let body = LogTeleconferenceDeviceQualityBody { quality };
+        Ok(post(
+            "communications/calls/logTeleconferenceDeviceQuality".into(),
+            Some(json(&body)),
+            Idempotency::NonIdempotent,
+        ))
+    }
+
+    /// `POST …/audioRoutingGroups`: creates a routing group (app-hosted media).
+    pub fn create_audio_routing_group(
+        call_id: &str,
+        group: &AudioRoutingGroup,
+    ) -> Result<Self, ValidationError> {
+        validate::routing_group(group)?;
+        Ok(post(
+            call_path(call_id, "audioRoutingGroups")?,
+            Some(json(group)),
+            Idempotency::NonIdempotent,
+        ))
+    }
+
+    /// `GET …/audioRoutingGroups`.
+    pub fn list_audio_routing_groups(call_id: &str) -> Result<Self, ValidationError> {
+        Self::get(call_path(call_id, "audioRoutingGroups")?)
+    }
+
+    /// `GET …/audioRoutingGroups/{gid}`.
+    pub fn get_audio_routing_group(call_id: &str, group_id: &str) -> Result<Self, ValidationError> {
+        validate::path_id(group_id)?;
+        Self::get(call_path(
+            call_id,
+            &format!("audioRoutingGroups/{group_id}"),
+        )?)
+    }
+
+    /// `PATCH …/audioRoutingGroups/{gid}`: replaces the group's sources and receivers.
+    pub fn update_audio_routing_group(
+        call_id: &str,
+        group_id: &str,
+        group: &AudioRoutingGroup,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(group_id)?;
+        validate::routing_group(group)?;
+        Ok(PreparedRequest {
+            method: HttpMethod::Patch,
+            path: call_path(call_id, &format!("audioRoutingGroups/{group_id}"))?,
+            body: Some(json(group)),
+            idempotency: Idempotency::Idempotent,
+        })
+    }
+
+    /// `DELETE …/audioRoutingGroups/{gid}`.
+    pub fn delete_audio_routing_group(
+        call_id: &str,
+        group_id: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(group_id)?;
+        Ok(PreparedRequest {
+            method: HttpMethod::Delete,
+            path: call_path(call_id, &format!("audioRoutingGroups/{group_id}"))?,
+            body: None,
+            idempotency: Idempotency::Idempotent,
+        })
+    }
+
+    /// `GET …/contentSharingSessions`: the screens being shared in the call.
+    pub fn list_content_sharing_sessions(call_id: &str) -> Result<Self, ValidationError> {
+        Self::get(call_path(call_id, "contentSharingSessions")?)
+    }
+
+    /// `GET …/contentSharingSessions/{sid}`.
+    pub fn get_content_sharing_session(
+        call_id: &str,
+        session_id: &str,
+    ) -> Result<Self, ValidationError> {
+        validate::path_id(session_id)?;
+        Self::get(call_path(
+            call_id,
+            &format!("contentSharingSessions/{session_id}"),
+        )?)
+    }
+
+    fn get(path: String) -> Result<Self, ValidationError> {
+        Ok(PreparedRequest {
+            method: HttpMethod::Get,
+            path,
+            body: None,
+            idempotency: Idempotency::Idempotent,
+        })
     }
 
     /// `DELETE /communications/calls/{id}`: hang up (in a group call, leave).

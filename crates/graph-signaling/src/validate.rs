@@ -2,8 +2,8 @@
 //! (or worse, half-apply) fails before it is sent.
 
 use crate::models::{
-    Call, IdentitySet, InvitationParticipantInfo, MediaPrompt, MeetingInfo, RecordResponseBody,
-    Tone,
+    AudioRoutingGroup, Call, IdentitySet, InvitationParticipantInfo, MediaPrompt, MeetingInfo,
+    RecordResponseBody, Tone,
 };
 
 /// Longest `clientContext` the service accepts.
@@ -96,6 +96,9 @@ pub enum ValidationError {
     /// A stop tone is not a keypad key.
     #[error("stop tone {0:?} is not a keypad key (0-9, *, #, A-D)")]
     StopTone(String),
+    /// An audio routing group without sources or receivers, or with a bad participant id.
+    #[error("an audio routing group needs 1..=100 sources and receivers (participant ids)")]
+    RoutingGroup,
     /// sendDtmfTones without keys, with too many, or with one this version does not know.
     #[error("sendDtmfTones needs 1..=64 known keys, got {0}")]
     DtmfTones(usize),
@@ -187,6 +190,17 @@ pub fn record_response(body: &RecordResponseBody) -> Result<(), ValidationError>
         client_context(ctx)?;
     }
     Ok(())
+}
+
+/// Checks an audio routing group: 1..=100 sources and receivers, each a participant id.
+pub fn routing_group(group: &AudioRoutingGroup) -> Result<(), ValidationError> {
+    let ok =
+        |ids: &[String]| (1..=100).contains(&ids.len()) && ids.iter().all(|id| path_id(id).is_ok());
+    if ok(&group.sources) && ok(&group.receivers) {
+        Ok(())
+    } else {
+        Err(ValidationError::RoutingGroup)
+    }
 }
 
 /// Checks the keys of a sendDtmfTones: 1..=64, all known.

@@ -569,6 +569,7 @@ async fn api(
         HttpMethod::GET => Method::Get,
         HttpMethod::POST => Method::Post,
         HttpMethod::DELETE => Method::Delete,
+        HttpMethod::PATCH => Method::Patch,
         _ => Method::Other,
     };
     // Query strings ($select and friends) do not change what the sim answers.

@@ -20,8 +20,9 @@ pub use crate::retry::{Attempt, Decision, Idempotency, RetryPolicy, parse_retry_
 pub use token::{ClientCredentials, GRAPH_SCOPE, TokenProvider};
 
 use crate::models::{
-    AnswerBody, Call, CommsOperation, InvitationParticipantInfo, ParticipantInfo, RecordingStatus,
-    RejectReason,
+    AnswerBody, AudioRoutingGroup, Call, Collection, CommsOperation, ContentSharingSession,
+    InvitationParticipantInfo, MediaPrompt, Participant, ParticipantInfo, RecordResponseBody,
+    RecordingStatus, RejectReason, ScreenSharingRole, TeleconferenceDeviceQuality, Tone,
 };
 use crate::validate::ValidationError;
 
@@ -231,6 +232,247 @@ impl GraphClient {
             .map(|_| ())
     }
 
+    // ---- service-hosted media ----
+
+    /// Plays prompts (service-hosted media); the outcome arrives as a notification.
+    pub async fn play_prompt(
+        &self,
+        call_id: &str,
+        prompts: Vec<MediaPrompt>,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::play_prompt(call_id, prompts, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Records the caller's response (service-hosted media).
+    pub async fn record_response(
+        &self,
+        call_id: &str,
+        body: RecordResponseBody,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::record_response(call_id, body, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Subscribes to the keys participants press (service-hosted media).
+    pub async fn subscribe_to_tone(
+        &self,
+        call_id: &str,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::subscribe_to_tone(call_id, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Cancels the prompts and recordings running or queued.
+    pub async fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::cancel_media_processing(call_id, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Has the service send DTMF keys into the call.
+    pub async fn send_dtmf_tones(
+        &self,
+        call_id: &str,
+        tones: Vec<Tone>,
+        delay_between_tones_ms: Option<u32>,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::send_dtmf_tones(
+            call_id,
+            tones,
+            delay_between_tones_ms,
+            client_context,
+        )?;
+        self.send(&request).await?.operation()
+    }
+
+    // ---- participants and the call's other resources ----
+
+    /// Mutes another participant (server side).
+    pub async fn mute_participant(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::mute_participant(call_id, participant_id, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Puts a participant on hold, with music.
+    pub async fn start_hold_music(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+        custom_prompt: Option<MediaPrompt>,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::start_hold_music(
+            call_id,
+            participant_id,
+            custom_prompt,
+            client_context,
+        )?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Takes a participant off hold.
+    pub async fn stop_hold_music(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::stop_hold_music(call_id, participant_id, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Removes a participant from a group call or meeting.
+    pub async fn remove_participant(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+    ) -> Result<(), GraphError> {
+        let request = PreparedRequest::remove_participant(call_id, participant_id)?;
+        self.send(&request).await.map(|_| ())
+    }
+
+    /// The call's participants now.
+    pub async fn list_participants(&self, call_id: &str) -> Result<Vec<Participant>, GraphError> {
+        let request = PreparedRequest::list_participants(call_id)?;
+        let list: Collection<Participant> = self.send(&request).await?.parse("participants")?;
+        Ok(list.value)
+    }
+
+    /// One participant.
+    pub async fn get_participant(
+        &self,
+        call_id: &str,
+        participant_id: &str,
+    ) -> Result<Participant, GraphError> {
+        let request = PreparedRequest::get_participant(call_id, participant_id)?;
+        self.send(&request).await?.parse("participant")
+    }
+
+    /// An operation's status now.
+    pub async fn get_operation(
+        &self,
+        call_id: &str,
+        operation_id: &str,
+    ) -> Result<CommsOperation, GraphError> {
+        let request = PreparedRequest::get_operation(call_id, operation_id)?;
+        self.send(&request).await?.parse("operation")
+    }
+
+    /// Changes the bot's screen sharing role.
+    pub async fn change_screen_sharing_role(
+        &self,
+        call_id: &str,
+        role: ScreenSharingRole,
+    ) -> Result<(), GraphError> {
+        let request = PreparedRequest::change_screen_sharing_role(call_id, role)?;
+        self.send(&request).await.map(|_| ())
+    }
+
+    /// Adds the large gallery view to the call.
+    pub async fn add_large_gallery_view(
+        &self,
+        call_id: &str,
+        client_context: &str,
+    ) -> Result<Option<CommsOperation>, GraphError> {
+        let request = PreparedRequest::add_large_gallery_view(call_id, client_context)?;
+        self.send(&request).await?.operation()
+    }
+
+    /// Reports a teleconference device's media quality.
+    pub async fn log_teleconference_device_quality(
+        &self,
+        quality: TeleconferenceDeviceQuality,
+    ) -> Result<(), GraphError> {
+        let request = PreparedRequest::log_teleconference_device_quality(quality)?;
+        self.send(&request).await.map(|_| ())
+    }
+
+    /// Creates an audio routing group; returns it as the service stored it.
+    pub async fn create_audio_routing_group(
+        &self,
+        call_id: &str,
+        group: &AudioRoutingGroup,
+    ) -> Result<AudioRoutingGroup, GraphError> {
+        let request = PreparedRequest::create_audio_routing_group(call_id, group)?;
+        self.send(&request).await?.parse("audioRoutingGroup")
+    }
+
+    /// The call's audio routing groups.
+    pub async fn list_audio_routing_groups(
+        &self,
+        call_id: &str,
+    ) -> Result<Vec<AudioRoutingGroup>, GraphError> {
+        let request = PreparedRequest::list_audio_routing_groups(call_id)?;
+        let list: Collection<AudioRoutingGroup> =
+            self.send(&request).await?.parse("audioRoutingGroups")?;
+        Ok(list.value)
+    }
+
+    /// One audio routing group.
+    pub async fn get_audio_routing_group(
+        &self,
+        call_id: &str,
+        group_id: &str,
+    ) -> Result<AudioRoutingGroup, GraphError> {
+        let request = PreparedRequest::get_audio_routing_group(call_id, group_id)?;
+        self.send(&request).await?.parse("audioRoutingGroup")
+    }
+
+    /// Replaces an audio routing group's sources and receivers.
+    pub async fn update_audio_routing_group(
+        &self,
+        call_id: &str,
+        group_id: &str,
+        group: &AudioRoutingGroup,
+    ) -> Result<AudioRoutingGroup, GraphError> {
+        let request = PreparedRequest::update_audio_routing_group(call_id, group_id, group)?;
+        self.send(&request).await?.parse("audioRoutingGroup")
+    }
+
+    /// Deletes an audio routing group.
+    pub async fn delete_audio_routing_group(
+        &self,
+        call_id: &str,
+        group_id: &str,
+    ) -> Result<(), GraphError> {
+        let request = PreparedRequest::delete_audio_routing_group(call_id, group_id)?;
+        self.send(&request).await.map(|_| ())
+    }
+
+    /// The screens shared in the call now.
+    pub async fn list_content_sharing_sessions(
+        &self,
+        call_id: &str,
+    ) -> Result<Vec<ContentSharingSession>, GraphError> {
+        let request = PreparedRequest::list_content_sharing_sessions(call_id)?;
+        let list: Collection<ContentSharingSession> =
+            self.send(&request).await?.parse("contentSharingSessions")?;
+        Ok(list.value)
+    }
+
+    /// One content sharing session.
+    pub async fn get_content_sharing_session(
+        &self,
+        call_id: &str,
+        session_id: &str,
+    ) -> Result<ContentSharingSession, GraphError> {
+        let request = PreparedRequest::get_content_sharing_session(call_id, session_id)?;
+        self.send(&request).await?.parse("contentSharingSession")
+    }
+
     // ---- the shell ----
 
     /// Sends a prepared request with an access token and a `client-request-id`, retrying what
@@ -241,6 +483,7 @@ impl GraphClient {
             HttpMethod::Get => Method::GET,
             HttpMethod::Post => Method::POST,
             HttpMethod::Delete => Method::DELETE,
+            HttpMethod::Patch => Method::PATCH,
         };
         self.execute(
             method,

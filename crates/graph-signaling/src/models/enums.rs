@@ -389,3 +389,23 @@ impl Tone {
         })
     }
 }
+
+open_enum! {
+    /// How an audio routing group routes (`routingMode`).
+    pub enum RoutingMode {
+        /// Each source to each receiver separately.
+        OneToOne => "oneToOne",
+        /// Every source to every receiver.
+        Multicast => "multicast",
+    }
+}
+
+open_enum! {
+    /// The bot's role in a screen share (`changeScreenSharingRole`).
+    pub enum ScreenSharingRole {
+        /// Watches the shared screen.
+        Viewer => "viewer",
+        /// Shares its screen.
+        Sharer => "sharer",
+    }
+}

@@ -14,6 +14,7 @@ mod nullable;
 mod operation;
 mod participant;
 mod requests;
+mod resources;
 
 pub use call::{
     AppHostedMediaConfig, Call, CallOptions, ChatInfo, JoinMeetingIdMeetingInfo, MediaConfig,
@@ -22,7 +23,7 @@ pub use call::{
 };
 pub use enums::{
     CallDirection, CallState, ChangeType, EndpointType, Modality, OperationStatus,
-    OperationStatusKind, RecordingStatus, RejectReason, Tone,
+    OperationStatusKind, RecordingStatus, RejectReason, RoutingMode, ScreenSharingRole, Tone,
 };
 pub use error::{GraphErrorBody, GraphErrorDetail, InnerError};
 pub use identity::{Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo};
@@ -42,6 +43,10 @@ pub use participant::{
 pub use requests::{
     AnswerBody, ClientContextBody, InviteParticipantsBody, RedirectBody, RejectBody, TransferBody,
     UpdateRecordingStatusBody,
+};
+pub use resources::{
+    AudioRoutingGroup, ChangeScreenSharingRoleBody, Collection, LogTeleconferenceDeviceQualityBody,
+    StartHoldMusicBody, TeleconferenceDeviceQuality,
 };
 
 use serde_json::{Map, Value};

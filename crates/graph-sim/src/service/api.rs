@@ -20,6 +20,8 @@ pub enum Method {
     Post,
     /// DELETE
     Delete,
+    /// PATCH
+    Patch,
     /// Anything else.
     Other,
 }
@@ -132,8 +134,29 @@ impl Sim {
             })?;
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let body = request.body;
-        match (request.method, segments.as_slice()) {
+        let reply = self.route_call(now, request.method, &segments, body, path)?;
+        // Every operation handed out can be read back (`GET …/operations/{id}`).
+        if let (Some(id), Some(op)) = (segments.first(), reply.body.as_ref()) {
+            let id = (*id).to_owned();
+            let op = op.clone();
+            self.remember_operation(&id, &op);
+        }
+        Ok(reply)
+    }
+
+    fn route_call(
+        &mut self,
+        now: Instant,
+        method: Method,
+        segments: &[&str],
+        body: &[u8],
+        path: &str,
+    ) -> Result<Reply, Refusal> {
+        match (method, segments) {
             (Method::Post, []) => self.create_call(now, body).map(|r| Reply::located(201, r)),
+            (Method::Post, ["logTeleconferenceDeviceQuality"]) => self
+                .log_teleconference_device_quality(body)
+                .map(|()| Reply::empty(200)),
             (Method::Get, [id]) => self.get_call(id).map(|b| Reply::with_body(200, b)),
             (Method::Delete, [id]) => self.hang_up(now, id).map(|()| Reply::empty(204)),
             (Method::Post, [id, "keepAlive"]) => {
@@ -173,8 +196,56 @@ impl Sim {
             (Method::Post, [id, "transfer"]) => {
                 self.transfer(now, id, body).map(|()| Reply::empty(202))
             }
+            (Method::Get, [id, "participants"]) => {
+                self.list_participants(id).map(|b| Reply::with_body(200, b))
+            }
+            (Method::Get, [id, "participants", pid]) => self
+                .get_participant(id, pid)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Delete, [id, "participants", pid]) => self
+                .remove_participant(now, id, pid)
+                .map(|()| Reply::empty(204)),
+            (Method::Post, [id, "participants", pid, "mute"]) => self
+                .mute_participant(now, id, pid, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "participants", pid, "startHoldMusic"]) => self
+                .start_hold_music(now, id, pid, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "participants", pid, "stopHoldMusic"]) => self
+                .stop_hold_music(now, id, pid, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Get, [id, "operations", op]) => {
+                self.get_operation(id, op).map(|b| Reply::with_body(200, b))
+            }
+            (Method::Post, [id, "changeScreenSharingRole"]) => self
+                .change_screen_sharing_role(id, body)
+                .map(|()| Reply::empty(202)),
+            (Method::Post, [id, "addLargeGalleryView"]) => self
+                .add_large_gallery_view(id, body)
+                .map(|r| Reply::located(200, r)),
+            (Method::Post, [id, "audioRoutingGroups"]) => self
+                .create_routing_group(id, body)
+                .map(|b| Reply::with_body(201, b)),
+            (Method::Get, [id, "audioRoutingGroups"]) => self
+                .list_routing_groups(id)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Get, [id, "audioRoutingGroups", gid]) => self
+                .get_routing_group(id, gid)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Patch, [id, "audioRoutingGroups", gid]) => self
+                .update_routing_group(id, gid, body)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Delete, [id, "audioRoutingGroups", gid]) => self
+                .delete_routing_group(id, gid)
+                .map(|()| Reply::empty(204)),
+            (Method::Get, [id, "contentSharingSessions"]) => self
+                .list_content_sharing(id)
+                .map(|b| Reply::with_body(200, b)),
+            (Method::Get, [id, "contentSharingSessions", sid]) => self
+                .get_content_sharing(id, sid)
+                .map(|b| Reply::with_body(200, b)),
             _ => Err(Refusal::MethodNotAllowed {
-                method: request.method,
+                method,
                 path: path.to_owned(),
             }),
         }

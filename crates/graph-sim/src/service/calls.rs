@@ -448,6 +448,7 @@ impl Sim {
         self.set_state(call_id, CallState::Terminated);
         // Prompts and recordings of the call end with it, unannounced (the call's end says it).
         self.drop_service_media(call_id);
+        self.drop_resources(call_id);
         let result = (end.code(), end.subcode(), end.message());
         let data = payloads::call_state(call_id, &CallState::Terminated, Some(result));
         // The real service reports the end as the deletion of the call resource.

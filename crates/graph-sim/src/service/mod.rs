@@ -22,6 +22,8 @@
 //!   and the media side's events.
 //! - `media_ops`: service-hosted media — prompts, recorded responses, keys pressed, DTMF the
 //!   service sends.
+//! - `resources`: participants read, muted, held and removed; operations read back; audio
+//!   routing groups; content sharing sessions; the small call actions.
 //! - `people`: a person (or a scenario user) acting on a call from outside the bot; `views`:
 //!   read-only views of calls and rosters; `payloads`: the JSON shapes.
 
@@ -35,6 +37,7 @@ mod operations;
 mod payloads;
 mod people;
 mod refusal;
+mod resources;
 mod roster;
 mod timers;
 mod tokens;
@@ -138,6 +141,12 @@ pub struct Sim {
     service_media: HashMap<String, media_ops::ServiceMedia>,
     /// Recordings made by recordResponse, by id.
     recordings: HashMap<String, RecordingInfo>,
+    /// Per call: routing groups, participants on hold.
+    resources: HashMap<String, resources::CallResources>,
+    /// The latest form of each operation, by id, with its call.
+    operations: HashMap<String, (String, serde_json::Value)>,
+    /// `logTeleconferenceDeviceQuality` reports taken.
+    device_quality_reports: u64,
 }
 
 impl Sim {
@@ -166,6 +175,9 @@ impl Sim {
             prompts: HashMap::new(),
             service_media: HashMap::new(),
             recordings: HashMap::new(),
+            resources: HashMap::new(),
+            operations: HashMap::new(),
+            device_quality_reports: 0,
         }
     }
 

@@ -156,6 +156,9 @@ impl Sim {
         let Some(callback) = self.calls.get(call_id).map(|c| c.callback_uri.clone()) else {
             return;
         };
+        if suffix.starts_with("/operations/") {
+            self.remember_operation(call_id, &data);
+        }
         let path = format!("/calls/{call_id}{suffix}");
         let body = payloads::notifications(change_type, &path, &callback, data);
         self.post(now, call_id, body);

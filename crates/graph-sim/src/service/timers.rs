@@ -41,6 +41,8 @@ pub(super) enum TimerKind {
     MediaOpDone(String),
     /// Member `n` presses a key.
     Press(usize, Tone),
+    /// Member `n`, on hold, hears the next piece of music.
+    HoldMusic(usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -122,6 +124,7 @@ impl Sim {
             TimerKind::Handover { state, end } => self.handover_step(now, call_id, state, end),
             TimerKind::MediaOpDone(op) => self.finish_media_op(now, call_id, &op),
             TimerKind::Press(i, tone) => self.press(now, call_id, i, tone),
+            TimerKind::HoldMusic(i) => self.play_hold_piece(now, call_id, i),
         }
     }
 }
