@@ -222,3 +222,40 @@ async fn cancelling_ends_a_long_prompt_and_app_hosted_calls_refuse_media_actions
         "the rest of the twenty seconds was cut: {heard:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reach_an_app_hosted_bot_in_band() {
+    // With app-hosted media the service does not report keys: they arrive on the person's
+    // stream (RFC 4733), as a phone's would.
+    let sim = LocalSim::start(scenario("7@4000ms, *@5000ms"))
+        .await
+        .unwrap();
+    let bot = Bot::builder(sim.target()).build().await.unwrap();
+    let alice = sim.users()[0].clone();
+    let mut call = bot
+        .place_call(CallTarget::user(&alice.id, None))
+        .await
+        .unwrap();
+    let keys = tokio::time::timeout(WAIT, async {
+        let mut keys = String::new();
+        while let Some(e) = call.next_event().await {
+            if let CallEvent::Dtmf { digit, .. } = e {
+                keys.push(digit.as_char());
+                if keys.len() == 2 {
+                    break;
+                }
+            }
+        }
+        keys
+    })
+    .await
+    .expect("two keys in time");
+    assert_eq!(keys, "7*");
+    // subscribeToTone is refused for app-hosted media: the keys come in band.
+    assert!(matches!(
+        call.subscribe_to_tone().await,
+        Err(BotError::Action(e)) if matches!(*e, ActionError::NeedsServiceHostedMedia(_))
+    ));
+    call.hang_up().await.unwrap();
+    sim.finish().await.unwrap();
+}

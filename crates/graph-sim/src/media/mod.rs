@@ -163,6 +163,11 @@ enum Command {
     Remove {
         source: u32,
     },
+    /// A key pressed by the person with this source, sent in band.
+    Dtmf {
+        source: u32,
+        digit: media_transport::dtmf::DtmfDigit,
+    },
     HangUp,
 }
 
@@ -309,6 +314,25 @@ impl MediaSide {
                 }
                 Ok(())
             }
+            SimEvent::Dtmf {
+                call_id,
+                source_id,
+                tone,
+            } => {
+                let digit = tone
+                    .as_char()
+                    .and_then(media_transport::dtmf::DtmfDigit::from_char);
+                if let Some(digit) = digit {
+                    self.send(
+                        &call_id,
+                        Command::Dtmf {
+                            source: source_id,
+                            digit,
+                        },
+                    );
+                }
+                Ok(())
+            }
             SimEvent::StateChanged { .. } => Ok(()),
         }
     }
@@ -403,6 +427,7 @@ impl MediaSide {
                 measure,
                 from_bot,
                 senders: HashMap::new(),
+                streams: HashMap::new(),
                 people: HashMap::new(),
                 seed,
             };
@@ -508,6 +533,9 @@ fn file_safe(id: &str) -> String {
     if s.is_empty() { "call".into() } else { s }
 }
 
+/// How long a key a simulated person presses is held.
+const DTMF_KEY_LENGTH: Duration = Duration::from_millis(120);
+
 /// One call's media, on its own task: the service session, the senders, the bot's audio.
 struct CallTask {
     blob: BlobConfig,
@@ -515,6 +543,8 @@ struct CallTask {
     measure: Arc<Mutex<CallMeasure>>,
     from_bot: Option<Link<(u16, u32, Bytes)>>,
     senders: HashMap<u32, Sender>,
+    /// Each simulated person's stream, for keys sent in band beside their voice.
+    streams: HashMap<u32, media_transport::ParticipantAudio>,
     /// Softphone people of this call: where the bot's packets go for each.
     people: HashMap<u32, mpsc::Sender<Bytes>>,
     seed: u64,
@@ -566,6 +596,11 @@ impl CallTask {
                         self.add_person(&mut session, source, &name).await;
                     }
                     Some(Command::Remove { source }) => self.remove(&mut session, source).await,
+                    Some(Command::Dtmf { source, digit }) => {
+                        if let Some(stream) = self.streams.get(&source) {
+                            let _ = stream.send_dtmf(digit, DTMF_KEY_LENGTH).await;
+                        }
+                    }
                     Some(Command::HangUp) | None => {
                         let _ = session.hang_up("call ended").await;
                         break;
@@ -625,6 +660,7 @@ impl CallTask {
         };
         let start = Instant::now();
         lock(&self.measure).add_participant(source, name, start);
+        self.streams.insert(source, audio.clone());
         let sender = Sender::spawn(source, audio, voice, link, self.measure.clone(), start);
         if let Some(old) = self.senders.insert(source, sender) {
             old.stop().await;
@@ -679,6 +715,7 @@ impl CallTask {
             }
             return;
         }
+        self.streams.remove(&source);
         let Some(sender) = self.senders.remove(&source) else {
             return;
         };

@@ -541,8 +541,9 @@ impl Sim {
         format!("{root}/recordings/{id}")
     }
 
-    /// Member `member` of `call_id` pressed `tone`: a subscribed bot is told, a recording
-    /// waiting for that stop key ends.
+    /// Member `member` of `call_id` pressed `tone`: with app-hosted media the key goes in band
+    /// to the bot; with service-hosted media a subscribed bot is told, and a recording in
+    /// progress ends.
     pub(super) fn press(&mut self, now: Instant, call_id: &str, member: usize, tone: Tone) {
         let present = self.calls.get(call_id).is_some_and(|c| {
             c.members
@@ -550,6 +551,20 @@ impl Sim {
                 .is_some_and(|m| m.state == super::roster::MemberState::Present)
         });
         if !present {
+            return;
+        }
+        let app_hosted = self.calls.get(call_id).and_then(|c| {
+            let source = c.members.get(member)?.source_id;
+            c.blob.is_some().then_some(source)
+        });
+        if let Some(source_id) = app_hosted {
+            // The bot hosts the media: the key travels in band, on the person's stream
+            // (RFC 4733), as a phone's would.
+            self.events.push_back(SimEvent::Dtmf {
+                call_id: call_id.to_owned(),
+                source_id,
+                tone,
+            });
             return;
         }
         let Some(media) = self.service_media.get_mut(call_id) else {

@@ -93,6 +93,16 @@ pub enum SimEvent {
         /// End.
         to: Instant,
     },
+    /// A person pressed a key in a call with app-hosted media: send it in band on their
+    /// stream.
+    Dtmf {
+        /// The call.
+        call_id: String,
+        /// Their `sourceId`.
+        source_id: u32,
+        /// The key.
+        tone: graph_signaling::models::Tone,
+    },
     /// A call ended.
     Ended {
         /// The call.
