@@ -165,7 +165,9 @@ impl Sim {
             (Method::Post, [id, "answer"]) => {
                 self.answer(now, id, body).map(|()| Reply::empty(202))
             }
-            (Method::Post, [id, "reject"]) => self.reject(now, id).map(|()| Reply::empty(202)),
+            (Method::Post, [id, "reject"]) => {
+                self.reject(now, id, body).map(|()| Reply::empty(202))
+            }
             (Method::Post, [id, "participants", "invite"]) => {
                 self.invite(now, id, body).map(|r| Reply::located(200, r))
             }

@@ -133,15 +133,20 @@ pub enum CallEnd {
     Declined,
     /// The bot let an incoming call ring out.
     Unanswered,
+    /// The bot turned this peer-to-peer call into a group call (`replacesCallId`): its other
+    /// party moved there.
+    Replaced,
 }
 
 impl CallEnd {
     /// Who ended the call: `bot`, `user` or `service`.
     pub fn ended_by(self) -> &'static str {
         match self {
-            CallEnd::HungUp | CallEnd::Rejected | CallEnd::Redirected | CallEnd::Transferred => {
-                "bot"
-            }
+            CallEnd::HungUp
+            | CallEnd::Rejected
+            | CallEnd::Redirected
+            | CallEnd::Transferred
+            | CallEnd::Replaced => "bot",
             CallEnd::OthersLeft | CallEnd::Declined => "user",
             CallEnd::NotKeptAlive | CallEnd::Unanswered => "service",
         }
@@ -163,6 +168,8 @@ impl CallEnd {
             CallEnd::OthersLeft | CallEnd::Rejected => 5002,
             CallEnd::Redirected => 5003,
             CallEnd::Transferred => 5004,
+            // Graph documents no code for this; the sim's own, next to the others.
+            CallEnd::Replaced => 5005,
             CallEnd::NotKeptAlive => 8537,
             CallEnd::Declined | CallEnd::Unanswered => 0,
         }
@@ -178,6 +185,7 @@ impl CallEnd {
             CallEnd::Transferred => "The call was transferred.",
             CallEnd::Declined => "The callee declined the call.",
             CallEnd::Unanswered => "The bot did not answer in time.",
+            CallEnd::Replaced => "The call was replaced by a group call.",
         }
     }
 }

@@ -97,12 +97,25 @@ impl Sim {
         Ok(())
     }
 
-    pub(super) fn reject(&mut self, now: Instant, id: &str) -> Result<(), Refusal> {
+    pub(super) fn reject(&mut self, now: Instant, id: &str, body: &[u8]) -> Result<(), Refusal> {
         let call = self.live_call(id)?;
         if !call.awaiting_answer {
             return Err(Refusal::bad_request(
                 "only an incoming call can be rejected",
             ));
+        }
+        // The reason is optional; when given it must be one Graph knows.
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let reject: graph_signaling::models::RejectBody = serde_json::from_slice(body)
+                .map_err(|e| Refusal::bad_request(format!("the reject body is not valid: {e}")))?;
+            if matches!(
+                reject.reason,
+                graph_signaling::models::RejectReason::Unknown(_)
+            ) {
+                return Err(Refusal::bad_request(
+                    "reason must be none, busy or forbidden",
+                ));
+            }
         }
         self.terminate(now, id, CallEnd::Rejected);
         Ok(())

@@ -5,14 +5,54 @@
 use std::time::{Duration, Instant};
 
 use graph_signaling::models::{
-    ClientContextBody, InviteParticipantsBody, UpdateRecordingStatusBody,
+    CallState, ClientContextBody, InvitationParticipantInfo, InviteParticipantsBody,
+    UpdateRecordingStatusBody,
 };
 use serde_json::Value;
 
-use super::calls::CallKind;
+use super::calls::{CallEnd, CallKind};
 use super::refusal::Refusal;
+use super::roster::MemberState;
 use super::timers::TimerKind;
 use super::{MAX_CLIENT_CONTEXT, MAX_GROUP_PARTICIPANTS, Sim, payloads};
+
+impl Sim {
+    /// Checks `replacesCallId` (and `participantId`) of an invitee into `call_id`: the call
+    /// replaced is another live call of the bot's; without `participantId` it is an established
+    /// peer-to-peer call, with it a call the participant is in.
+    fn check_replaces(
+        &self,
+        call_id: &str,
+        p: &InvitationParticipantInfo,
+    ) -> Result<(String, Option<String>), Refusal> {
+        let from = p.replaces_call_id.get().cloned().unwrap_or_default();
+        if from == call_id {
+            return Err(Refusal::bad_request("a call cannot replace itself"));
+        }
+        let replaced = self.live_call(&from)?;
+        match p.participant_id.get() {
+            None => {
+                if replaced.kind != CallKind::PeerToPeer || replaced.state != CallState::Established
+                {
+                    return Err(Refusal::bad_request(
+                        "replacesCallId without participantId needs an established peer-to-peer call",
+                    ));
+                }
+                Ok((from, None))
+            }
+            Some(pid) => {
+                let present = replaced.in_call().any(|m| m.id == *pid);
+                if !present {
+                    return Err(Refusal::bad_request(format!(
+                        "participant {} is not in call {from}",
+                        pid.chars().take(64).collect::<String>()
+                    )));
+                }
+                Ok((from, Some(pid.clone())))
+            }
+        }
+    }
+}
 
 /// An invitation still ringing, finished by [`Sim::finish_invite`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +63,9 @@ pub(super) struct PendingInvite {
     pub(super) members: Vec<usize>,
     /// The request's participants, echoed in the operation.
     pub(super) participants: Value,
+    /// `replacesCallId` of the first participant, and its `participantId` when one is moved
+    /// from another meeting.
+    pub(super) replaces: Option<(String, Option<String>)>,
 }
 
 impl Sim {
@@ -66,6 +109,10 @@ impl Sim {
         } else {
             &invite.participants[..]
         };
+        let replaces = match invited.first() {
+            Some(p) if replacing => Some(self.check_replaces(id, p)?),
+            _ => None,
+        };
         let mut new_members = Vec::new();
         for p in invited {
             new_members.push(self.member_for(p, can_dial_phones)?);
@@ -97,6 +144,7 @@ impl Sim {
                 client_context,
                 members,
                 participants,
+                replaces,
             }),
         );
         Ok((location, body))
@@ -113,6 +161,7 @@ impl Sim {
             client_context,
             members,
             participants,
+            replaces,
         } = invite;
         let declined = members
             .iter()
@@ -143,6 +192,23 @@ impl Sim {
         if !declined {
             for i in members {
                 self.join(now, call_id, i);
+            }
+            match replaces {
+                // Moved from another meeting: they leave it.
+                Some((from, Some(pid))) => {
+                    let index = self.calls.get(&from).and_then(|c| {
+                        c.members.iter().position(|m| {
+                            m.id == pid
+                                && matches!(m.state, MemberState::Present | MemberState::InLobby)
+                        })
+                    });
+                    if let Some(i) = index {
+                        self.leave(now, &from, i);
+                    }
+                }
+                // The peer-to-peer call became this group call.
+                Some((from, None)) => self.terminate(now, &from, CallEnd::Replaced),
+                None => {}
             }
             for (i, leave) in leaves {
                 self.schedule(
