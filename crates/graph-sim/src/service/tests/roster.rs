@@ -148,31 +148,42 @@ fn guests_wait_in_the_lobby_in_meetings() {
 fn replaces_call_id_moves_only_the_first_participant() {
     let mut h = Harness::new(Scenario::two_users());
     let alice = user_id(&h, "Alice");
+    let bob = user_id(&h, "Bob");
+    // The P2P call to be replaced.
+    let p2p = h.create_p2p(&bob);
     let mut body = p2p_body(&alice);
     body["chatInfo"] = json!({"threadId": "19:group@thread.v2", "messageId": "0"});
     let r = h.request(Method::Post, "/communications/calls", &body);
     let call = r.body.unwrap()["id"].as_str().unwrap().to_owned();
     h.advance(Duration::from_secs(1));
-    let invite = json!({"participants": [
-        {"identity": {"user": {"id": "m1", "displayName": "Moved"}}, "replacesCallId": "a7ebfb2d-871e-419c-87af-27290b22e8db"},
-        {"identity": {"user": {"id": "m2", "displayName": "Ignored"}}}
-    ]});
+    let invite = |replaces: &str| {
+        json!({"participants": [
+            {"identity": {"user": {"id": "m1", "displayName": "Moved"}}, "replacesCallId": replaces},
+            {"identity": {"user": {"id": "m2", "displayName": "Ignored"}}}
+        ]})
+    };
+    let path = format!("/communications/calls/{call}/participants/invite");
+    // A call that does not exist cannot be replaced.
     let r = h.request(
         Method::Post,
-        &format!("/communications/calls/{call}/participants/invite"),
-        &invite,
+        &path,
+        &invite("a7ebfb2d-871e-419c-87af-27290b22e8db"),
     );
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = h.request(Method::Post, &path, &invite(&p2p));
     assert_eq!(r.status, 200, "{:?}", r.body);
     h.advance(Duration::from_secs(1));
     let names: Vec<String> = h
         .sim_events
         .iter()
         .filter_map(|e| match e {
-            SimEvent::SourceAdded { name, .. } => Some(name.clone()),
+            SimEvent::SourceAdded { name, call_id, .. } if *call_id == call => Some(name.clone()),
             _ => None,
         })
         .collect();
     assert_eq!(names, ["Alice", "Moved"]);
+    // The P2P call is over: it became the group call.
+    assert_eq!(h.states(&p2p).last(), Some(&CallState::Terminated));
 }
 
 #[test]
