@@ -334,3 +334,76 @@ mod tests {
         openid_documents(&[0xff; 16]);
     }
 }
+
+/// Reads arbitrary bytes as what service-hosted media brings back: a notification batch whose
+/// call updates may carry `toneInfo` and whose operations may carry recording metadata, and
+/// the list answers of the call's resources. Checks what must hold for any input: nothing
+/// panics; each call reports a key at most once and in rising `sequenceId` order however the
+/// batch repeats; a recording is reported only with a non-empty location; list answers and
+/// the media request bodies round-trip through JSON unchanged.
+///
+/// # Panics
+/// Only when one of those properties is broken (that is the fuzzer's finding).
+pub fn media_events(data: &[u8]) {
+    use crate::models::{
+        AudioRoutingGroup, Collection, CommsOperation, Participant, PlayPromptBody,
+        RecordResponseBody, SendDtmfTonesBody,
+    };
+    use crate::state::SignalingEvent;
+    if let Ok(batch) = CommsNotifications::parse(data) {
+        let now = Instant::now();
+        let mut calls: HashMap<String, CallStateMachine> = HashMap::new();
+        let mut last: HashMap<String, i64> = HashMap::new();
+        // Twice: a redelivered batch reports no key again.
+        for _ in 0..2 {
+            for n in &batch.value {
+                let Some(id) = n.call_id() else { continue };
+                let call = calls
+                    .entry(id.to_owned())
+                    .or_insert_with(|| CallStateMachine::new(id, Some(APP_ID.into())));
+                call.handle_notification(n, now);
+                while let Some(e) = call.poll_event() {
+                    if let SignalingEvent::Tone(t) = e {
+                        let previous = last.insert(id.to_owned(), t.sequence_id);
+                        assert!(
+                            previous.is_none_or(|p| t.sequence_id > p),
+                            "a key reported twice or out of order"
+                        );
+                    }
+                }
+            }
+        }
+        for item in batch.value.iter().flat_map(|n| n.items()) {
+            if let crate::models::ResourceItem::Operation(op) = item
+                && let Some(r) = op.recording()
+            {
+                assert!(!r.location.is_empty());
+                let _ = r.to_string();
+            }
+        }
+    }
+    if let Ok(op) = serde_json::from_slice::<CommsOperation>(data) {
+        round_trip(&op);
+        if let Some(r) = op.recording() {
+            assert!(!r.location.is_empty());
+        }
+    }
+    if let Ok(list) = serde_json::from_slice::<Collection<Participant>>(data) {
+        round_trip(&list);
+    }
+    if let Ok(list) = serde_json::from_slice::<Collection<AudioRoutingGroup>>(data) {
+        round_trip(&list);
+    }
+    if let Ok(body) = serde_json::from_slice::<RecordResponseBody>(data) {
+        let _ = crate::validate::record_response(&body);
+        round_trip(&body);
+    }
+    if let Ok(body) = serde_json::from_slice::<PlayPromptBody>(data) {
+        let _ = crate::validate::prompts("playPrompt", &body.prompts, 1, 20);
+        round_trip(&body);
+    }
+    if let Ok(body) = serde_json::from_slice::<SendDtmfTonesBody>(data) {
+        let _ = crate::validate::dtmf_tones(&body.tones);
+        round_trip(&body);
+    }
+}

@@ -15,6 +15,7 @@ mod media;
 mod people;
 mod requests;
 mod roster;
+mod schema;
 
 const DOCUMENTED_BLOB: &str =
     include_str!("../../../../media-session/testdata/documented-blob.json");
