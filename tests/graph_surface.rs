@@ -89,6 +89,10 @@ async fn participants_are_listed_muted_held_and_removed() {
         .await
         .unwrap();
     let ids = joined(&mut call, 3).await;
+    // The call resource, read back.
+    let resource = call.resource().await.unwrap();
+    assert_eq!(resource.id.get().map(String::as_str), Some(call.id()));
+    assert_eq!(resource.state.get(), Some(&CallState::Established));
     // Listed: the bot and the three.
     let listed = call.participants().await.unwrap();
     assert_eq!(listed.len(), 4, "{listed:?}");
@@ -306,5 +310,54 @@ async fn incoming_calls_are_redirected_or_rejected_with_a_reason() {
         .await
         .unwrap_or_else(|_| panic!("call {id} ended"));
     }
+    sim.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_user_calls_the_bots_number() {
+    use mediabot::crates::graph_sim::scenario::IdentityKind;
+    let mut caller = SimUser::new("Phone Pat", Voice::Speech);
+    caller.identity = IdentityKind::Phone;
+    caller.phone = Some("+14255550123".into());
+    let sim = LocalSim::start(Scenario {
+        users: vec![caller],
+        ..Scenario::default()
+    })
+    .await
+    .unwrap();
+    let mut bot = Bot::builder(sim.target()).build().await.unwrap();
+    let mut incoming = bot.incoming_calls().unwrap();
+    sim.offer_incoming_call(bot.callback_url(), 0)
+        .await
+        .unwrap();
+    let offered = incoming.next().await.unwrap();
+    // Offered to the bot's application instance, from a phone number.
+    let caller = offered.caller().expect("the caller's identity");
+    assert_eq!(
+        caller
+            .phone
+            .get()
+            .and_then(|p| p.id.get())
+            .map(String::as_str),
+        Some("+14255550123")
+    );
+    let target = offered.offer().unwrap().targets.get().unwrap()[0]
+        .identity
+        .get()
+        .unwrap()
+        .clone();
+    assert!(target.application_instance.get().is_some(), "{target:?}");
+    let mut call = offered.answer_service_hosted().await.unwrap();
+    until(&mut call, |e| {
+        matches!(
+            e,
+            CallEvent::StateChanged {
+                to: CallState::Established,
+                ..
+            }
+        )
+    })
+    .await;
+    call.hang_up().await.unwrap();
     sim.finish().await.unwrap();
 }

@@ -632,6 +632,12 @@ impl CallControl {
         self.action(CallAction::Invite(vec![who])).await
     }
 
+    /// The call resource as the service has it now (`GET /communications/calls/{id}`): state,
+    /// media config, meeting and chat info, result.
+    pub async fn resource(&self) -> Result<graph_signaling::models::Call, BotError> {
+        Ok(self.client.get_call(&self.call_id).await?)
+    }
+
     /// The call's participants as the service lists them now (the bot's own entry included).
     pub async fn participants(&self) -> Result<Vec<Participant>, BotError> {
         Ok(self.client.list_participants(&self.call_id).await?)
@@ -723,13 +729,34 @@ impl CallControl {
 pub struct IncomingCall {
     id: String,
     received_at: Instant,
+    resource: Option<Box<graph_signaling::models::Call>>,
     shared: Arc<Shared>,
+}
+
+/// An incoming call as the dispatcher hands it over.
+#[derive(Debug)]
+pub(crate) struct Offer {
+    pub(crate) id: String,
+    pub(crate) received_at: Instant,
+    pub(crate) resource: Option<Box<graph_signaling::models::Call>>,
 }
 
 impl IncomingCall {
     /// The Graph call id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The call as the service offered it: who calls (`source`), whom (`targets`: the bot's
+    /// application, or its application instance for a call to its phone number), the
+    /// requested modalities.
+    pub fn offer(&self) -> Option<&graph_signaling::models::Call> {
+        self.resource.as_deref()
+    }
+
+    /// Who calls (the offer's `source.identity`).
+    pub fn caller(&self) -> Option<&IdentitySet> {
+        self.resource.as_ref()?.source.get()?.identity.get()
     }
 
     /// Answers with app-hosted media; the call's events and audio flow as for a placed call.
@@ -845,17 +872,22 @@ impl IncomingCall {
 /// The stream of incoming calls ([`super::Bot::incoming_calls`]).
 #[derive(Debug)]
 pub struct IncomingCalls {
-    pub(super) rx: mpsc::UnboundedReceiver<(String, Instant)>,
+    pub(super) rx: mpsc::UnboundedReceiver<Offer>,
     pub(super) shared: Arc<Shared>,
 }
 
 impl IncomingCalls {
     /// The next incoming call; `None` when the bot stopped.
     pub async fn next(&mut self) -> Option<IncomingCall> {
-        let (id, received_at) = self.rx.recv().await?;
+        let Offer {
+            id,
+            received_at,
+            resource,
+        } = self.rx.recv().await?;
         Some(IncomingCall {
             id,
             received_at,
+            resource,
             shared: self.shared.clone(),
         })
     }

@@ -50,7 +50,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use audio_pipeline::{CallMedia, Engine};
 use graph_signaling::client::GraphClient;
@@ -176,7 +176,7 @@ struct Shared {
     instance_id: String,
     call_config: CallConfig,
     calls: Mutex<Calls>,
-    incoming: mpsc::UnboundedSender<(String, Instant)>,
+    incoming: mpsc::UnboundedSender<call::Offer>,
     admission: Admission,
     lifecycle: lifecycle::Lifecycle,
     counters: BotCounters,
@@ -217,8 +217,20 @@ impl Shared {
                 continue;
             }
             let offer = is_incoming_offer(&n);
+            let resource = offer
+                .then(|| {
+                    n.items().iter().find_map(|item| match item {
+                        graph_signaling::models::ResourceItem::Call(c) => Some(c.clone()),
+                        _ => None,
+                    })
+                })
+                .flatten();
             if calls.early.keep(&id, n, offer, now) {
-                let _ = self.incoming.send((id, now));
+                let _ = self.incoming.send(call::Offer {
+                    id,
+                    received_at: now,
+                    resource,
+                });
             }
         }
     }
@@ -283,7 +295,7 @@ async fn dispatch_notifications(shared: Weak<Shared>, mut batches: mpsc::Receive
 pub struct Bot {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    incoming: Option<mpsc::UnboundedReceiver<(String, Instant)>>,
+    incoming: Option<mpsc::UnboundedReceiver<call::Offer>>,
     tasks: Vec<JoinHandle<()>>,
 }
 

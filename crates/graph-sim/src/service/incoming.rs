@@ -22,7 +22,25 @@ impl Sim {
         user: SimUser,
         user_id: &str,
     ) -> String {
+        // A phone user dials the bot's number: the call is offered to its application instance.
+        let by_phone = user.identity == crate::scenario::IdentityKind::Phone;
         let caller = self.new_member(user, user_id);
+        let target = if by_phone {
+            json!({
+                "@odata.type": "#microsoft.graph.identitySet",
+                "applicationInstance": {
+                    "@odata.type": "#microsoft.graph.identity",
+                    "id": self.config.application_instance_id,
+                    "displayName": "Bot",
+                },
+                "phone": {
+                    "@odata.type": "#microsoft.graph.identity",
+                    "id": self.config.application_instance_number,
+                },
+            })
+        } else {
+            payloads::application_identity(&self.config.app_id, "Bot")
+        };
         let id = self.new_id();
         let bot_id = self.new_id();
         let resource = json!({
@@ -40,7 +58,7 @@ impl Sim {
             },
             "targets": [{
                 "@odata.type": "#microsoft.graph.invitationParticipantInfo",
-                "identity": payloads::application_identity(&self.config.app_id, "Bot"),
+                "identity": target,
             }],
             "requestedModalities": ["audio"],
             "tenantId": self.config.tenant_id,

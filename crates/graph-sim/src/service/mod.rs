@@ -98,6 +98,11 @@ pub struct SimConfig {
     /// Accept callback URLs outside loopback. Off by default, so a test can never make the sim
     /// post to the outside world.
     pub allow_remote_callbacks: bool,
+    /// The bot's application instance (the resource account that carries its phone number):
+    /// phone users call it there, and a bot calling phones names it as the source.
+    pub application_instance_id: String,
+    /// The application instance's phone number (E.164).
+    pub application_instance_number: String,
 }
 
 impl Default for SimConfig {
@@ -114,6 +119,8 @@ impl Default for SimConfig {
             lobby_admit_after: Duration::from_secs(2),
             token_lifetime: Duration::from_secs(3599),
             allow_remote_callbacks: false,
+            application_instance_id: "00000000-0000-0000-0000-0000000a1717".into(),
+            application_instance_number: "+14255550100".into(),
         }
     }
 }
