@@ -531,7 +531,10 @@ impl CallControl {
     ) -> Result<(), BotError> {
         self.ask(AppRequest::Control(
             Ticket(0),
-            ControlAction::Transfer { target, transferee },
+            ControlAction::Transfer {
+                target: Box::new(target),
+                transferee: transferee.map(Box::new),
+            },
         ))
         .await
         .map(|_| ())

@@ -151,9 +151,9 @@ pub enum ControlAction {
     /// Hand the established call to someone else (`transfer`); the bot's leg then ends.
     Transfer {
         /// Who takes the call.
-        target: InvitationParticipantInfo,
+        target: Box<InvitationParticipantInfo>,
         /// Who is transferred, in a group call.
-        transferee: Option<ParticipantInfo>,
+        transferee: Option<Box<ParticipantInfo>>,
     },
     /// Remove a participant (by participant id) from a group call or meeting.
     RemoveParticipant(String),
@@ -214,7 +214,7 @@ impl GraphRequest {
                 client_context,
             } => PreparedRequest::send_dtmf_tones(id, tones.clone(), *delay_ms, client_context),
             CallRequest::Transfer { target, transferee } => {
-                PreparedRequest::transfer(id, target.clone(), transferee.clone())
+                PreparedRequest::transfer(id, (**target).clone(), transferee.as_deref().cloned())
             }
             CallRequest::MuteParticipant {
                 participant_id,
@@ -336,9 +336,9 @@ pub enum CallRequest {
     /// `POST …/transfer`.
     Transfer {
         /// Who takes the call.
-        target: InvitationParticipantInfo,
+        target: Box<InvitationParticipantInfo>,
         /// Who is transferred (group calls).
-        transferee: Option<ParticipantInfo>,
+        transferee: Option<Box<ParticipantInfo>>,
     },
     /// `POST …/participants/{pid}/mute`.
     MuteParticipant {

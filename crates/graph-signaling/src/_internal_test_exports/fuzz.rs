@@ -268,73 +268,6 @@ fn fingerprint(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A body with the status in front, as the graph_responses target reads its input.
-    fn response(status: u16, body: &str) -> Vec<u8> {
-        let mut out = status.to_be_bytes().to_vec();
-        out.extend_from_slice(body.as_bytes());
-        out
-    }
-
-    #[test]
-    fn graph_responses_takes_bodies_and_garbage() {
-        for (status, body) in [
-            (
-                201,
-                r##"{"@odata.type":"#microsoft.graph.call","id":"a","state":"establishing","x":[1,{"y":null}]}"##,
-            ),
-            (
-                200,
-                r##"{"@odata.type":"#microsoft.graph.inviteParticipantsOperation","id":"o","status":"Running"}"##,
-            ),
-            (
-                403,
-                r#"{"error":{"code":"7503","message":"no","innerError":{"request-id":"r"}}}"#,
-            ),
-            (500, ""),
-            (0, "not json"),
-            (u16::MAX, r#"{"error":5}"#),
-            (202, r#""a string where an object belongs""#),
-            (200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
-        ] {
-            graph_responses(&response(status, body));
-        }
-        graph_responses(&[]);
-        graph_responses(&[1]);
-        graph_responses(&[0xff, 0xfe, 0x80, 0x00, 0xc3]);
-    }
-
-    #[test]
-    fn an_unreadable_body_gives_a_short_reason() {
-        let long = format!("\"{}\"", "x".repeat(100_000));
-        graph_responses(&response(200, &long));
-    }
-
-    #[cfg(feature = "server")]
-    #[test]
-    fn openid_documents_takes_documents_and_garbage() {
-        for doc in [
-            r#"{"issuer":"https://api.botframework.com","jwks_uri":"https://login.example.com/keys"}"#,
-            r#"{"jwks_uri":"ftp://example.com/keys"}"#,
-            r#"{"jwks_uri":"https://"}"#,
-            r#"{"jwks_uri":5}"#,
-            r#"{"keys":[]}"#,
-            r#"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"},{"kty":"EC","kid":"b"},7,null]}"#,
-            r#"{"keys":[{"kty":"RSA","kid":"a","n":"!!","e":"AQAB"},{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}"#,
-            r#"{"keys":[{"kty":"RSA","kid":"","n":"AQAB","e":"AQAB","use":"enc"}]}"#,
-            "",
-            "null",
-            "{",
-        ] {
-            openid_documents(doc.as_bytes());
-        }
-        openid_documents(&[0xff; 16]);
-    }
-}
-
 /// Reads arbitrary bytes as what service-hosted media brings back: a notification batch whose
 /// call updates may carry `toneInfo` and whose operations may carry recording metadata, and
 /// the list answers of the call's resources. Checks what must hold for any input: nothing
@@ -405,5 +338,72 @@ pub fn media_events(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<SendDtmfTonesBody>(data) {
         let _ = crate::validate::dtmf_tones(&body.tones);
         round_trip(&body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body with the status in front, as the graph_responses target reads its input.
+    fn response(status: u16, body: &str) -> Vec<u8> {
+        let mut out = status.to_be_bytes().to_vec();
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+
+    #[test]
+    fn graph_responses_takes_bodies_and_garbage() {
+        for (status, body) in [
+            (
+                201,
+                r##"{"@odata.type":"#microsoft.graph.call","id":"a","state":"establishing","x":[1,{"y":null}]}"##,
+            ),
+            (
+                200,
+                r##"{"@odata.type":"#microsoft.graph.inviteParticipantsOperation","id":"o","status":"Running"}"##,
+            ),
+            (
+                403,
+                r#"{"error":{"code":"7503","message":"no","innerError":{"request-id":"r"}}}"#,
+            ),
+            (500, ""),
+            (0, "not json"),
+            (u16::MAX, r#"{"error":5}"#),
+            (202, r#""a string where an object belongs""#),
+            (200, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
+        ] {
+            graph_responses(&response(status, body));
+        }
+        graph_responses(&[]);
+        graph_responses(&[1]);
+        graph_responses(&[0xff, 0xfe, 0x80, 0x00, 0xc3]);
+    }
+
+    #[test]
+    fn an_unreadable_body_gives_a_short_reason() {
+        let long = format!("\"{}\"", "x".repeat(100_000));
+        graph_responses(&response(200, &long));
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn openid_documents_takes_documents_and_garbage() {
+        for doc in [
+            r#"{"issuer":"https://api.botframework.com","jwks_uri":"https://login.example.com/keys"}"#,
+            r#"{"jwks_uri":"ftp://example.com/keys"}"#,
+            r#"{"jwks_uri":"https://"}"#,
+            r#"{"jwks_uri":5}"#,
+            r#"{"keys":[]}"#,
+            r#"{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"},{"kty":"EC","kid":"b"},7,null]}"#,
+            r#"{"keys":[{"kty":"RSA","kid":"a","n":"!!","e":"AQAB"},{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}"#,
+            r#"{"keys":[{"kty":"RSA","kid":"","n":"AQAB","e":"AQAB","use":"enc"}]}"#,
+            "",
+            "null",
+            "{",
+        ] {
+            openid_documents(doc.as_bytes());
+        }
+        openid_documents(&[0xff; 16]);
     }
 }

@@ -167,7 +167,7 @@ fn graph_type(declared: &str) -> Option<String> {
 /// body the sim answered or posted, with the type each answers as.
 fn everything_the_sim_says() -> Vec<(String, Value)> {
     let mut said = Vec::new();
-    let mut keep = |ty: &str, r: &ApiResponse, said: &mut Vec<(String, Value)>| {
+    let keep = |ty: &str, r: &ApiResponse, said: &mut Vec<(String, Value)>| {
         assert!(r.status < 400, "{ty}: {:?}", r.body);
         if let Some(b) = &r.body {
             said.push((ty.to_owned(), b.clone()));
