@@ -70,12 +70,11 @@ pub fn is_legacy_notification(body: &[u8]) -> bool {
     let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else {
         return false;
     };
-    if o.contains_key("value")
-        || !o
-            .get("id")
-            .and_then(Value::as_str)
-            .is_some_and(|id| !id.is_empty())
-    {
+    let has_id = o
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    if o.contains_key("value") || !has_id {
         return false;
     }
     let conversation = o.get("callState").is_some_and(Value::is_string)
