@@ -495,7 +495,7 @@ async fn post_notification(
             Ok(r) if legacy && r.status().is_success() => {
                 match LegacyAnswer::from_status(r.status().as_u16()) {
                     LegacyAnswer::ResendInGraphFormat => {
-                        tracing::debug!(call = %n.call_id, "legacy format refused with 204; posting the Graph format");
+                        tracing::debug!(call = %n.call_id, "the bot answered 204 to the legacy format; posting the Graph format");
                         body = &n.body;
                         legacy = false;
                         posted.legacy_resent = true;
