@@ -10,6 +10,7 @@ use mediabot::bot::{
     RecordingStatus, ServiceEndpoints, Target,
 };
 use mediabot::crates::audio_pipeline::EngineConfig;
+use mediabot::crates::graph_signaling::client::Credential;
 use mediabot::crates::graph_signaling::models::CallState;
 use mediabot::crates::graph_sim::scenario::Scenario;
 use mediabot::crates::graph_sim::server::{ServerOptions, SimServer};
@@ -145,7 +146,7 @@ async fn media_that_never_connects_ends_the_call_with_a_clear_error() {
         token_url: sim.token_url(),
         openid_config_url: sim.openid_config_url(),
         app_id: config.app_id,
-        app_secret: config.app_secret,
+        credential: Credential::Secret(config.app_secret),
         tenant_id: config.tenant_id,
     });
     let bot = Bot::builder(target)

@@ -70,6 +70,45 @@ fn real_graph_needs_its_credentials_and_public_addresses() {
 }
 
 #[test]
+fn a_secret_and_a_certificate_together_are_refused_by_name() {
+    let dir = std::env::temp_dir().join(format!("mediabot-cli-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = test_kit::certs::self_signed_rsa("bot.test");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    // The secret from the environment, the certificate from flags: still two credentials.
+    let out = mediabot()
+        .args(["bot", "--target", "graph", "--duration", "1"])
+        .args(["--app-id", "a", "--tenant-id", "t"])
+        .arg("--app-certificate")
+        .arg(&cert_path)
+        .arg("--app-private-key")
+        .arg(&key_path)
+        .env("MEDIABOT_APP_SECRET", "not-a-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mutually exclusive"), "{stderr}");
+    assert!(!stderr.contains("not-a-secret"), "{stderr}");
+
+    // The sim refuses to register a file that holds no certificate, and names it.
+    let out = mediabot()
+        .args(["sim", "--duration", "1", "--app-certificate"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("key.pem") && stderr.contains("CERTIFICATE"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_meeting_passcode_needs_a_meeting() {
     let out = mediabot()
         .args(["bot", "--target", "local", "--passcode", "123"])

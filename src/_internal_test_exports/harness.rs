@@ -233,7 +233,7 @@ impl Harness {
             ("scope", "https://graph.microsoft.com/.default"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let (_, body) = sim.issue_token(now, &form);
+        let (_, body) = sim.issue_token(now, std::time::SystemTime::now(), &form);
         let token = body["access_token"].as_str().unwrap_or_default().to_owned();
         // Invariant: the fixed default cost needs no measuring, and codec construction with
         // the default settings does not fail.

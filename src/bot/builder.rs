@@ -284,7 +284,7 @@ impl BotBuilder {
             ClientCredentials {
                 token_url: endpoints.token_url.clone(),
                 client_id: endpoints.app_id.clone(),
-                client_secret: endpoints.app_secret.clone(),
+                credential: endpoints.credential.clone(),
                 scope: self.target.scope().to_owned(),
             },
             http_client.clone(),
@@ -325,19 +325,26 @@ impl BotBuilder {
         });
 
         // Count refused notifications: a steady stream of them means a misconfigured app id
-        // or someone probing the callback.
+        // or someone probing the callback. And legacy-format ones, answered 204 so the service
+        // posts them again in Graph format: only the endpoint answers 204, for those alone.
         let weak = Arc::downgrade(&shared);
         let callback = notification_routes.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let weak = weak.clone();
                 async move {
                     let response = next.run(request).await;
-                    if response.status() == axum::http::StatusCode::UNAUTHORIZED
+                    type Counter = fn(&BotCounters) -> &std::sync::atomic::AtomicU64;
+                    let counter: Option<Counter> = match response.status() {
+                        axum::http::StatusCode::UNAUTHORIZED => {
+                            Some(|c| &c.notification_auth_failures)
+                        }
+                        axum::http::StatusCode::NO_CONTENT => Some(|c| &c.notifications_legacy),
+                        _ => None,
+                    };
+                    if let Some(counter) = counter
                         && let Some(s) = weak.upgrade()
                     {
-                        s.counters
-                            .notification_auth_failures
-                            .fetch_add(1, Ordering::Relaxed);
+                        counter(&s.counters).fetch_add(1, Ordering::Relaxed);
                     }
                     response
                 }

@@ -1,11 +1,14 @@
 //! A bot's settings from command-line flags and `MEDIABOT_*` environment variables, for a
 //! command to flatten into its arguments (`#[command(flatten)] bot: BotArgs`).
 
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 use audio_pipeline::PcmSpec;
 use clap::{Args, ValueEnum};
+use graph_signaling::client::{Credential, MAX_PEM_BYTES};
 
 use super::{BotBuilder, BotError, MediaSettings, PcmFormat, ServiceEndpoints, Target};
 
@@ -32,9 +35,17 @@ pub struct BotArgs {
     /// The bot's application (client) id. Default for a sim: the sim's default.
     #[arg(long, env = "MEDIABOT_APP_ID")]
     pub app_id: Option<String>,
-    /// The bot's client secret.
+    /// The bot's client secret (or use --app-certificate and --app-private-key instead).
     #[arg(long, env = "MEDIABOT_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
+    /// A certificate registered with the app (PEM file, the leaf first if it holds a chain):
+    /// the bot then proves itself with client assertions signed by --app-private-key instead
+    /// of a client secret.
+    #[arg(long, env = "MEDIABOT_APP_CERTIFICATE", value_name = "PEM")]
+    pub app_certificate: Option<PathBuf>,
+    /// The certificate's RSA private key (PEM file, PKCS#8 or PKCS#1), with --app-certificate.
+    #[arg(long, env = "MEDIABOT_APP_PRIVATE_KEY", value_name = "PEM")]
+    pub app_private_key: Option<PathBuf>,
     /// The tenant calls are placed in.
     #[arg(long, env = "MEDIABOT_TENANT_ID")]
     pub tenant_id: Option<String>,
@@ -118,12 +129,79 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, BotError> {
         .ok_or_else(|| BotError::Config(format!("--{flag} is required for this target")))
 }
 
+/// Reads a PEM file of at most [`MAX_PEM_BYTES`], naming the flag in any error.
+fn read_pem(path: &Path, flag: &str) -> Result<Vec<u8>, BotError> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| BotError::Config(format!("--{flag} {}: {e}", path.display())))?;
+    if bytes.len() > MAX_PEM_BYTES {
+        return Err(BotError::Config(format!(
+            "--{flag} {}: larger than {MAX_PEM_BYTES} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 impl BotArgs {
+    /// The credential the flags give: `--app-secret`, or `--app-certificate` with
+    /// `--app-private-key`; `None` when neither is given. Giving both kinds, or one half of a
+    /// certificate, is an error that names the flags.
+    pub fn credential(&self) -> Result<Option<Credential>, BotError> {
+        let certificate = match (&self.app_certificate, &self.app_private_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(_), None) => {
+                return Err(BotError::Config(
+                    "--app-certificate needs --app-private-key (MEDIABOT_APP_PRIVATE_KEY): the \
+                     key that signs the client assertions"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(BotError::Config(
+                    "--app-private-key needs --app-certificate (MEDIABOT_APP_CERTIFICATE): the \
+                     certificate registered with the app"
+                        .into(),
+                ));
+            }
+        };
+        match (&self.app_secret, certificate) {
+            (Some(_), Some(_)) => Err(BotError::Config(
+                "--app-secret and --app-certificate/--app-private-key are mutually exclusive \
+                 (check MEDIABOT_APP_SECRET and MEDIABOT_APP_CERTIFICATE too): give the bot one \
+                 credential"
+                    .into(),
+            )),
+            (Some(secret), None) => Ok(Some(Credential::secret(secret.clone()))),
+            (None, Some((cert, key))) => {
+                let cert_pem = read_pem(cert, "app-certificate")?;
+                let key_pem = read_pem(key, "app-private-key")?;
+                Credential::certificate(&cert_pem, &key_pem)
+                    .map(Some)
+                    .map_err(|e| {
+                        BotError::Config(format!(
+                            "--app-certificate {} with --app-private-key {}: {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The target the flags name; `None` for `local`, whose target comes from the
     /// [`super::LocalSim`] the caller starts.
     pub fn target(&self) -> Result<Option<Target>, BotError> {
         match self.target {
-            TargetKind::Local => Ok(None),
+            TargetKind::Local => {
+                // The in-process sim brings its own app registration, but conflicting or
+                // half-given credential flags are still a mistake worth reporting.
+                self.credential()?;
+                Ok(None)
+            }
             TargetKind::Sim => {
                 let url = required(&self.sim_url, "sim-url")?;
                 let url = url.trim_end_matches('/');
@@ -134,15 +212,26 @@ impl BotArgs {
                     token_url: format!("{url}/{tenant}/oauth2/v2.0/token"),
                     openid_config_url: format!("{url}/v1/.well-known/OpenIdConfiguration"),
                     app_id: self.app_id.clone().unwrap_or(defaults.app_id),
-                    app_secret: self.app_secret.clone().unwrap_or(defaults.app_secret),
+                    credential: self
+                        .credential()?
+                        .unwrap_or(Credential::Secret(defaults.app_secret)),
                     tenant_id: tenant,
                 })))
             }
-            TargetKind::Graph => Ok(Some(Target::graph(
-                required(&self.app_id, "app-id")?,
-                required(&self.app_secret, "app-secret")?,
-                required(&self.tenant_id, "tenant-id")?,
-            ))),
+            TargetKind::Graph => {
+                let app_id = required(&self.app_id, "app-id")?;
+                let credential = self.credential()?.ok_or_else(|| {
+                    BotError::Config(
+                        "--app-secret, or --app-certificate with --app-private-key, is required \
+                         for this target"
+                            .into(),
+                    )
+                })?;
+                let tenant = required(&self.tenant_id, "tenant-id")?;
+                Ok(Some(Target::graph_with_credential(
+                    app_id, credential, tenant,
+                )))
+            }
         }
     }
 
@@ -169,5 +258,97 @@ impl BotArgs {
             b = b.instance_id(id);
         }
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bot: BotArgs,
+    }
+
+    /// Parses `args` after `--target graph` and an app and tenant id. (clap also reads the
+    /// `MEDIABOT_*` variables; the test environment sets none of the credential ones.)
+    fn parse(args: &[&str]) -> BotArgs {
+        let mut all = vec![
+            "bot",
+            "--target",
+            "graph",
+            "--app-id",
+            "a",
+            "--tenant-id",
+            "t",
+        ];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().bot
+    }
+
+    fn config_error(args: &BotArgs) -> String {
+        match args.target() {
+            Err(BotError::Config(text)) => text,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn credential_flags_are_one_secret_or_one_certificate_with_its_key() {
+        let dir = std::env::temp_dir().join(format!("mediabot-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = test_kit::certs::self_signed_rsa("bot.test");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+        std::fs::write(&key_path, &cert.key_pem).unwrap();
+        let (c, k) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+
+        let with_cert = parse(&["--app-certificate", c, "--app-private-key", k]);
+        let target = with_cert.target().unwrap().unwrap();
+        assert!(matches!(
+            target.endpoints().credential,
+            Credential::Certificate(_)
+        ));
+        let with_secret = parse(&["--app-secret", "s"]);
+        assert_eq!(
+            with_secret
+                .target()
+                .unwrap()
+                .unwrap()
+                .endpoints()
+                .credential,
+            Credential::secret("s")
+        );
+
+        let both = parse(&[
+            "--app-secret",
+            "s",
+            "--app-certificate",
+            c,
+            "--app-private-key",
+            k,
+        ]);
+        assert!(config_error(&both).contains("mutually exclusive"));
+        assert!(config_error(&parse(&["--app-certificate", c])).contains("--app-private-key"));
+        assert!(config_error(&parse(&["--app-private-key", k])).contains("--app-certificate"));
+        assert!(config_error(&parse(&[])).contains("--app-secret"));
+        // The key given as the certificate and the other way round: the error names both.
+        let swapped = parse(&["--app-certificate", k, "--app-private-key", c]);
+        let text = config_error(&swapped);
+        assert!(
+            text.contains("--app-certificate") && text.contains("CERTIFICATE"),
+            "{text}"
+        );
+        let missing = parse(&[
+            "--app-certificate",
+            "/nonexistent.pem",
+            "--app-private-key",
+            k,
+        ]);
+        assert!(config_error(&missing).contains("/nonexistent.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

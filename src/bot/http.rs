@@ -238,6 +238,8 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&c.notification_auth_failures));
         metrics::counter!("mediabot_notifications_redirected_total")
             .absolute(load(&c.notifications_redirected));
+        metrics::counter!("mediabot_notifications_legacy_total")
+            .absolute(load(&c.notifications_legacy));
         metrics::counter!("mediabot_media_stream_failures_total")
             .absolute(load(&c.media_stream_failures));
         let server = &shared.server;

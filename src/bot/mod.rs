@@ -70,6 +70,7 @@ pub use call::{Call, CallControl, IncomingCall, IncomingCalls};
 #[cfg(feature = "cli")]
 pub use config::{BotArgs, TargetKind};
 pub use driver::CallSnapshot;
+pub use graph_signaling::client::{CertificateCredential, Credential, CredentialError};
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use lifecycle::{DrainReport, Phase};
@@ -134,6 +135,9 @@ struct BotCounters {
     notification_auth_failures: AtomicU64,
     /// Notifications posted to another instance's callback path, answered with 302.
     notifications_redirected: AtomicU64,
+    /// Notifications in the legacy format, answered with 204 (the service resends them in
+    /// Graph format).
+    notifications_legacy: AtomicU64,
     app_frames_dropped: AtomicU64,
     media_stream_failures: AtomicU64,
     calls_placed: AtomicU64,
@@ -543,6 +547,15 @@ impl Bot {
         self.shared
             .counters
             .notification_auth_failures
+            .load(Ordering::Relaxed)
+    }
+
+    /// Notifications that came in the legacy format and were answered `204`, so the service
+    /// posted them again in Graph format.
+    pub fn legacy_notifications(&self) -> u64 {
+        self.shared
+            .counters
+            .notifications_legacy
             .load(Ordering::Relaxed)
     }
 }

@@ -1,5 +1,6 @@
 //! graph-sim in-process, with its media side running, for examples, tests and the demo.
 
+use graph_signaling::client::Credential;
 use graph_signaling::models::CallState;
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
@@ -106,7 +107,7 @@ impl LocalSim {
             token_url: sim.token_url(),
             openid_config_url: sim.openid_config_url(),
             app_id: config.app_id,
-            app_secret: config.app_secret,
+            credential: Credential::Secret(config.app_secret),
             tenant_id: config.tenant_id,
         });
         let users = sim.with_sim(|s, _| {

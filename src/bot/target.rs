@@ -1,6 +1,6 @@
 //! Where the bot's signaling goes, and what a call is placed to.
 
-use graph_signaling::client::{DEFAULT_GRAPH_BASE, GRAPH_SCOPE};
+use graph_signaling::client::{CertificateCredential, Credential, DEFAULT_GRAPH_BASE, GRAPH_SCOPE};
 
 /// The calling service the bot talks to. Chosen explicitly: nothing falls back to the sim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,22 +24,25 @@ pub struct ServiceEndpoints {
     pub openid_config_url: String,
     /// The bot's application (client) id.
     pub app_id: String,
-    /// The bot's client secret.
-    pub app_secret: String,
+    /// How the bot proves itself to the token endpoint: its client secret, or a certificate
+    /// registered with the app ([`Credential::Certificate`], a signed client assertion per
+    /// token request).
+    pub credential: Credential,
     /// The tenant the bot places calls in.
     pub tenant_id: String,
 }
 
 impl std::fmt::Debug for ServiceEndpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret stays out of logs.
+        // `Credential`'s own Debug keeps the secret and the key out of logs.
         f.debug_struct("ServiceEndpoints")
             .field("api_url", &self.api_url)
             .field("token_url", &self.token_url)
             .field("openid_config_url", &self.openid_config_url)
             .field("app_id", &self.app_id)
+            .field("credential", &self.credential)
             .field("tenant_id", &self.tenant_id)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -54,15 +57,44 @@ impl Target {
         app_secret: impl Into<String>,
         tenant_id: impl Into<String>,
     ) -> Target {
+        Target::graph_with_credential(app_id, Credential::secret(app_secret), tenant_id)
+    }
+
+    /// Real Microsoft Graph for the app registration `app_id` in `tenant_id`, proven with a
+    /// certificate registered with the app (see [`CertificateCredential::from_pem`]).
+    pub fn graph_with_certificate(
+        app_id: impl Into<String>,
+        certificate: CertificateCredential,
+        tenant_id: impl Into<String>,
+    ) -> Target {
+        Target::graph_with_credential(app_id, Credential::Certificate(certificate), tenant_id)
+    }
+
+    /// Real Microsoft Graph for the app registration `app_id` in `tenant_id`, with any kind
+    /// of credential.
+    pub fn graph_with_credential(
+        app_id: impl Into<String>,
+        credential: Credential,
+        tenant_id: impl Into<String>,
+    ) -> Target {
         let tenant_id = tenant_id.into();
         Target::Graph(ServiceEndpoints {
             api_url: DEFAULT_GRAPH_BASE.to_owned(),
             token_url: format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
             openid_config_url: GRAPH_OPENID_CONFIG_URL.to_owned(),
             app_id: app_id.into(),
-            app_secret: app_secret.into(),
+            credential,
             tenant_id,
         })
+    }
+
+    /// The same service, with the bot proving itself with `credential` instead (a
+    /// [`super::LocalSim`]'s target with a certificate the sim was started with, say).
+    pub fn with_credential(self, credential: Credential) -> Target {
+        match self {
+            Target::Sim(e) => Target::Sim(ServiceEndpoints { credential, ..e }),
+            Target::Graph(e) => Target::Graph(ServiceEndpoints { credential, ..e }),
+        }
     }
 
     /// The service's URLs and credentials.

@@ -51,7 +51,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// An echo bot configured from flags and MEDIABOT_* variables, for graph-sim or real
     /// Microsoft Graph (where media cannot connect: see the README).
-    Bot(bot::BotCommandArgs),
+    // Boxed: its many flags make it several times larger than the other variants.
+    Bot(Box<bot::BotCommandArgs>),
 }
 
 impl Cli {
@@ -65,7 +66,7 @@ impl Cli {
             Command::Inspect { input } => inspect::run(&input),
             Command::Sim(args) => sim::run(args),
             Command::Demo(args) => demo::run(args),
-            Command::Bot(args) => bot::run(args),
+            Command::Bot(args) => bot::run(*args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 //! calls. So non-idempotent requests are retried only when the service provably did not act on
 //! them (429 and 503 answers, or a connection that failed before the request went out).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Whether repeating a request could do something twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +121,27 @@ impl RetryPolicy {
     }
 }
 
-/// Parses `Retry-After` given in seconds (the form Graph uses). HTTP dates are not used by the
-/// calling service and read as absent.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// Parses `Retry-After` (RFC 9110 section 10.2.3): delay-seconds, the form Graph uses, or an
+/// HTTP date, read against `now` (the wall clock, passed in so the parse stays pure). A date
+/// already past means "retry now" ([`Duration::ZERO`]); a far one is returned as is and capped
+/// by [`RetryPolicy::max_retry_after`] like a large number of seconds. Anything else reads as
+/// absent, and the policy's own backoff applies.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    // The longest IMF-fixdate is 29 bytes; anything much longer is not worth parsing.
+    if value.is_empty() || value.len() > 64 {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time": the cap decides.
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(Duration::MAX, Duration::from_secs),
+        );
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -196,7 +213,64 @@ mod tests {
         assert_eq!(p.backoff(1, 0.0), Duration::from_millis(250));
         assert_eq!(p.backoff(2, 0.0), Duration::from_millis(500));
         assert_eq!(p.backoff(30, 1.0), Duration::from_secs(10));
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        // 2015-10-21T07:28:00Z, the example date of RFC 9110.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        // Thirty seconds ahead, in each of the three date forms RFC 9110 accepts.
+        for date in [
+            "Wed, 21 Oct 2015 07:28:30 GMT",
+            "Wednesday, 21-Oct-15 07:28:30 GMT",
+            "Wed Oct 21 07:28:30 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(30)),
+                "{date}"
+            );
+        }
+        // A date already past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for junk in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "Wed, 99 Oct 2015 07:28:00 GMT",
+            &"9".repeat(100),
+        ] {
+            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_retry_after_values_are_capped_by_the_policy() {
+        let p = RetryPolicy::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let throttled = |after| Attempt::Status {
+            status: 429,
+            retry_after: after,
+        };
+        let far_date = parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", now);
+        let huge_seconds = parse_retry_after("99999999999999999999999", now);
+        assert_eq!(huge_seconds, Some(Duration::MAX));
+        for after in [far_date, huge_seconds] {
+            assert_eq!(
+                p.decide(1, Idempotent, throttled(after), 0.0),
+                Decision::RetryAfter(p.max_retry_after)
+            );
+        }
+        let past = parse_retry_after("Thu, 01 Jan 2015 00:00:00 GMT", now);
+        assert_eq!(
+            p.decide(1, NonIdempotent, throttled(past), 0.0),
+            Decision::RetryAfter(Duration::ZERO)
+        );
     }
 }

@@ -281,6 +281,27 @@ async fn invalid_tokens_get_401_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_legacy_format_notification_is_answered_204_and_not_queued() {
+    let mut ep = endpoint(1 << 20).await;
+    let token = valid_token();
+    let offer = json!({"id": "c9", "callState": "incoming", "presentedModalityTypes": ["audio"],
+        "participants": [{"identity": "8:orgid:u1", "originator": true}],
+        "links": {"callback": "https://bot.example/api/calls"}});
+    assert_eq!(post(&ep.url, Some(&token), offer.to_string()).await, 204);
+    let change = json!({"id": "c9", "type": "callStateChange", "currentState": "establishing"});
+    assert_eq!(post(&ep.url, Some(&token), change.to_string()).await, 204);
+    assert!(ep.queue.try_recv().is_err(), "nothing acted on");
+    // Still authenticated first: a legacy body without a token is a 401.
+    assert_eq!(post(&ep.url, None, offer.to_string()).await, 401);
+    // The Graph form that follows is taken as usual.
+    assert_eq!(post(&ep.url, Some(&token), established("c9")).await, 202);
+    assert_eq!(
+        ep.queue.recv().await.unwrap().batch.value[0].call_id(),
+        Some("c9")
+    );
+}
+
+#[tokio::test]
 async fn oversized_and_malformed_bodies_are_refused() {
     let mut ep = endpoint(1024).await;
     let token = valid_token();

@@ -33,6 +33,12 @@ pub struct SignalingFaults {
     pub notification_drop: f64,
     /// Post `established` before `establishing` (both orders happen in the real service).
     pub established_first: bool,
+    /// Post each call's first notification in the legacy (pre-Graph, Skype bot calling)
+    /// format first, as the real service may for an incoming call; when the bot answers `204
+    /// No Content`, post the same notification again in Graph format. Any other success
+    /// means the bot took the legacy format, which the sim does not speak: that
+    /// notification counts as failed.
+    pub legacy_first: bool,
 }
 
 impl Default for SignalingFaults {
@@ -48,6 +54,7 @@ impl Default for SignalingFaults {
             notification_reorder: 0.0,
             notification_drop: 0.0,
             established_first: false,
+            legacy_first: false,
         }
     }
 }
@@ -111,6 +118,28 @@ pub struct NotificationFate {
     pub hold_back: bool,
     /// Wait this long first.
     pub delay: Duration,
+}
+
+/// What a bot's answer to a notification's legacy form means to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyAnswer {
+    /// `204 No Content`: the bot speaks Graph; post the notification again in Graph format.
+    ResendInGraphFormat,
+    /// Another success: the bot took the legacy format, so the service would go on in it.
+    KeptLegacy,
+    /// Not a success: handled as for any notification (redirect, redelivery, failure).
+    NotAccepted,
+}
+
+impl LegacyAnswer {
+    /// Reads the HTTP status a bot answered a legacy-format notification with.
+    pub fn from_status(status: u16) -> LegacyAnswer {
+        match status {
+            204 => LegacyAnswer::ResendInGraphFormat,
+            200..=299 => LegacyAnswer::KeptLegacy,
+            _ => LegacyAnswer::NotAccepted,
+        }
+    }
 }
 
 /// Draws the fate of requests and notifications from a seeded generator.
@@ -244,6 +273,20 @@ mod tests {
             ..SignalingFaults::default()
         };
         assert!(bad.validate().unwrap_err().contains("throttle_first"));
+    }
+
+    #[test]
+    fn only_204_turns_a_legacy_notification_into_a_graph_one() {
+        assert_eq!(
+            LegacyAnswer::from_status(204),
+            LegacyAnswer::ResendInGraphFormat
+        );
+        for ok in [200, 201, 202] {
+            assert_eq!(LegacyAnswer::from_status(ok), LegacyAnswer::KeptLegacy);
+        }
+        for other in [302, 400, 401, 429, 500, 503] {
+            assert_eq!(LegacyAnswer::from_status(other), LegacyAnswer::NotAccepted);
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! [signaling]
 //! throttle = 0.2
 //! retry_after_s = 1
+//! legacy_first = true  # each call's first notification in the legacy format first
 //!
 //! [meeting]                        # optional: see below
 //! join_meeting_id = "1234567890123"
@@ -489,6 +490,7 @@ jitter = 30
 [signaling]
 throttle = 0.2
 retry_after_s = 1
+legacy_first = true
 
 [meeting]
 join_meeting_id = "1234567890123"
@@ -535,6 +537,8 @@ passcode = "Xy7pQ2"
         assert_eq!(s.media.to_bot.jitter, Duration::from_millis(30));
         assert!(s.media.from_bot.is_clean());
         assert_eq!(s.signaling.throttle, 0.2);
+        assert!(s.signaling.legacy_first);
+        assert!(!Scenario::parse("").unwrap().signaling.legacy_first);
         let meeting = s.meeting.unwrap();
         assert_eq!(meeting.join_meeting_id, "1234567890123");
         assert_eq!(meeting.passcode.as_deref(), Some("Xy7pQ2"));

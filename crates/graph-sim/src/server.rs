@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::faults::LegacyAnswer;
 use crate::scenario::Scenario;
 use crate::service::is_loopback_url;
 use crate::service::{ApiRequest, MAX_REQUEST_BYTES, Method, Outbound, Sim, SimConfig, SimEvent};
@@ -81,6 +82,9 @@ pub enum ServerError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),
+    /// The app's configured certificate cannot verify client assertions.
+    #[error("app certificate: {0}")]
+    Certificate(#[from] crate::service::CertificateError),
 }
 
 /// Counters of what the notifier did.
@@ -95,6 +99,9 @@ pub struct NotifierStats {
     pub redelivered: u64,
     /// Redirects followed (a bot answered `302 Found` naming the call's owner).
     pub redirected: u64,
+    /// Notifications posted in the legacy format first (the `legacy_first` fault) and posted
+    /// again in Graph format after the bot's `204`.
+    pub legacy_resent: u64,
 }
 
 /// What became of one call's notifications.
@@ -108,6 +115,8 @@ pub struct CallNotifications {
     pub redelivered: u64,
     /// Refused, unreachable, or out of attempts.
     pub failed: u64,
+    /// Posted in the legacy format first and again in Graph format after the bot's `204`.
+    pub legacy_resent: u64,
 }
 
 /// Redirects followed for one post: a bot names the owner of a call; a chain means a loop.
@@ -246,6 +255,9 @@ impl SimServer {
         scenario: Scenario,
         options: ServerOptions,
     ) -> Result<SimServer, ServerError> {
+        if let Some(pem) = &config.app_certificate_pem {
+            crate::service::check_certificate(pem)?;
+        }
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .map_err(|source| ServerError::Bind {
@@ -421,14 +433,23 @@ async fn notifier(
         let (ready, later): (Vec<_>, Vec<_>) = retries.drain(..).partition(|(at, _, _)| *at <= now);
         retries = later;
         due.extend(ready.into_iter().map(|(_, n, attempt)| (n, attempt)));
-        for (n, attempt) in due {
-            let (delivery, redirects) = post_notification(&shared, &http, &n).await;
+        for (mut n, attempt) in due {
+            let (delivery, posted) = post_notification(&shared, &http, &n).await;
             let mut per_call = shared.per_call.lock().unwrap_or_else(|p| p.into_inner());
             let call = per_call.entry(n.call_id.clone()).or_default();
-            call.redirected += u64::from(redirects);
-            lock_stats(&shared).redirected += u64::from(redirects);
+            call.redirected += u64::from(posted.redirects);
+            call.legacy_resent += u64::from(posted.legacy_resent);
+            {
+                let mut stats = lock_stats(&shared);
+                stats.redirected += u64::from(posted.redirects);
+                stats.legacy_resent += u64::from(posted.legacy_resent);
+            }
             match delivery {
                 Delivery::Again(after) if attempt < MAX_DELIVERY_ATTEMPTS => {
+                    // The bot already asked for the Graph format: the redelivery is in it.
+                    if posted.legacy_resent {
+                        n.legacy = None;
+                    }
                     call.redelivered += 1;
                     lock_stats(&shared).redelivered += 1;
                     retries.push((Instant::now() + after, n, attempt + 1));
@@ -459,32 +480,53 @@ fn lock_stats(shared: &Shared) -> std::sync::MutexGuard<'_, NotifierStats> {
     shared.stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Posts one notification, following redirects to the call's owner; also returns how many
-/// redirects were followed.
+/// What posting one notification took besides its outcome.
+#[derive(Default)]
+struct Posted {
+    /// Redirects followed.
+    redirects: u32,
+    /// Whether a legacy form was answered `204` and the Graph body posted after it.
+    legacy_resent: bool,
+}
+
+/// Posts one notification, following redirects to the call's owner, and, when it has a legacy
+/// form, that form first and the Graph body after the bot's `204`.
 async fn post_notification(
     shared: &Shared,
     http: &reqwest::Client,
     n: &Outbound,
-) -> (Delivery, u32) {
+) -> (Delivery, Posted) {
     let token = match shared.signer.token(&shared.app_id, &shared.tenant_id) {
         Ok(token) => token,
         Err(e) => {
             tracing::error!(error = %e, "cannot sign notification");
-            return (Delivery::Failed, 0);
+            return (Delivery::Failed, Posted::default());
         }
     };
     let mut url = n.callback_uri.clone();
-    let mut redirects = 0;
+    let mut posted = Posted::default();
+    let mut body = n.first_body();
+    let mut legacy = n.legacy.is_some();
     loop {
-        let response = http
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&n.body)
-            .send()
-            .await;
+        let response = http.post(&url).bearer_auth(&token).json(body).send().await;
         let delivery = match response {
+            Ok(r) if legacy && r.status().is_success() => {
+                match LegacyAnswer::from_status(r.status().as_u16()) {
+                    LegacyAnswer::ResendInGraphFormat => {
+                        tracing::debug!(call = %n.call_id, "the bot answered 204 to the legacy format; posting the Graph format");
+                        body = &n.body;
+                        legacy = false;
+                        posted.legacy_resent = true;
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(call = %n.call_id, status = r.status().as_u16(), "the bot accepted a legacy-format notification instead of answering 204");
+                        Delivery::Failed
+                    }
+                }
+            }
             Ok(r) if r.status().is_success() => Delivery::Done,
-            Ok(r) if r.status().is_redirection() && redirects < MAX_REDIRECTS => {
+            Ok(r) if r.status().is_redirection() && posted.redirects < MAX_REDIRECTS => {
                 let next = r
                     .headers()
                     .get("location")
@@ -495,7 +537,7 @@ async fn post_notification(
                     Some(next) if shared.remote_callbacks || is_loopback_url(next.as_str()) => {
                         tracing::debug!(call = %n.call_id, to = %next, "following a redirect");
                         url = next.to_string();
-                        redirects += 1;
+                        posted.redirects += 1;
                         continue;
                     }
                     _ => {
@@ -524,7 +566,7 @@ async fn post_notification(
                 Delivery::Failed
             }
         };
-        return (delivery, redirects);
+        return (delivery, posted);
     }
 }
 
@@ -532,7 +574,9 @@ async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let form: Vec<(String, String)> = form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let (status, body) = shared.sim().issue_token(Instant::now(), &form);
+    let (status, body) = shared
+        .sim()
+        .issue_token(Instant::now(), SystemTime::now(), &form);
     json_response(status, &body)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::build;
 use graph_signaling::client::{
-    ClientCredentials, GraphClient, GraphClientConfig, RetryPolicy, TokenProvider,
+    ClientCredentials, Credential, GraphClient, GraphClientConfig, RetryPolicy, TokenProvider,
 };
 use graph_signaling::models::{CallState, IdentitySet, InvitationParticipantInfo, MediaConfig};
 use graph_signaling::notify::{NotificationLimits, pipeline};
@@ -48,7 +48,7 @@ async fn bot(sim: &SimServer, retry: RetryPolicy) -> Bot {
     let creds = ClientCredentials {
         token_url: sim.token_url(),
         client_id: config.app_id.clone(),
-        client_secret: config.app_secret.clone(),
+        credential: Credential::secret(config.app_secret.clone()),
         scope: "https://graph.microsoft.com/.default".into(),
     };
     let client = GraphClient::new(

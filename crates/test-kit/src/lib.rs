@@ -9,7 +9,12 @@
 //! variable names a file, appends the figure to it, so `scripts/flake-check` can report the
 //! worst value of every asserted figure over many runs: that is how a threshold's margin is
 //! measured instead of guessed.
+//!
+//! With the `certs` feature, [`certs`] makes throwaway RSA certificates for tests of
+//! certificate credentials.
 
+#[cfg(feature = "certs")]
+pub mod certs;
 pub mod figure;
 pub mod fixtures;
 pub mod seeds;

@@ -142,6 +142,7 @@ pub(crate) fn summary(sim: &SimHandle, offered: &[Offered], media: &MediaReport)
                     "redirected": notes.redirected,
                     "redelivered": notes.redelivered,
                     "failed": notes.failed,
+                    "legacy_resent": notes.legacy_resent,
                 },
                 "frames_to_bot": to_bot,
                 "frames_from_bot": from_bot,

@@ -29,6 +29,10 @@ pub(crate) struct SimArgs {
     /// The bot's client secret the sim accepts.
     #[arg(long, env = "MEDIABOT_APP_SECRET", hide_env_values = true)]
     app_secret: Option<String>,
+    /// A certificate (PEM file) registered with the app: the token endpoint then also accepts
+    /// client assertions signed with its private key (a bot's --app-certificate).
+    #[arg(long, env = "MEDIABOT_APP_CERTIFICATE", value_name = "PEM")]
+    app_certificate: Option<PathBuf>,
     /// Offer an incoming call from the scenario's first user to this callback URL, once started
     /// (with --incoming-calls: a stream of them).
     #[arg(long, value_name = "URL")]
@@ -79,6 +83,12 @@ pub(crate) fn run(args: SimArgs) -> Result<(), String> {
     if let Some(secret) = args.app_secret.clone() {
         config.app_secret = secret;
     }
+    if let Some(path) = &args.app_certificate {
+        let pem = super::read_input(&path.to_string_lossy())?;
+        graph_sim::service::check_certificate(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        config.app_certificate_pem = Some(pem);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,6 +115,10 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
         config.app_secret.clone(),
         config.tenant_id.clone(),
     );
+    let certificate = match &args.app_certificate {
+        Some(path) => format!("  app certificate      {}\n", path.display()),
+        None => String::new(),
+    };
     let mut sim = SimServer::start(config, scenario.clone(), options)
         .await
         .map_err(|e| e.to_string())?;
@@ -121,7 +135,7 @@ async fn serve(args: SimArgs, config: SimConfig, scenario: Scenario) -> Result<(
         ..MediaOptions::for_scenario(&scenario)
     });
     let mut banner = format!(
-        "graph-sim listening on http://{}\n  Graph API base URL   {}\n  token endpoint       {}\n  OpenID configuration {}\n  app id               {app_id}\n  app secret           {secret}\n  tenant id            {tenant}\n  simulated users:\n",
+        "graph-sim listening on http://{}\n  Graph API base URL   {}\n  token endpoint       {}\n  OpenID configuration {}\n  app id               {app_id}\n  app secret           {secret}\n{certificate}  tenant id            {tenant}\n  simulated users:\n",
         sim.addr(),
         sim.api_url(),
         sim.token_url(),

@@ -17,7 +17,10 @@ use reqwest::Method;
 pub use crate::error::GraphError;
 pub use crate::request::{Answer, HttpMethod, PreparedRequest};
 pub use crate::retry::{Attempt, Decision, Idempotency, RetryPolicy, parse_retry_after};
-pub use token::{ClientCredentials, GRAPH_SCOPE, TokenProvider};
+pub use token::{
+    ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE, CertificateCredential, ClientCredentials,
+    Credential, CredentialError, GRAPH_SCOPE, MAX_PEM_BYTES, TokenProvider,
+};
 
 use crate::models::{
     AnswerBody, AudioRoutingGroup, Call, Collection, CommsOperation, ContentSharingSession,
@@ -530,7 +533,7 @@ impl GraphClient {
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
+                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                     let request_id = resp
                         .headers()
                         .get("request-id")

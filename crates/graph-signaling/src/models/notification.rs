@@ -53,6 +53,39 @@ impl CommsNotifications {
     }
 }
 
+/// Whether `body` is a notification in the legacy format: the Skype bot calling protocol that
+/// came before Graph's. The calling service may post a call's first notification (an incoming
+/// call's offer) in it; a bot that speaks Graph answers `204 No Content` and the service posts
+/// it again as `commsNotifications`.
+///
+/// Recognised: a JSON object without Graph's `value` array and with a non-empty string `id`,
+/// that is either a legacy conversation (an offer: `callState` and a `participants` array) or
+/// a legacy notification (`type` of `callStateChange` or `rosterUpdate`). Anything else is not
+/// legacy, and a body that is not Graph either stays malformed. Never panics; a body over
+/// [`MAX_NOTIFICATION_BYTES`] is not legacy.
+pub fn is_legacy_notification(body: &[u8]) -> bool {
+    if body.len() > MAX_NOTIFICATION_BYTES {
+        return false;
+    }
+    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let has_id = o
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    if o.contains_key("value") || !has_id {
+        return false;
+    }
+    let conversation = o.get("callState").is_some_and(Value::is_string)
+        && o.get("participants").is_some_and(Value::is_array);
+    let notification = matches!(
+        o.get("type").and_then(Value::as_str),
+        Some("callStateChange" | "rosterUpdate")
+    );
+    conversation || notification
+}
+
 /// One notification (`#microsoft.graph.commsNotification`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,5 +214,51 @@ impl ResourceItem {
             }
             _ => ResourceItem::Other(v),
         })
+    }
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+
+    #[test]
+    fn legacy_offers_and_notifications_are_recognised_and_graph_bodies_are_not() {
+        let offer = br#"{"id":"c1","appId":"a","callState":"incoming","isMultiparty":false,
+            "presentedModalityTypes":["audio"],"participants":[{"identity":"8:orgid:u",
+            "originator":true}],"links":{"callback":"https://bot/cb"}}"#;
+        let change = br#"{"id":"c1","type":"callStateChange","currentState":"established"}"#;
+        let roster = br#"{"id":"c1","type":"rosterUpdate","participants":[]}"#;
+        for legacy in [&offer[..], change, roster] {
+            assert!(
+                is_legacy_notification(legacy),
+                "{}",
+                String::from_utf8_lossy(legacy)
+            );
+            assert!(CommsNotifications::parse(legacy).is_err());
+        }
+        let graph =
+            br##"{"value":[{"changeType":"created","resourceUrl":"/communications/calls/c1",
+            "resourceData":{"@odata.type":"#microsoft.graph.call","state":"incoming"}}]}"##;
+        assert!(CommsNotifications::parse(graph).is_ok());
+        for not_legacy in [
+            &graph[..],
+            br#"{"id":"c1","value":[],"type":"callStateChange"}"#,
+            br#"{"type":"callStateChange"}"#,
+            br#"{"id":"","type":"callStateChange"}"#,
+            br#"{"id":7,"type":"callStateChange"}"#,
+            br#"{"id":"c1","type":"somethingElse"}"#,
+            br#"{"id":"c1","callState":"incoming"}"#,
+            br#"{"id":"c1","callState":"incoming","participants":{}}"#,
+            br#"["id","type"]"#,
+            b"not json",
+            b"",
+            &[b'['; 10_000][..],
+        ] {
+            assert!(
+                !is_legacy_notification(not_legacy),
+                "{}",
+                String::from_utf8_lossy(not_legacy)
+            );
+        }
     }
 }

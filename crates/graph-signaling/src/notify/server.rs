@@ -3,6 +3,10 @@
 //! Each request is authenticated ([`TokenValidator`]), size-limited, parsed and queued; the
 //! response (202) does not wait for processing: the batches are read from the queue by the
 //! application, which routes each notification to the call it names.
+//!
+//! A notification in the legacy format ([`is_legacy_notification`]) is answered `204 No
+//! Content` and not acted on: that answer is how a bot tells the service to post it again in
+//! Graph format.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +20,7 @@ use axum::routing::post;
 use tokio::sync::mpsc;
 
 use crate::auth::{TokenValidator, VerifiedCaller};
-use crate::models::{CommsNotifications, MAX_NOTIFICATION_BYTES};
+use crate::models::{CommsNotifications, MAX_NOTIFICATION_BYTES, is_legacy_notification};
 
 /// Limits of the endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +153,12 @@ async fn handle(State(shared): State<Shared>, request: Request<Body>) -> Respons
     };
     let batch = match CommsNotifications::parse(&body) {
         Ok(b) => b,
+        Err(_) if is_legacy_notification(&body) => {
+            tracing::info!(
+                "legacy-format notification answered 204: the service resends it in Graph format"
+            );
+            return StatusCode::NO_CONTENT.into_response();
+        }
         Err(e) => {
             tracing::info!(error = %e, "malformed notification");
             return reply(StatusCode::BAD_REQUEST, "malformed notification");

@@ -51,6 +51,9 @@ pub(super) struct SimCall {
     pub(super) can_dial_phones: bool,
     /// The bot joined a meeting as a guest and waits in the lobby until admitted.
     pub(super) bot_in_lobby: bool,
+    /// A notification of this call has been posted (the legacy-format fault applies to the
+    /// first one only).
+    pub(super) notified: bool,
 }
 
 impl SimCall {
@@ -82,6 +85,7 @@ impl SimCall {
             awaiting_answer: false,
             can_dial_phones: false,
             bot_in_lobby: false,
+            notified: false,
         };
         call.bot_source = call.allocate_source();
         call

@@ -12,7 +12,7 @@
 //!
 //! - `api`: request routing (method and path to handler) and the request/response types;
 //!   `refusal`: every way a request is refused, worded as Graph words it; `tokens`: the token
-//!   endpoint and the bearer check.
+//!   endpoint (client secrets and certificate assertions) and the bearer check.
 //! - `calls`: placing, reading, keeping alive and hanging up a call, its state and its end;
 //!   `incoming`: calls offered to the bot, answered or rejected; `handover`: redirect and
 //!   transfer; `operations`: invite, mute and recording status.
@@ -48,6 +48,7 @@ pub use calls::{CallEnd, CallKind, is_loopback_url};
 pub use media_ops::{MAX_PROMPT_SAMPLES, PromptAudio, RecordingInfo, SERVICE_AUDIO_RATE};
 pub use notify::{Outbound, SimEvent};
 pub use people::{Caller, MAX_PERSON_NAME_CHARS, PersonAction, PersonError, PersonOutcome};
+pub use tokens::{CLIENT_ASSERTION_TYPE, CertificateError, check_certificate};
 pub use views::{CallSummary, RosterEntry};
 
 use std::cmp::Reverse;
@@ -79,6 +80,9 @@ pub struct SimConfig {
     pub app_id: String,
     /// The bot's client secret, checked by the token endpoint.
     pub app_secret: String,
+    /// A certificate (PEM) registered with the app: the token endpoint then also accepts
+    /// client assertions signed with its private key. `None`: secrets only.
+    pub app_certificate_pem: Option<String>,
     /// The tenant the calls belong to.
     pub tenant_id: String,
     /// Base URL of the API (up to and including `/v1.0`), used in `Location` headers.
@@ -110,6 +114,7 @@ impl Default for SimConfig {
         SimConfig {
             app_id: "00000000-0000-0000-0000-00000000b07a".into(),
             app_secret: "sim-secret".into(),
+            app_certificate_pem: None,
             tenant_id: "00000000-0000-0000-0000-0000000071e1".into(),
             base_url: "http://127.0.0.1/v1.0".into(),
             setup_delay: Duration::from_millis(50),
@@ -122,6 +127,16 @@ impl Default for SimConfig {
             application_instance_id: "00000000-0000-0000-0000-0000000a1717".into(),
             application_instance_number: "+14255550100".into(),
         }
+    }
+}
+
+impl SimConfig {
+    /// The token endpoint's URL for the configured tenant, next to the API's base URL: what a
+    /// client assertion's `aud` must be.
+    pub fn token_url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1.0").unwrap_or(base);
+        format!("{base}/{}/oauth2/v2.0/token", self.tenant_id)
     }
 }
 
@@ -139,6 +154,9 @@ pub struct Sim {
     notifications: Vec<QueuedNotification>,
     events: VecDeque<SimEvent>,
     tokens: HashMap<String, Instant>,
+    /// The registered certificate, read once (an unreadable one refuses every assertion).
+    certificate: Option<Result<tokens::RegisteredCertificate, CertificateError>>,
+    used_assertions: tokens::UsedAssertions,
     /// Ids of scenario users, fixed at start so a bot can target them.
     user_ids: Vec<String>,
     request_counter: u64,
@@ -166,7 +184,13 @@ impl Sim {
             .map(|u| u.id.clone().unwrap_or_else(|| uuid_from(&mut rng)))
             .collect();
         let faults = FaultPlan::new(scenario.signaling.clone(), scenario.seed ^ 0x5157_0001);
+        let certificate = config
+            .app_certificate_pem
+            .as_deref()
+            .map(tokens::RegisteredCertificate::from_pem);
         Sim {
+            certificate,
+            used_assertions: Default::default(),
             config,
             scenario,
             rng,

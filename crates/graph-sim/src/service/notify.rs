@@ -24,6 +24,16 @@ pub struct Outbound {
     pub callback_uri: String,
     /// The `commsNotifications` body.
     pub body: Value,
+    /// The same notification in the legacy format, to post first (the `legacy_first` fault):
+    /// `body` follows once the bot answers `204` (see [`crate::faults::LegacyAnswer`]).
+    pub legacy: Option<Value>,
+}
+
+impl Outbound {
+    /// What to post first: the legacy form when there is one, else the Graph body.
+    pub fn first_body(&self) -> &Value {
+        self.legacy.as_ref().unwrap_or(&self.body)
+    }
 }
 
 /// What the media side and observers need to know.
@@ -176,13 +186,18 @@ impl Sim {
 
     /// Queues a notification through the signaling fault plan.
     pub(super) fn post(&mut self, now: Instant, call_id: &str, body: Value) {
-        let Some(callback_uri) = self.calls.get(call_id).map(|c| c.callback_uri.clone()) else {
+        let legacy_first = self.faults.faults().legacy_first;
+        let app_id = self.config.app_id.clone();
+        let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        let first = !std::mem::replace(&mut call.notified, true);
+        let legacy = (legacy_first && first).then(|| payloads::legacy(call_id, &app_id, &body));
         let outbound = Outbound {
             call_id: call_id.to_owned(),
-            callback_uri,
+            callback_uri: call.callback_uri.clone(),
             body,
+            legacy,
         };
         let fate = self.faults.notification();
         if !fate.deliver {

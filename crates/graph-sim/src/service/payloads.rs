@@ -172,3 +172,51 @@ pub(crate) fn delta_roster(participants: Vec<Value>, sequence: i64) -> Value {
         "sequenceNumber": sequence,
     }])
 }
+
+/// The legacy (Skype bot calling, pre-Graph) form of a one-notification `commsNotifications`
+/// body, as the service may post it before a bot has shown it speaks Graph. An incoming call's
+/// offer becomes the legacy conversation (`callState: incoming`, its participants, the
+/// presented modalities, the callback link); a call's state change becomes a
+/// `callStateChange` notification; anything else a `rosterUpdate`. Enough of the shape for a
+/// bot to recognise it; a bot that speaks Graph answers 204 and does not read further.
+pub(crate) fn legacy(call_id: &str, app_id: &str, graph: &Value) -> Value {
+    let n = &graph["value"][0];
+    let data = &n["resourceData"];
+    let state = data["state"].as_str();
+    if n["changeType"] == "created" && state == Some("incoming") {
+        // The caller: the first identity in the call's `source` (user, phone or guest).
+        let caller = data["source"]["identity"]
+            .as_object()
+            .and_then(|m| m.values().find(|v| v.is_object()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        return json!({
+            "id": call_id,
+            "appId": app_id,
+            "callState": "incoming",
+            "isMultiparty": false,
+            "presentedModalityTypes": ["audio"],
+            "participants": [
+                {
+                    "identity": format!("8:orgid:{}", caller["id"].as_str().unwrap_or("")),
+                    "displayName": caller["displayName"],
+                    "originator": true,
+                },
+                { "identity": format!("28:{app_id}"), "originator": false },
+            ],
+            "links": { "callback": n["callbackUri"] },
+        });
+    }
+    match state {
+        Some(state) => json!({
+            "id": call_id,
+            "type": "callStateChange",
+            "currentState": state,
+        }),
+        None => json!({
+            "id": call_id,
+            "type": "rosterUpdate",
+            "participants": [],
+        }),
+    }
+}

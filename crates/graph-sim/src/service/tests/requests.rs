@@ -80,7 +80,7 @@ fn requests_need_a_valid_token_and_wrong_secrets_get_oauth_errors() {
             "https://graph.microsoft.com/.default".to_owned(),
         ),
     ];
-    let (status, body) = h.sim.issue_token(h.now, &form);
+    let (status, body) = h.sim.issue_token(h.now, SystemTime::now(), &form);
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_client");
     assert!(body["error_description"].is_string());
