@@ -11,19 +11,13 @@ use super::*;
 use crate::scenario::{IdentityKind, Scenario, SimUser, Voice};
 
 mod calls;
-<<<<<<< HEAD
+mod legacy;
 mod media;
 mod people;
 mod requests;
 mod roster;
 mod schema;
-=======
-mod legacy;
-mod people;
-mod requests;
-mod roster;
 mod tokens;
->>>>>>> h-creds
 
 const DOCUMENTED_BLOB: &str =
     include_str!("../../../../media-session/testdata/documented-blob.json");
