@@ -179,15 +179,14 @@ impl MeetingJoinUrl {
         let organizer_id = guid_field(&context, "Oid")?;
         // Channel links name the post twice (path and context); Graph wants it as the reply
         // chain. A scheduled meeting's context has no post, or "0".
-        let reply_chain_message_id = match field(&context, "replyChainMessageId")
-            .or_else(|| field(&context, "MessageId"))
-        {
-            Some(id) if !is_message_id(&id) => {
-                return Err(JoinUrlError::BadMessageId("replyChainMessageId"));
-            }
-            Some(id) if id != "0" => Some(id),
-            _ => None,
-        };
+        let reply_chain_message_id =
+            match field(&context, "replyChainMessageId").or_else(|| field(&context, "MessageId")) {
+                Some(id) if !is_message_id(&id) => {
+                    return Err(JoinUrlError::BadMessageId("replyChainMessageId"));
+                }
+                Some(id) if id != "0" => Some(id),
+                _ => None,
+            };
         Ok(MeetingJoinUrl {
             thread_id,
             message_id,
@@ -404,7 +403,9 @@ mod tests {
         let cases: Vec<(String, JoinUrlError)> = vec![
             ("not a url".into(), JoinUrlError::NotAUrl(String::new())),
             (
-                format!("http://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0{ctx}"),
+                format!(
+                    "http://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0{ctx}"
+                ),
                 JoinUrlError::NotHttps("http".into()),
             ),
             (
@@ -412,7 +413,9 @@ mod tests {
                 JoinUrlError::ConsumerTeams,
             ),
             (
-                format!("https://teams.microsoft.com.evil.example/l/meetup-join/19%3ameeting_abc%40thread.v2/0{ctx}"),
+                format!(
+                    "https://teams.microsoft.com.evil.example/l/meetup-join/19%3ameeting_abc%40thread.v2/0{ctx}"
+                ),
                 JoinUrlError::UnknownHost("teams.microsoft.com.evil.example".into()),
             ),
             (
@@ -420,7 +423,9 @@ mod tests {
                 JoinUrlError::NotAMeetingLink,
             ),
             (
-                format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2{ctx}"),
+                format!(
+                    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2{ctx}"
+                ),
                 JoinUrlError::NotAMeetingLink,
             ),
             (
@@ -428,15 +433,21 @@ mod tests {
                 JoinUrlError::BadThreadId,
             ),
             (
-                format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting%22%3cscript%40thread.v2/0{ctx}"),
+                format!(
+                    "https://teams.microsoft.com/l/meetup-join/19%3ameeting%22%3cscript%40thread.v2/0{ctx}"
+                ),
                 JoinUrlError::BadThreadId,
             ),
             (
-                format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%ff%40thread.v2/0{ctx}"),
+                format!(
+                    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%ff%40thread.v2/0{ctx}"
+                ),
                 JoinUrlError::BadThreadId,
             ),
             (
-                format!("https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/x1{ctx}"),
+                format!(
+                    "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/x1{ctx}"
+                ),
                 JoinUrlError::BadMessageId("messageId"),
             ),
             (base.into(), JoinUrlError::MissingContext),
@@ -449,19 +460,27 @@ mod tests {
                 JoinUrlError::BadContext(String::new()),
             ),
             (
-                format!("{base}?context=%7b%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%7d"),
+                format!(
+                    "{base}?context=%7b%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%7d"
+                ),
                 JoinUrlError::MissingField("Tid"),
             ),
             (
-                format!("{base}?context=%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%7d"),
+                format!(
+                    "{base}?context=%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%7d"
+                ),
                 JoinUrlError::MissingField("Oid"),
             ),
             (
-                format!("{base}?context=%7b%22Tid%22%3a%22contoso%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%7d"),
+                format!(
+                    "{base}?context=%7b%22Tid%22%3a%22contoso%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%7d"
+                ),
                 JoinUrlError::NotAGuid("Tid"),
             ),
             (
-                format!("{base}?context=%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%2c%22MessageId%22%3a%22abc%22%7d"),
+                format!(
+                    "{base}?context=%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%2c%22MessageId%22%3a%22abc%22%7d"
+                ),
                 JoinUrlError::BadMessageId("replyChainMessageId"),
             ),
         ];
