@@ -69,6 +69,7 @@ pub use call::{Call, IncomingCall, IncomingCalls};
 #[cfg(feature = "cli")]
 pub use config::{BotArgs, TargetKind};
 pub use driver::CallSnapshot;
+pub use graph_signaling::join_url::{JoinUrlError, MeetingJoinUrl};
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use lifecycle::{DrainReport, Phase};

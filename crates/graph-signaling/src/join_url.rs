@@ -27,6 +27,7 @@
 
 use std::fmt;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -41,6 +42,13 @@ pub const MAX_ID_CHARS: usize = 256;
 
 /// The path prefix of a meeting join link.
 const MEETUP_JOIN: &str = "meetup-join";
+
+/// What [`MeetingJoinUrl::to_url`] escapes in a path segment: all but unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Hosts whose links carry a meeting's thread and organizer.
 const TEAMS_HOSTS: [&str; 4] = [
@@ -220,21 +228,33 @@ impl MeetingJoinUrl {
     /// The link as Teams writes it (`teams.microsoft.com`), which [`MeetingJoinUrl::parse`]
     /// reads back to the same value.
     pub fn to_url(&self) -> String {
-        let mut context = Map::new();
-        context.insert("Tid".into(), Value::String(self.tenant_id.clone()));
-        context.insert("Oid".into(), Value::String(self.organizer_id.clone()));
-        if let Some(post) = &self.reply_chain_message_id {
-            context.insert("MessageId".into(), Value::String(post.clone()));
+        // Field order as Teams writes it (a map would sort them).
+        #[derive(serde::Serialize)]
+        struct Context<'a> {
+            #[serde(rename = "Tid")]
+            tid: &'a str,
+            #[serde(rename = "Oid")]
+            oid: &'a str,
+            #[serde(rename = "MessageId", skip_serializing_if = "Option::is_none")]
+            message_id: Option<&'a str>,
         }
-        let mut url = Url::parse("https://teams.microsoft.com/l/meetup-join/")
-            .unwrap_or_else(|_| unreachable!("a constant, valid URL"));
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .push(&self.thread_id)
-                .push(&self.message_id);
-        }
-        url.query_pairs_mut()
-            .append_pair("context", &Value::Object(context).to_string());
+        let context = Context {
+            tid: &self.tenant_id,
+            oid: &self.organizer_id,
+            message_id: self.reply_chain_message_id.as_deref(),
+        };
+        // Teams escapes the thread's `:` and `@` too, which URL path rules would leave as is.
+        let segment = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+        let link = format!(
+            "https://teams.microsoft.com/l/{MEETUP_JOIN}/{}/{}",
+            segment(&self.thread_id),
+            segment(&self.message_id)
+        );
+        let mut url = Url::parse(&link)
+            .unwrap_or_else(|_| unreachable!("a Teams host and escaped segments form a URL"));
+        // Strings only: serializing cannot fail.
+        let context = serde_json::to_string(&context).unwrap_or_default();
+        url.query_pairs_mut().append_pair("context", &context);
         url.into()
     }
 }
@@ -387,6 +407,15 @@ mod tests {
 
     #[test]
     fn writes_links_it_reads_back() {
+        let written = MeetingJoinUrl::parse(MEETING).unwrap().to_url();
+        assert!(
+            written.starts_with("https://teams.microsoft.com/l/meetup-join/19%3Ameeting_NzA2"),
+            "{written}"
+        );
+        assert!(
+            written.contains("%40thread.v2/0?context=%7B%22Tid%22"),
+            "{written}"
+        );
         for m in [
             MeetingJoinUrl::parse(MEETING).unwrap(),
             MeetingJoinUrl::parse(CHANNEL).unwrap(),
