@@ -223,7 +223,6 @@ async fn a_user() {
         .await
         .unwrap();
     establish_and_hang_up(call, &["Alice"]).await;
-    assert_eq!(bot.active_calls(), 0);
     sim.finish().await.unwrap();
 }
 
@@ -364,7 +363,11 @@ async fn a_meeting_as_a_guest() {
     // The call waited in the lobby (establishing) before it was admitted.
     let establishing = w.states.iter().position(|s| *s == CallState::Establishing);
     let established = w.states.iter().position(|s| *s == CallState::Established);
-    assert!(establishing < established, "{:?}", w.states);
+    assert!(
+        matches!((establishing, established), (Some(a), Some(b)) if a < b),
+        "{:?}",
+        w.states
+    );
     sim.finish().await.unwrap();
 }
 
