@@ -40,9 +40,9 @@ pub mod logging;
 
 pub use bot::{
     AudioReceiver, AudioSender, Bot, BotBuilder, BotError, Call, CallSnapshot, CallTarget,
-    DrainReport, GRAPH_OPENID_CONFIG_URL, Health, IncomingCall, IncomingCalls, ListenerLimits,
-    MediaSettings, PcmFormat, Phase, ReceivedAudio, RecordingStatus, ServerLimits,
-    ServiceEndpoints, StreamSnapshot, Target,
+    DrainReport, GRAPH_OPENID_CONFIG_URL, Health, IncomingCall, IncomingCalls, JoinUrlError,
+    ListenerLimits, MediaSettings, MeetingJoinUrl, PcmFormat, Phase, ReceivedAudio,
+    RecordingStatus, ServerLimits, ServiceEndpoints, StreamSnapshot, Target,
 };
 #[cfg(feature = "cli")]
 pub use bot::{BotArgs, TargetKind};
