@@ -31,7 +31,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::models::{ChatInfo, Identity, IdentitySet, Nullable};
+use crate::models::{ChatInfo, IdentitySet, Nullable};
 
 /// Longest join URL read. Real links are 300 to 700 bytes; a few kilobytes leaves room for
 /// extra query parameters without letting a pasted document through.
@@ -218,10 +218,11 @@ impl MeetingJoinUrl {
 
     /// The organizer as `meetingInfo.organizer` names them: a user with their tenant.
     pub fn organizer(&self) -> IdentitySet {
-        let mut user = Identity::new(&self.organizer_id, None);
-        user.tenant_id = Nullable::Value(self.tenant_id.clone());
         let mut set = IdentitySet::user(&self.organizer_id, None);
-        set.user = Nullable::Value(user);
+        if let Some(user) = set.user.get_mut() {
+            // Graph finds the organizer in their own tenant, which may not be the bot's.
+            user.tenant_id = Nullable::Value(self.tenant_id.clone());
+        }
         set
     }
 
