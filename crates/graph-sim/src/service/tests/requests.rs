@@ -301,6 +301,22 @@ fn each_refusal_has_graphs_wire_form() {
             None,
         ),
         (
+            Refusal::NoMeetingThread {
+                shown: "19:x@thread.v2".into(),
+            },
+            404,
+            "NotFound",
+            "no meeting with this organizer has chat thread \"19:x@thread.v2\"",
+            None,
+        ),
+        (
+            Refusal::UnknownApplicationInstance { shown: "i".into() },
+            403,
+            "Forbidden",
+            "application instance \"i\" is not linked to this application",
+            None,
+        ),
+        (
             Refusal::TooLarge,
             413,
             "RequestTooLarge",
