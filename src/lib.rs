@@ -42,8 +42,8 @@ pub use bot::MAX_RECORDING_BYTES;
 pub use bot::{
     AudioReceiver, AudioSender, Bot, BotBuilder, BotError, Call, CallControl, CallSnapshot,
     CallTarget, DrainReport, GRAPH_OPENID_CONFIG_URL, Health, IncomingCall, IncomingCalls,
-    ListenerLimits, MediaSettings, PcmFormat, Phase, ReceivedAudio, RecordingStatus, ServerLimits,
-    ServiceEndpoints, StreamSnapshot, Target,
+    JoinUrlError, ListenerLimits, MediaSettings, MeetingJoinUrl, PcmFormat, Phase, ReceivedAudio,
+    RecordingStatus, ServerLimits, ServiceEndpoints, StreamSnapshot, Target,
 };
 #[cfg(feature = "cli")]
 pub use bot::{BotArgs, TargetKind};

@@ -157,26 +157,7 @@ pub(crate) async fn place(
     let endpoints = shared.target.endpoints();
     let me = IdentitySet::application(&endpoints.app_id, Some(shared.display_name.clone()));
     let cb = &shared.callback_url;
-    let request = match target {
-        CallTarget::User { id, name } => build::p2p_user_call(cb, me, &id, name, media_config),
-        CallTarget::Group { users, subject } => {
-            let users: Vec<(&str, Option<String>)> = users
-                .iter()
-                .map(|(id, n)| (id.as_str(), n.clone()))
-                .collect();
-            build::group_call(cb, me, &users, subject, media_config)
-        }
-        CallTarget::Meeting {
-            join_meeting_id,
-            passcode,
-        } => build::join_meeting_by_id(
-            cb,
-            &join_meeting_id,
-            passcode,
-            &endpoints.tenant_id,
-            media_config,
-        ),
-    };
+    let request = target.request_body(cb, me, &endpoints.tenant_id, media_config);
     let withdraw = |opened: &Option<Opened>| {
         if let Some(o) = opened {
             shared.endpoint.cancel(o.session.media_session_id());

@@ -71,6 +71,7 @@ pub use call::{Call, CallControl, IncomingCall, IncomingCalls};
 pub use config::{BotArgs, TargetKind};
 pub use driver::CallSnapshot;
 pub use graph_signaling::client::{CertificateCredential, Credential, CredentialError};
+pub use graph_signaling::join_url::{JoinUrlError, MeetingJoinUrl};
 pub use graph_signaling::models::RecordingStatus;
 pub use http::Health;
 pub use lifecycle::{DrainReport, Phase};

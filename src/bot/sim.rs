@@ -1,6 +1,7 @@
 //! graph-sim in-process, with its media side running, for examples, tests and the demo.
 
 use graph_signaling::client::Credential;
+use graph_signaling::join_url::MeetingJoinUrl;
 use graph_signaling::models::CallState;
 use graph_sim::media::{MediaOptions, MediaReport, MediaSide};
 use graph_sim::scenario::Scenario;
@@ -51,6 +52,8 @@ pub struct LocalSim {
     commands: mpsc::UnboundedSender<Command>,
     task: JoinHandle<MediaReport>,
     softphone_url: Option<String>,
+    meeting_join_url: Option<MeetingJoinUrl>,
+    application_instance_id: Option<String>,
 }
 
 /// How a [`LocalSim`] runs, beyond its scenario.
@@ -110,6 +113,8 @@ impl LocalSim {
             credential: Credential::Secret(config.app_secret),
             tenant_id: config.tenant_id,
         });
+        let meeting_join_url = sim.with_sim(|s, _| s.meeting_join_url());
+        let application_instance_id = config.application_instances.first().map(|i| i.id.clone());
         let users = sim.with_sim(|s, _| {
             s.directory()
                 .map(|(u, id)| SimUserInfo {
@@ -168,6 +173,8 @@ impl LocalSim {
             commands,
             task,
             softphone_url,
+            meeting_join_url,
+            application_instance_id,
         })
     }
 
@@ -179,6 +186,18 @@ impl LocalSim {
     /// The target to build a bot with.
     pub fn target(&self) -> Target {
         self.target.clone()
+    }
+
+    /// The join link of the scenario's meeting (`None` without a `[meeting]`), the way
+    /// Teams shows it to attendees: [`super::CallTarget::meeting_url`] joins it.
+    pub fn meeting_join_url(&self) -> Option<&MeetingJoinUrl> {
+        self.meeting_join_url.as_ref()
+    }
+
+    /// The application instance (with a phone number) the sim links to the bot's app, for
+    /// [`super::CallTarget::phone`].
+    pub fn application_instance_id(&self) -> Option<&str> {
+        self.application_instance_id.as_deref()
     }
 
     /// The simulated users, in the scenario's order.

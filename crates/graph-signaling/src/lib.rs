@@ -3,6 +3,8 @@
 //!
 //! - [`models`]: typed serde models (call, participants, notifications, operations, errors)
 //!   that round-trip Graph's payloads, unknown fields and enum values included.
+//! - [`join_url`]: Teams meeting join links read into the organizer and chat thread a join
+//!   needs.
 //! - [`inspect`]: the library side of `mediabot inspect` (kind detection, one line per item).
 //! - [`state`]: the sans-IO state of one call (call state, roster, stream bind events),
 //!   operation matching and token timing, fed with notifications and an injected `Instant`.
@@ -32,6 +34,7 @@ pub mod build;
 pub mod client;
 pub mod error;
 pub mod inspect;
+pub mod join_url;
 pub mod models;
 #[cfg(feature = "server")]
 pub mod notify;

@@ -1,6 +1,7 @@
 //! Seeds for graph-signaling's fuzz targets (`fuzz/seeds/{notification_parse,graph_responses,
-//! openid_documents}`): the reference payloads in `tests/fixtures`, the error body sample, and
-//! OpenID documents shaped like the calling service's, with the test keys of `tests/keys`.
+//! openid_documents,join_url}`): the reference payloads in `tests/fixtures`, the error body
+//! sample, OpenID documents shaped like the calling service's, with the test keys of
+//! `tests/keys`, and meeting join links.
 //!
 //! `write_fuzz_seeds` (ignored) writes them; rerun it after changing an entry point's input
 //! format or the fixtures: `cargo test --workspace -- --ignored write_fuzz_seeds`. It
@@ -134,6 +135,47 @@ fn response_seeds() {
     write("graph_responses", "accepted-empty.bin", &response(202, b""));
 }
 
+/// Join links in the shapes Teams writes: a scheduled meeting, a channel meeting (the post in
+/// the path and the context), a government cloud host with upper-case escapes, and a link
+/// that stops inside its context.
+fn join_url_seeds() {
+    let ctx = |extra: &str| {
+        format!(
+            "%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22{extra}%7d"
+        )
+    };
+    let seeds = [
+        (
+            "meeting.txt",
+            format!(
+                "https://teams.microsoft.com/l/meetup-join/19%3ameeting_NzA2ZmYxMjQtYjNjZS00ZTk4LWI2NzctYjIzMzk1ZDUwOGE0%40thread.v2/0?context={}",
+                ctx("")
+            ),
+        ),
+        (
+            "channel-meeting.txt",
+            format!(
+                "https://teams.microsoft.com/l/meetup-join/19%3a4f3b8a2e9c1d4b7a8e6f5d4c3b2a1908%40thread.tacv2/1603984381935?context={}",
+                ctx("%2c%22MessageId%22%3a%221603984381935%22")
+            ),
+        ),
+        (
+            "gov-upper-case.txt",
+            format!(
+                "https://gov.teams.microsoft.us/l/meetup-join/19%3Ameeting_abc%40thread.v2/0/?context={}&anon=true",
+                ctx("").to_uppercase()
+            ),
+        ),
+        (
+            "cut-context.txt",
+            "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=%7b%22Tid%22%3a%22".to_owned(),
+        ),
+    ];
+    for (name, link) in seeds {
+        write("join_url", name, link.as_bytes());
+    }
+}
+
 fn notification_seeds() {
     for (name, body) in fixtures("notification") {
         write("notification_parse", &name, &body);
@@ -146,6 +188,7 @@ fn write_fuzz_seeds() {
     notification_seeds();
     response_seeds();
     openid_seeds();
+    join_url_seeds();
 }
 
 #[test]
@@ -156,6 +199,7 @@ fn committed_seeds_pass_the_entry_points() {
             ("notification_parse", fuzz::notification_parse),
             ("graph_responses", fuzz::graph_responses),
             ("openid_documents", fuzz::openid_documents),
+            ("join_url", fuzz::join_url),
         ],
     );
 }

@@ -33,13 +33,18 @@
 //! [meeting]                        # optional: see below
 //! join_meeting_id = "1234567890123"
 //! passcode = "Xy7pQ2"
+//! # thread_id = "19:meeting_…@thread.v2"   # optional (derived from the join id)
+//! # message_id = "1603984381935"           # a channel meeting's post
+//! # organizer_id = "5810cede-…"             # optional (derived from the seed)
 //! ```
 //!
 //! Without a `[meeting]` section the sim lets a bot join a meeting by any `joinMeetingId` (or
 //! any other `meetingInfo`): the scenario's users are its attendees. With one, a join by
 //! `joinMeetingId` must name that meeting (otherwise 404 `NotFound`) and give its passcode when
-//! it has one (otherwise 403 `Forbidden`), as Graph refuses such a create-call request; joins by
-//! organizer or token `meetingInfo` are still accepted as before.
+//! it has one (otherwise 403 `Forbidden`), as Graph refuses such a create-call request. A join
+//! by organizer (`organizerMeetingInfo` with `chatInfo`, what a join link gives) must name the
+//! meeting's thread, its organizer and, for a channel meeting, its channel post (otherwise 404
+//! `NotFound`); it needs no passcode. Joins by token `meetingInfo` are accepted.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -74,7 +79,12 @@ pub struct Scenario {
 }
 
 /// A Teams meeting the simulated users attend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Besides its join id and passcode, a meeting has a chat thread and an organizer, which is
+/// how its join link (and a join by `organizerMeetingInfo`) names it. A meeting held in a
+/// channel has the channel's thread (`19:…@thread.tacv2`) and the id of the channel post it
+/// hangs off.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meeting {
     /// The numeric id people type to join (`joinMeetingId`).
@@ -82,6 +92,17 @@ pub struct Meeting {
     /// The passcode a join must give; none when the meeting has no passcode.
     #[serde(default)]
     pub passcode: Option<String>,
+    /// The meeting's chat thread; absent: one derived from the join id
+    /// ([`Meeting::thread`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// The channel post a channel meeting hangs off (required for a channel thread, which
+    /// ends in `@thread.tacv2` or `@thread.skype`; a meeting chat's message is `0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The organizer's object id (a GUID); absent: one derived from the scenario's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organizer_id: Option<String>,
 }
 
 /// Longest `join_meeting_id` or passcode a scenario may declare.
@@ -443,8 +464,76 @@ impl Meeting {
                 "passcode must be 1..={MAX_MEETING_FIELD} characters (leave it out for none)"
             )));
         }
+        if let Some(thread) = &self.thread_id
+            && !is_thread_id(thread)
+        {
+            return Err(ScenarioError::Meeting(
+                "thread_id must look like 19:meeting_…@thread.v2 (or a channel's @thread.tacv2)"
+                    .into(),
+            ));
+        }
+        let digits =
+            |m: &str| !m.is_empty() && m.len() <= 32 && m.bytes().all(|b| b.is_ascii_digit());
+        match &self.message_id {
+            Some(m) if !digits(m) => {
+                return Err(ScenarioError::Meeting("message_id must be digits".into()));
+            }
+            Some(m) if self.is_channel() && m == "0" => {
+                return Err(ScenarioError::Meeting(
+                    "a channel meeting's message_id is its channel post, not 0".into(),
+                ));
+            }
+            None if self.is_channel() => {
+                return Err(ScenarioError::Meeting(
+                    "a channel meeting needs message_id (its channel post)".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(id) = &self.organizer_id
+            && uuid::Uuid::parse_str(id).is_err()
+        {
+            return Err(ScenarioError::Meeting("organizer_id must be a GUID".into()));
+        }
         Ok(())
     }
+
+    /// The meeting's chat thread: as declared, or `19:meeting_sim{join id}@thread.v2`, which
+    /// stays the same from run to run.
+    pub fn thread(&self) -> String {
+        self.thread_id
+            .clone()
+            .unwrap_or_else(|| format!("19:meeting_sim{}@thread.v2", self.join_meeting_id))
+    }
+
+    /// The message the meeting hangs off: the channel post, or `0` for a meeting chat.
+    pub fn message(&self) -> &str {
+        self.message_id.as_deref().unwrap_or("0")
+    }
+
+    /// True when the meeting is held in a channel (its thread is a channel's).
+    pub fn is_channel(&self) -> bool {
+        self.thread_id
+            .as_deref()
+            .is_some_and(|t| t.ends_with("@thread.tacv2") || t.ends_with("@thread.skype"))
+    }
+}
+
+/// `19:{name}@thread.{kind}`, at most 256 characters, in the characters Teams uses.
+fn is_thread_id(id: &str) -> bool {
+    let Some((name, kind)) = id
+        .strip_prefix("19:")
+        .and_then(|rest| rest.rsplit_once("@thread."))
+    else {
+        return false;
+    };
+    id.len() <= 256
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'='))
+        && !kind.is_empty()
+        && kind.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// `+` then 8 to 15 digits, the first not zero (ITU-T E.164).
@@ -601,6 +690,26 @@ name = "A""#,
                 "passcode",
             ),
             ("[meeting]\npasscode = \"x\"", "cannot read"),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\nthread_id = \"meeting_x@thread.v2\"",
+                "thread_id",
+            ),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\nthread_id = \"19:c@thread.tacv2\"",
+                "needs message_id",
+            ),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\nthread_id = \"19:c@thread.tacv2\"\nmessage_id = \"0\"",
+                "channel post",
+            ),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\nmessage_id = \"x\"",
+                "digits",
+            ),
+            (
+                "[meeting]\njoin_meeting_id = \"12\"\norganizer_id = \"bob\"",
+                "GUID",
+            ),
             ("[media.to_bot]\nloss = 2.0", "loss"),
             ("[signaling]\nthrottle = -1.0", "throttle"),
             ("seed = \"x\"", "cannot read"),

@@ -218,9 +218,11 @@ async fn join_by_meeting_id_as_a_guest_and_pstn_calls_are_placed() {
     let bound = wait_for(&mut bot, |e| matches!(e, SignalingEvent::StreamBind(..))).await;
     assert!(matches!(bound, SignalingEvent::StreamBind(..)));
 
+    // The instance the sim links to the app (another one is refused, as Graph refuses it).
+    let instance = SimConfig::default().application_instances[0].id.clone();
     let pstn = build::pstn_call(
         &bot.callback,
-        "instance-1",
+        &instance,
         Some("Bot line".into()),
         "+14255550100",
         &tenant,

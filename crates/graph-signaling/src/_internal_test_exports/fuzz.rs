@@ -341,6 +341,35 @@ pub fn media_events(data: &[u8]) {
     }
 }
 
+/// Reads arbitrary bytes as a meeting join link. Checks what must hold for any input: no
+/// panic; a link that reads writes back (`to_url`) to a link that reads to the same meeting;
+/// its chatInfo and organizer serialize; a refusal's message is one short line.
+///
+/// # Panics
+/// Only when one of those properties is broken (that is the fuzzer's finding).
+pub fn join_url(data: &[u8]) {
+    use crate::join_url::MeetingJoinUrl;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match MeetingJoinUrl::parse(text) {
+        Ok(meeting) => {
+            let again = MeetingJoinUrl::parse(&meeting.to_url())
+                .expect("a link written from a parsed one reads again");
+            assert_eq!(again, meeting, "round trip is not stable");
+            serde_json::to_value(meeting.chat_info()).expect("chatInfo serializes");
+            serde_json::to_value(meeting.organizer()).expect("organizer serializes");
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.len() <= MAX_ERROR_TEXT && !message.contains('\n'),
+                "refusal message too long or several lines: {message:?}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +434,18 @@ mod tests {
             openid_documents(doc.as_bytes());
         }
         openid_documents(&[0xff; 16]);
+    }
+
+    #[test]
+    fn join_url_takes_links_and_garbage() {
+        for link in [
+            "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=%7b%22Tid%22%3a%2272f988bf-86f1-41af-91ab-2d7cd011db47%22%2c%22Oid%22%3a%225810cede-f3cc-42eb-b2c1-e9bd5d53ec96%22%7d",
+            "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0?context=%7b%22Tid%22%3a%22",
+            "https://teams.live.com/meet/123",
+            "",
+        ] {
+            join_url(link.as_bytes());
+        }
+        join_url(&[0xff; 16]);
     }
 }

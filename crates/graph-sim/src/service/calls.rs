@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use graph_signaling::models::{Call, CallState, MediaConfig, MeetingInfo};
+use graph_signaling::models::{
+    Call, CallState, ChatInfo, Identity, JoinMeetingIdMeetingInfo, MediaConfig, MeetingInfo,
+};
 use media_session::BlobConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -232,7 +234,22 @@ impl Sim {
             None => return Err(Refusal::bad_request("mediaConfig is required")),
         };
         if let Some(info) = call.meeting_info.get() {
-            self.check_meeting(info)?;
+            self.check_meeting(info, call.chat_info.get())?;
+        }
+        let source_identity = call.source.get().and_then(|s| s.identity.get());
+        if let Some(instance) = source_identity.and_then(|i| i.application_instance.get()) {
+            self.check_application_instance(instance)?;
+        }
+        if let Some(guest) = source_identity.and_then(|i| i.guest.get()) {
+            // Graph's guest joins are for meetings only, and a guest is known by their name.
+            if call.meeting_info.get().is_none() {
+                return Err(Refusal::bad_request(
+                    "a guest identity can only join a meeting (meetingInfo is required)",
+                ));
+            }
+            if guest.display_name.get().is_none_or(|n| n.trim().is_empty()) {
+                return Err(Refusal::bad_request("a guest identity needs a displayName"));
+            }
         }
         let targets = call.targets.get().map(Vec::as_slice).unwrap_or_default();
         let kind = if call.meeting_info.get().is_some() {
@@ -249,7 +266,6 @@ impl Sim {
         } else {
             CallKind::Group
         };
-        let source_identity = call.source.get().and_then(|s| s.identity.get());
         let can_dial_phones =
             source_identity.is_some_and(|i| i.application_instance.get().is_some());
         // A bot joining a meeting as a guest waits in the lobby like any guest.
@@ -319,12 +335,53 @@ impl Sim {
         Ok((location, resource))
     }
 
-    /// Checks a join by `joinMeetingId` against the scenario's meeting, if it declares one: an
-    /// unknown id is 404 and a missing or wrong passcode 403, before any call exists. Other
-    /// kinds of `meetingInfo`, and any join when no meeting is declared, are accepted.
-    fn check_meeting(&self, info: &MeetingInfo) -> Result<(), Refusal> {
-        let (Some(meeting), MeetingInfo::JoinMeetingId(join)) = (&self.scenario.meeting, info)
-        else {
+    /// Checks a meeting join against the scenario's meeting, if it declares one. By
+    /// `joinMeetingId`: an unknown id is 404 and a missing or wrong passcode 403. By organizer:
+    /// `chatInfo.threadId` and the organizer's user id are required (400 without, whether or
+    /// not a meeting is declared); another thread, organizer or channel post is 404. Token
+    /// joins, and any join when no meeting is declared, are accepted.
+    fn check_meeting(&self, info: &MeetingInfo, chat: Option<&ChatInfo>) -> Result<(), Refusal> {
+        match info {
+            MeetingInfo::JoinMeetingId(join) => self.check_join_meeting_id(join),
+            MeetingInfo::Organizer(by) => {
+                let organizer = by
+                    .organizer
+                    .get()
+                    .and_then(|o| o.user.get())
+                    .and_then(|u| u.id.get())
+                    .ok_or_else(|| {
+                        Refusal::bad_request("organizerMeetingInfo needs organizer.user.id")
+                    })?;
+                let thread = chat.and_then(|c| c.thread_id.get()).ok_or_else(|| {
+                    Refusal::bad_request("joining a meeting by organizer needs chatInfo.threadId")
+                })?;
+                let Some(meeting) = &self.scenario.meeting else {
+                    return Ok(());
+                };
+                let same_organizer = self
+                    .meeting_organizer
+                    .as_deref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(organizer));
+                // A channel meeting is one post among the channel's: the join must name it.
+                let same_post = !meeting.is_channel()
+                    || chat.is_some_and(|c| {
+                        [&c.reply_chain_message_id, &c.message_id]
+                            .iter()
+                            .any(|m| m.get().map(String::as_str) == Some(meeting.message()))
+                    });
+                if *thread == meeting.thread() && same_organizer && same_post {
+                    Ok(())
+                } else {
+                    let shown = thread.chars().take(64).collect();
+                    Err(Refusal::NoMeetingThread { shown })
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_join_meeting_id(&self, join: &JoinMeetingIdMeetingInfo) -> Result<(), Refusal> {
+        let Some(meeting) = &self.scenario.meeting else {
             return Ok(());
         };
         let id = join.join_meeting_id.get().map(String::as_str);
@@ -338,6 +395,23 @@ impl Sim {
             (Some(_), None) => Err(Refusal::PasscodeRequired),
             // A meeting without a passcode ignores one given anyway.
             (None, _) => Ok(()),
+        }
+    }
+
+    /// A call from an application instance must name one linked to the app (Graph matches it
+    /// against the app of the token).
+    fn check_application_instance(&self, instance: &Identity) -> Result<(), Refusal> {
+        let id = instance.id.get().map(String::as_str).unwrap_or_default();
+        if self
+            .config
+            .application_instances
+            .iter()
+            .any(|known| known.id.eq_ignore_ascii_case(id))
+        {
+            Ok(())
+        } else {
+            let shown = id.chars().take(64).collect();
+            Err(Refusal::UnknownApplicationInstance { shown })
         }
     }
 

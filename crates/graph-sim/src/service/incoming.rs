@@ -25,17 +25,18 @@ impl Sim {
         // A phone user dials the bot's number: the call is offered to its application instance.
         let by_phone = user.identity == crate::scenario::IdentityKind::Phone;
         let caller = self.new_member(user, user_id);
-        let target = if by_phone {
+        let instance = self.config.application_instances.first().cloned();
+        let target = if let (true, Some(instance)) = (by_phone, instance) {
             json!({
                 "@odata.type": "#microsoft.graph.identitySet",
                 "applicationInstance": {
                     "@odata.type": "#microsoft.graph.identity",
-                    "id": self.config.application_instance_id,
+                    "id": instance.id,
                     "displayName": "Bot",
                 },
                 "phone": {
                     "@odata.type": "#microsoft.graph.identity",
-                    "id": self.config.application_instance_number,
+                    "id": instance.phone_number,
                 },
             })
         } else {

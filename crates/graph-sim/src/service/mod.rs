@@ -55,6 +55,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use graph_signaling::join_url::MeetingJoinUrl;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -102,11 +103,28 @@ pub struct SimConfig {
     /// Accept callback URLs outside loopback. Off by default, so a test can never make the sim
     /// post to the outside world.
     pub allow_remote_callbacks: bool,
-    /// The bot's application instance (the resource account that carries its phone number):
-    /// phone users call it there, and a bot calling phones names it as the source.
-    pub application_instance_id: String,
-    /// The application instance's phone number (E.164).
-    pub application_instance_number: String,
+    /// The application instances (bot accounts with a phone number) linked to the app. A call
+    /// from `source.identity.applicationInstance` must name one of them, as Graph checks the
+    /// instance against the app of the token; only such a call may dial phone numbers.
+    pub application_instances: Vec<ApplicationInstance>,
+}
+
+/// An application instance: the directory object that gives a bot a phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationInstance {
+    /// Its object id, which a call names as `source.identity.applicationInstance.id`.
+    pub id: String,
+    /// The number assigned to it (E.164), shown to the people it calls.
+    pub phone_number: String,
+}
+
+impl Default for ApplicationInstance {
+    fn default() -> Self {
+        ApplicationInstance {
+            id: "00000000-0000-0000-0000-0000000a1105".into(),
+            phone_number: "+14255550199".into(),
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -124,8 +142,7 @@ impl Default for SimConfig {
             lobby_admit_after: Duration::from_secs(2),
             token_lifetime: Duration::from_secs(3599),
             allow_remote_callbacks: false,
-            application_instance_id: "00000000-0000-0000-0000-0000000a1717".into(),
-            application_instance_number: "+14255550100".into(),
+            application_instances: vec![ApplicationInstance::default()],
         }
     }
 }
@@ -159,6 +176,8 @@ pub struct Sim {
     used_assertions: tokens::UsedAssertions,
     /// Ids of scenario users, fixed at start so a bot can target them.
     user_ids: Vec<String>,
+    /// The organizer of the scenario's meeting, fixed at start so its join link is stable.
+    meeting_organizer: Option<String>,
     request_counter: u64,
     /// Prompt audio by URI, fetched by the shell.
     prompts: media_ops::PromptCache,
@@ -188,6 +207,13 @@ impl Sim {
             .app_certificate_pem
             .as_deref()
             .map(tokens::RegisteredCertificate::from_pem);
+        // A generator of its own, so ids drawn for calls stay what they were before meetings
+        // had organizers.
+        let meeting_organizer = scenario.meeting.as_ref().map(|m| {
+            m.organizer_id.clone().unwrap_or_else(|| {
+                uuid_from(&mut StdRng::seed_from_u64(scenario.seed ^ 0x0e6a_0001))
+            })
+        });
         Sim {
             certificate,
             used_assertions: Default::default(),
@@ -202,6 +228,7 @@ impl Sim {
             events: VecDeque::new(),
             tokens: HashMap::new(),
             user_ids,
+            meeting_organizer,
             request_counter: 0,
             prompts: HashMap::new(),
             service_media: HashMap::new(),
@@ -215,6 +242,25 @@ impl Sim {
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// The join link of the scenario's meeting, as Teams shows it to attendees (`None` without
+    /// a `[meeting]`): its thread, its organizer in the sim's tenant and, for a channel meeting,
+    /// its channel post.
+    pub fn meeting_join_url(&self) -> Option<MeetingJoinUrl> {
+        let meeting = self.scenario.meeting.as_ref()?;
+        let organizer = self.meeting_organizer.clone()?;
+        let link = MeetingJoinUrl::new(
+            meeting.thread(),
+            meeting.message(),
+            self.config.tenant_id.clone(),
+            organizer,
+        );
+        Some(if meeting.is_channel() {
+            link.with_reply_chain(meeting.message())
+        } else {
+            link
+        })
     }
 
     /// A fresh id from the seeded generator, so a run with the same seed replays the same ids.

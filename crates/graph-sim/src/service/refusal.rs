@@ -46,6 +46,17 @@ pub(super) enum Refusal {
         /// A bounded prefix of the id given, so a huge id is not echoed back.
         shown: String,
     },
+    /// A join by organizer names a thread, organizer or channel post that is not the
+    /// scenario's meeting.
+    NoMeetingThread {
+        /// A bounded prefix of the thread id given.
+        shown: String,
+    },
+    /// `source.identity.applicationInstance` is not an instance linked to the app.
+    UnknownApplicationInstance {
+        /// A bounded prefix of the id given.
+        shown: String,
+    },
     /// The meeting has a passcode and the join gave another one.
     WrongPasscode,
     /// The meeting has a passcode and the join gave none.
@@ -81,8 +92,13 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) => 400,
             Refusal::InvalidToken => 401,
-            Refusal::WrongPasscode | Refusal::PasscodeRequired => 403,
-            Refusal::NoResource { .. } | Refusal::NoCall { .. } | Refusal::NoMeeting { .. } => 404,
+            Refusal::WrongPasscode
+            | Refusal::PasscodeRequired
+            | Refusal::UnknownApplicationInstance { .. } => 403,
+            Refusal::NoResource { .. }
+            | Refusal::NoCall { .. }
+            | Refusal::NoMeeting { .. }
+            | Refusal::NoMeetingThread { .. } => 404,
             Refusal::MethodNotAllowed { .. } => 405,
             Refusal::TooLarge => 413,
             Refusal::TooManyRequests { .. } => 429,
@@ -95,10 +111,13 @@ impl Refusal {
         match self {
             Refusal::BadRequest(_) => "BadRequest",
             Refusal::InvalidToken => "InvalidAuthenticationToken",
-            Refusal::WrongPasscode | Refusal::PasscodeRequired => "Forbidden",
-            Refusal::NoResource { .. } | Refusal::NoCall { .. } | Refusal::NoMeeting { .. } => {
-                "NotFound"
-            }
+            Refusal::WrongPasscode
+            | Refusal::PasscodeRequired
+            | Refusal::UnknownApplicationInstance { .. } => "Forbidden",
+            Refusal::NoResource { .. }
+            | Refusal::NoCall { .. }
+            | Refusal::NoMeeting { .. }
+            | Refusal::NoMeetingThread { .. } => "NotFound",
             Refusal::MethodNotAllowed { .. } => "MethodNotAllowed",
             Refusal::TooLarge => "RequestTooLarge",
             Refusal::TooManyRequests { .. } => "TooManyRequests",
@@ -118,6 +137,12 @@ impl Refusal {
                 format!("call {call_id} does not exist or has ended")
             }
             Refusal::NoMeeting { shown } => format!("no meeting has joinMeetingId {shown:?}"),
+            Refusal::NoMeetingThread { shown } => {
+                format!("no meeting with this organizer has chat thread {shown:?}")
+            }
+            Refusal::UnknownApplicationInstance { shown } => {
+                format!("application instance {shown:?} is not linked to this application")
+            }
             Refusal::MethodNotAllowed { method, path } => {
                 format!("{method:?} {path} is not supported")
             }

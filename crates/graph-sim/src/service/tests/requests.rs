@@ -52,7 +52,7 @@ fn validation_follows_the_documented_rules() {
     let r = h.request(Method::Post, "/communications/calls", &pstn);
     assert_eq!(r.status, 400, "PSTN needs an applicationInstance source");
     pstn["source"]["identity"]["applicationInstance"] =
-        json!({"id": "inst", "displayName": "Bot line"});
+        json!({"id": SimConfig::default().application_instances[0].id, "displayName": "Bot line"});
     let r = h.request(Method::Post, "/communications/calls", &pstn);
     assert_eq!(r.status, 201, "{:?}", r.body);
 
@@ -145,6 +145,7 @@ fn a_declared_meeting_is_joined_only_by_its_id_and_passcode() {
     scenario.meeting = Some(crate::scenario::Meeting {
         join_meeting_id: "1234567890123".into(),
         passcode: Some("Xy7pQ2".into()),
+        ..Default::default()
     });
     let mut h = Harness::new(scenario);
     let mut join = |id: Value, passcode: Value| {
@@ -222,7 +223,7 @@ fn group_calls_take_several_invitees_and_pstn_needs_an_application_instance() {
     let mut pstn_call = p2p_body(&alice);
     pstn_call["chatInfo"] = json!({"threadId": "19:pstn@thread.v2", "messageId": "0"});
     pstn_call["source"]["identity"]["applicationInstance"] =
-        json!({"id": "inst", "displayName": "Bot line"});
+        json!({"id": SimConfig::default().application_instances[0].id, "displayName": "Bot line"});
     let r = h.request(Method::Post, "/communications/calls", &pstn_call);
     let with_number = r.body.unwrap()["id"].as_str().unwrap().to_owned();
     h.advance(Duration::from_secs(1));
@@ -300,6 +301,22 @@ fn each_refusal_has_graphs_wire_form() {
             None,
         ),
         (
+            Refusal::NoMeetingThread {
+                shown: "19:x@thread.v2".into(),
+            },
+            404,
+            "NotFound",
+            "no meeting with this organizer has chat thread \"19:x@thread.v2\"",
+            None,
+        ),
+        (
+            Refusal::UnknownApplicationInstance { shown: "i".into() },
+            403,
+            "Forbidden",
+            "application instance \"i\" is not linked to this application",
+            None,
+        ),
+        (
             Refusal::TooLarge,
             413,
             "RequestTooLarge",
@@ -351,5 +368,162 @@ fn unknown_paths_methods_and_huge_bodies_are_refused() {
     let r = h.request(Method::Post, "/communications/calls", &huge);
     assert_eq!(r.status, 413);
     assert_eq!(r.body.unwrap()["error"]["code"], "RequestTooLarge");
+    assert_eq!(h.sim.active_calls().count(), 0);
+}
+
+/// A join by organizer, as a join link gives it: `chatInfo` and `organizerMeetingInfo`.
+fn organizer_join(link: &graph_signaling::join_url::MeetingJoinUrl) -> Value {
+    let mut body = p2p_body("x");
+    body.as_object_mut().unwrap().remove("targets");
+    body["chatInfo"] = serde_json::to_value(link.chat_info()).unwrap();
+    body["meetingInfo"] = json!({
+        "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+        "organizer": serde_json::to_value(link.organizer()).unwrap(),
+        "allowConversationWithoutHost": true,
+    });
+    body["tenantId"] = json!(link.tenant_id);
+    body
+}
+
+fn error_code(r: &ApiResponse) -> String {
+    r.body.as_ref().unwrap()["error"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_declared_meeting_is_joined_by_its_link_and_organizer() {
+    let mut scenario = Scenario::two_users();
+    scenario.meeting = Some(crate::scenario::Meeting {
+        join_meeting_id: "1234567890123".into(),
+        passcode: Some("Xy7pQ2".into()),
+        ..Default::default()
+    });
+    let mut h = Harness::new(scenario.clone());
+    let link = h.sim.meeting_join_url().unwrap();
+    assert_eq!(link.thread_id, "19:meeting_sim1234567890123@thread.v2");
+    assert_eq!(link.message_id, "0");
+    assert!(!link.is_channel_meeting());
+    assert_eq!(
+        Harness::new(scenario).sim.meeting_join_url(),
+        Some(link.clone()),
+        "the same link every run"
+    );
+    // The link the sim shows reads back as a bot would read it.
+    let parsed = graph_signaling::join_url::MeetingJoinUrl::parse(&link.to_url()).unwrap();
+    assert_eq!(parsed, link);
+
+    let mut other_thread = link.clone();
+    other_thread.thread_id = "19:meeting_other@thread.v2".into();
+    let mut other_organizer = link.clone();
+    other_organizer.organizer_id = "5810cede-f3cc-42eb-b2c1-e9bd5d53ec96".into();
+    for wrong in [other_thread, other_organizer] {
+        let r = h.request(
+            Method::Post,
+            "/communications/calls",
+            &organizer_join(&wrong),
+        );
+        assert_eq!((r.status, error_code(&r).as_str()), (404, "NotFound"));
+    }
+    let mut no_chat = organizer_join(&link);
+    no_chat.as_object_mut().unwrap().remove("chatInfo");
+    let r = h.request(Method::Post, "/communications/calls", &no_chat);
+    assert_eq!((r.status, error_code(&r).as_str()), (400, "BadRequest"));
+    assert_eq!(
+        h.sim.active_calls().count(),
+        0,
+        "refused joins create no call"
+    );
+
+    // No passcode needed: the organizer's link is the invitation.
+    let r = h.request(
+        Method::Post,
+        "/communications/calls",
+        &organizer_join(&link),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let call = r.body.unwrap()["id"].as_str().unwrap().to_owned();
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.sim.call_state(&call), Some(CallState::Established));
+    let mut names: Vec<String> = h
+        .sim
+        .roster(&call)
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.bot)
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Alice", "Bob"], "the scenario's attendees");
+}
+
+#[test]
+fn a_channel_meeting_is_joined_by_its_channel_post() {
+    let mut scenario = Scenario::two_users();
+    scenario.meeting = Some(crate::scenario::Meeting {
+        join_meeting_id: "42".into(),
+        thread_id: Some("19:4f3b8a2e9c1d4b7a8e6f5d4c3b2a1908@thread.tacv2".into()),
+        message_id: Some("1603984381935".into()),
+        ..Default::default()
+    });
+    let mut h = Harness::new(scenario);
+    let link = h.sim.meeting_join_url().unwrap();
+    assert!(link.is_channel_meeting());
+    assert_eq!(
+        link.reply_chain_message_id.as_deref(),
+        Some("1603984381935")
+    );
+    let other_post = graph_signaling::join_url::MeetingJoinUrl::new(
+        link.thread_id.clone(),
+        "1603984399999",
+        link.tenant_id.clone(),
+        link.organizer_id.clone(),
+    );
+    let r = h.request(
+        Method::Post,
+        "/communications/calls",
+        &organizer_join(&other_post),
+    );
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "NotFound"));
+    let r = h.request(
+        Method::Post,
+        "/communications/calls",
+        &organizer_join(&link),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[test]
+fn guests_join_only_meetings_and_application_instances_must_be_the_apps() {
+    let mut h = Harness::new(Scenario::two_users());
+    let alice = user_id(&h, "Alice");
+    let mut guest_p2p = p2p_body(&alice);
+    guest_p2p["source"]["identity"] = json!({"guest": {"id": "g", "displayName": "Guest bot"}});
+    let r = h.request(Method::Post, "/communications/calls", &guest_p2p);
+    assert_eq!((r.status, error_code(&r).as_str()), (400, "BadRequest"));
+
+    let mut nameless = p2p_body("x");
+    nameless.as_object_mut().unwrap().remove("targets");
+    nameless["source"]["identity"] = json!({"guest": {"id": "g"}});
+    nameless["meetingInfo"] =
+        json!({"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": "42"});
+    let r = h.request(Method::Post, "/communications/calls", &nameless);
+    assert_eq!((r.status, error_code(&r).as_str()), (400, "BadRequest"));
+
+    let mut pstn = p2p_body("x");
+    pstn["targets"] = json!([{"identity": {"phone": {"id": "+14255550123"}}}]);
+    pstn["source"]["identity"] =
+        json!({"applicationInstance": {"id": "someone-elses-instance", "displayName": "Line"}});
+    let r = h.request(Method::Post, "/communications/calls", &pstn);
+    assert_eq!((r.status, error_code(&r).as_str()), (403, "Forbidden"));
+    let body = r.body.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("someone-elses-instance"),
+        "{body}"
+    );
     assert_eq!(h.sim.active_calls().count(), 0);
 }
