@@ -4,6 +4,8 @@
 //!
 //! `cargo run --example meeting_bot -- --duration 6`
 //! `cargo run --example meeting_bot -- --passcode wrong`   (refused: 403)
+//! `cargo run --example meeting_bot -- --by-link`          (joins by the meeting's join link)
+//! `cargo run --example meeting_bot -- --join-url 'https://teams.microsoft.com/l/meetup-join/…'`
 #![allow(clippy::print_stdout)] // an example reports to its terminal
 
 use std::collections::BTreeMap;
@@ -39,6 +41,13 @@ struct Args {
     /// The passcode to give (default: the scenario's).
     #[arg(long)]
     passcode: Option<String>,
+    /// Join by the meeting's join link (what people have in their invitation) instead of its
+    /// id and passcode: the link the sim shows for its meeting.
+    #[arg(long, conflicts_with_all = ["join_id", "passcode", "join_url"])]
+    by_link: bool,
+    /// Join by this Teams join link.
+    #[arg(long, conflicts_with_all = ["join_id", "passcode"])]
+    join_url: Option<String>,
 }
 
 /// One roster entry as the report shows it.
@@ -111,17 +120,36 @@ async fn run(args: Args) -> Result<(), Error> {
     let bot = Bot::builder(sim.target()).build().await?;
 
     // What a real bot gets from the meeting invitation; here the scenario's values by default.
-    let join_meeting_id = args
-        .join_id
-        .or_else(|| meeting.as_ref().map(|m| m.join_meeting_id.clone()))
-        .ok_or("no --join-id and the scenario declares no meeting")?;
-    let passcode = args.passcode.or_else(|| meeting.and_then(|m| m.passcode));
-    println!("joining meeting {join_meeting_id}");
+    let link = match (&args.join_url, args.by_link) {
+        (Some(url), _) => Some(url.clone()),
+        (None, true) => Some(
+            sim.meeting_join_url()
+                .ok_or("the scenario declares no meeting")?
+                .to_url(),
+        ),
+        (None, false) => None,
+    };
+    let target = match link {
+        Some(link) => {
+            let target = CallTarget::meeting_url(&link)?;
+            println!("joining meeting by its link");
+            target
+        }
+        None => {
+            let join_meeting_id = args
+                .join_id
+                .or_else(|| meeting.as_ref().map(|m| m.join_meeting_id.clone()))
+                .ok_or("no --join-id and the scenario declares no meeting")?;
+            let passcode = args.passcode.or_else(|| meeting.and_then(|m| m.passcode));
+            println!("joining meeting {join_meeting_id}");
+            CallTarget::Meeting {
+                join_meeting_id,
+                passcode,
+            }
+        }
+    };
     let mut call = bot
-        .place_call(CallTarget::Meeting {
-            join_meeting_id,
-            passcode,
-        })
+        .place_call(target)
         .await
         // The service refuses a wrong passcode or unknown id at once, with Graph's error.
         .map_err(|e| format!("join refused: {e}"))?;

@@ -433,6 +433,29 @@ fn meeting_bot_reports_every_attendee_then_leaves() {
 }
 
 #[test]
+fn meeting_bot_joins_by_the_meetings_join_link() {
+    let _one = one_at_a_time();
+    let run = run("meeting_bot", &["--by-link", "--duration", "3"]);
+    assert!(run.status.success(), "{}", run.text());
+    let lines = run.stdout.join("\n");
+    assert!(lines.contains("joining meeting by its link"), "{lines}");
+    assert!(lines.contains("call established"), "{lines}");
+    assert!(lines.contains("joined  name=\"Dana\" kind=user"), "{lines}");
+    assert!(lines.ends_with("left the meeting"), "{lines}");
+    // A link that is not a Teams meeting's is refused before anything is sent.
+    let refused = self::run(
+        "meeting_bot",
+        &["--join-url", "https://example.com/not-a-meeting"],
+    );
+    assert!(!refused.status.success(), "{}", refused.text());
+    assert!(
+        !refused.stdout.iter().any(|l| l.starts_with("joining")),
+        "{}",
+        refused.text()
+    );
+}
+
+#[test]
 fn meeting_bot_is_refused_a_wrong_passcode_or_unknown_meeting() {
     let _one = one_at_a_time();
     for (args, expected) in [
