@@ -361,3 +361,53 @@ async fn a_phone_user_calls_the_bots_number() {
     call.hang_up().await.unwrap();
     sim.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_the_application_instance_invites_another_phone() {
+    use mediabot::crates::graph_sim::scenario::IdentityKind;
+    let phone_user = |name: &str, number: &str| {
+        let mut u = SimUser::new(name, Voice::Speech);
+        u.identity = IdentityKind::Phone;
+        u.phone = Some(number.into());
+        u
+    };
+    let sim = LocalSim::start(Scenario {
+        users: vec![
+            phone_user("Carol (mobile)", "+14255550123"),
+            phone_user("Dave (desk)", "+14255550177"),
+        ],
+        ..Scenario::default()
+    })
+    .await
+    .unwrap();
+    let bot = Bot::builder(sim.target()).build().await.unwrap();
+    let instance = sim.application_instance_id().unwrap().to_owned();
+    let mut call = bot
+        .place_call(CallTarget::phone("+14255550123", instance).unwrap())
+        .await
+        .unwrap();
+    until(&mut call, |e| {
+        matches!(
+            e,
+            CallEvent::StateChanged {
+                to: CallState::Established,
+                ..
+            }
+        )
+    })
+    .await;
+    let op = call.invite_phone("+14255550177").await.unwrap();
+    assert_eq!(op.kind(), "inviteParticipantsOperation");
+    // Dave's phone joins the roster.
+    until(&mut call, |e| {
+        matches!(e, CallEvent::ParticipantJoined(_, p) if p.identity_label().contains("+14255550177"))
+    })
+    .await;
+    // A number that is not E.164 never leaves the bot.
+    assert!(matches!(
+        call.invite_phone("4255550177").await,
+        Err(BotError::Action(_))
+    ));
+    call.hang_up().await.unwrap();
+    sim.finish().await.unwrap();
+}

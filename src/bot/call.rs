@@ -82,6 +82,7 @@ fn start(
     direction: Direction,
     group: bool,
     opened: Option<Opened>,
+    created: Option<graph_signaling::models::Call>,
 ) -> Call {
     let mut config = shared.call_config.clone();
     config.media = if opened.is_some() {
@@ -89,13 +90,15 @@ fn start(
     } else {
         MediaHosting::Service
     };
-    let core = CallCore::new(
-        call_id.clone(),
-        direction,
-        group,
-        config,
-        tokio::time::Instant::now().into_std(),
-    );
+    let now = tokio::time::Instant::now().into_std();
+    let mut core = CallCore::new(call_id.clone(), direction, group, config, now);
+    if let Some(created) = created {
+        // The answer names the bot's own participant id. Told before any notification of the
+        // call is replayed, the roster knows the bot's entry whatever identity it shows (a
+        // guest, an application instance).
+        let update = created_as_update(&call_id, created);
+        core.handle_input(crate::call_core::Input::Notification(Box::new(update)), now);
+    }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let Some(Opened { session, parts }) = opened else {
         let handle = driver::spawn(shared, core, None, None, events_tx, events_rx);
@@ -183,7 +186,27 @@ pub(crate) async fn place(
         media = hosting.as_str(),
         "call placed"
     );
-    Ok(start(shared, id, Direction::Outgoing, group, opened))
+    Ok(start(
+        shared,
+        id,
+        Direction::Outgoing,
+        group,
+        opened,
+        Some(created),
+    ))
+}
+
+/// The create-call answer as the `updated` notification of the call it describes.
+fn created_as_update(
+    call_id: &str,
+    created: graph_signaling::models::Call,
+) -> graph_signaling::models::CommsNotification {
+    let mut n = crate::call_core::gone(call_id);
+    n.change_type = graph_signaling::models::ChangeType::Updated;
+    n.resource_data = Nullable::Value(graph_signaling::models::ResourceData::One(Box::new(
+        graph_signaling::models::ResourceItem::Call(Box::new(created)),
+    )));
+    n
 }
 
 /// The `mediaConfig` of a call: app-hosted with the session's blob, or service-hosted.
@@ -799,6 +822,7 @@ impl IncomingCall {
             Direction::Incoming,
             false,
             opened,
+            None,
         );
         if let Err(e) = self
             .shared

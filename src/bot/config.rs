@@ -53,7 +53,7 @@ pub struct BotArgs {
     /// --public-url).
     #[arg(long, env = "MEDIABOT_CALLBACK_URL")]
     pub callback_url: Option<String>,
-    /// Public base URL shared by every instance behind one proxy (https://bot.example.com):
+    /// Public base URL shared by every instance behind one proxy (`https://bot.example.com`):
     /// this instance's callback is {public-url}/instances/{instance-id}/callback, the shared
     /// {public-url}/callback takes offers of incoming calls, and a notification for another
     /// instance's path is answered 302 to it.
