@@ -21,9 +21,10 @@ use graph_signaling::models::{
 use serde_json::{Value, json};
 
 use super::notify::SimEvent;
+use super::operations::check_client_context;
 use super::refusal::Refusal;
 use super::timers::TimerKind;
-use super::{MAX_CLIENT_CONTEXT, Sim, payloads};
+use super::{Sim, payloads};
 
 /// Sample rate of prompts, recordings and what people hear: Graph plays 16 kHz mono WAV.
 pub const SERVICE_AUDIO_RATE: u32 = 16_000;
@@ -153,7 +154,7 @@ impl Sim {
         self.service_hosted_call(id, "playPrompt")?;
         let req: PlayPromptBody = serde_json::from_slice(body)
             .map_err(|e| Refusal::bad_request(format!("the playPrompt body is not valid: {e}")))?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         if req.prompts.is_empty() || req.prompts.len() > MAX_PROMPTS {
             return Err(Refusal::bad_request(format!(
                 "playPrompt takes 1 to {MAX_PROMPTS} prompts, got {}",
@@ -257,7 +258,7 @@ impl Sim {
         let req: RecordResponseBody = serde_json::from_slice(body).map_err(|e| {
             Refusal::bad_request(format!("the recordResponse body is not valid: {e}"))
         })?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         if req.prompts.len() > 1 {
             return Err(Refusal::bad_request(
                 "recordResponse plays at most one prompt",
@@ -334,7 +335,7 @@ impl Sim {
     ) -> Result<(String, Value), Refusal> {
         self.service_hosted_call(id, "cancelMediaProcessing")?;
         let req: ClientContextBody = parse_or_default(body)?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         self.cancel_queue(now, id);
         let op_id = self.new_id();
         let body = payloads::operation(
@@ -391,7 +392,7 @@ impl Sim {
     pub(super) fn subscribe_to_tone(&mut self, id: &str, body: &[u8]) -> Result<Value, Refusal> {
         self.service_hosted_call(id, "subscribeToTone")?;
         let req: ClientContextBody = parse_or_default(body)?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         self.service_media
             .entry(id.to_owned())
             .or_default()
@@ -419,7 +420,7 @@ impl Sim {
         let req: SendDtmfTonesBody = serde_json::from_slice(body).map_err(|e| {
             Refusal::bad_request(format!("the sendDtmfTones body is not valid: {e}"))
         })?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         if req.tones.is_empty() || req.tones.iter().any(|t| freqs(t).is_none()) {
             return Err(Refusal::bad_request(
                 "sendDtmfTones needs one or more known tones",
@@ -603,16 +604,6 @@ impl Sim {
     /// Forgets the media state of a call that ended.
     pub(super) fn drop_service_media(&mut self, call_id: &str) {
         self.service_media.remove(call_id);
-    }
-}
-
-fn check_context(context: Option<&str>) -> Result<(), Refusal> {
-    match context {
-        Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => Err(Refusal::bad_request(format!(
-            "clientContext is {} characters; at most {MAX_CLIENT_CONTEXT} are allowed",
-            c.chars().count()
-        ))),
-        _ => Ok(()),
     }
 }
 

@@ -278,7 +278,8 @@ impl Sim {
     }
 }
 
-fn check_client_context(context: Option<&str>) -> Result<(), Refusal> {
+/// Refuses a `clientContext` longer than Graph takes (every action that carries one).
+pub(super) fn check_client_context(context: Option<&str>) -> Result<(), Refusal> {
     match context {
         Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => Err(Refusal::bad_request(format!(
             "clientContext is {} characters; at most {MAX_CLIENT_CONTEXT} are allowed",

@@ -12,11 +12,12 @@ use graph_signaling::models::{
 use serde_json::{Value, json};
 
 use super::notify::SimEvent;
+use super::operations::check_client_context;
 use super::payloads::{self, ParticipantView};
 use super::refusal::Refusal;
 use super::roster::MemberState;
 use super::timers::TimerKind;
-use super::{MAX_CLIENT_CONTEXT, SERVICE_AUDIO_RATE, Sim};
+use super::{SERVICE_AUDIO_RATE, Sim};
 
 /// Hold music is played in pieces of this length while a participant is held.
 const HOLD_PIECE: Duration = Duration::from_secs(5);
@@ -186,7 +187,7 @@ impl Sim {
         body: &[u8],
     ) -> Result<(String, Value), Refusal> {
         let req: StartHoldMusicBody = parse(body, "startHoldMusic")?;
-        check_context(req.client_context.as_deref())?;
+        check_client_context(req.client_context.as_deref())?;
         let i = self.member_index(call_id, pid)?;
         let custom = req.custom_prompt.map(|p| p.media_info.uri);
         if let Some(uri) = &custom
@@ -466,18 +467,8 @@ fn context_body(body: &[u8]) -> Result<ClientContextBody, Refusal> {
     } else {
         parse(body, "request")?
     };
-    check_context(ctx.client_context.as_deref())?;
+    check_client_context(ctx.client_context.as_deref())?;
     Ok(ctx)
-}
-
-fn check_context(context: Option<&str>) -> Result<(), Refusal> {
-    match context {
-        Some(c) if c.chars().count() > MAX_CLIENT_CONTEXT => Err(Refusal::bad_request(format!(
-            "clientContext is {} characters; at most {MAX_CLIENT_CONTEXT} are allowed",
-            c.chars().count()
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// The service's hold music: a slow arpeggio, quiet, easy to tell from speech and prompts.
