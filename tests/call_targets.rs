@@ -113,6 +113,8 @@ fn who(p: &Participant) -> (String, String) {
 struct Watched {
     call: Call,
     roster: BTreeMap<ParticipantKey, (String, String)>,
+    /// The bot's own entry: display name and identity label.
+    me: Option<(String, String)>,
     states: Vec<CallState>,
 }
 
@@ -121,18 +123,18 @@ impl Watched {
         Watched {
             call,
             roster: BTreeMap::new(),
+            me: None,
             states: Vec::new(),
         }
     }
 
     fn apply(&mut self, e: &CallEvent) {
         match e {
-            // The bot's own entry (its application identity) is not one of the people.
-            CallEvent::ParticipantJoined(k, p) | CallEvent::ParticipantUpdated(k, p)
-                if !p.identity_label().starts_with("application:") =>
-            {
+            // The bot's own entry never comes as one of the people.
+            CallEvent::ParticipantJoined(k, p) | CallEvent::ParticipantUpdated(k, p) => {
                 self.roster.insert(k.clone(), who(p));
             }
+            CallEvent::SelfUpdated(p) => self.me = Some(who(p)),
             CallEvent::ParticipantLeft(k, _) => {
                 self.roster.remove(k);
             }
@@ -360,6 +362,10 @@ async fn a_meeting_as_a_guest() {
     let target = CallTarget::meeting_url(&link).unwrap().as_guest("Visitor");
     let call = bot.place_call(target).await.unwrap();
     let w = establish_and_hang_up(call, &["Alice", "Bob"]).await;
+    // The meeting shows the bot as the guest it joined as.
+    let (name, label) = w.me.clone().expect("the bot's own entry");
+    assert_eq!(name, "Visitor");
+    assert!(label.starts_with("guest:"), "{label}");
     // The call waited in the lobby (establishing) before it was admitted.
     let establishing = w.states.iter().position(|s| *s == CallState::Establishing);
     let established = w.states.iter().position(|s| *s == CallState::Established);
@@ -387,7 +393,7 @@ async fn a_phone_number_from_the_application_instance() {
         .unwrap_err();
     assert_eq!(refusal(refused), (403, "Forbidden".into()));
     let call = bot
-        .place_call(CallTarget::phone(PHONE, instance).unwrap())
+        .place_call(CallTarget::phone(PHONE, &instance).unwrap())
         .await
         .unwrap();
     let w = establish_and_hang_up(call, &["Carol (mobile)"]).await;
@@ -396,5 +402,8 @@ async fn a_phone_number_from_the_application_instance() {
         [format!("phone:{PHONE}")],
         "a phone participant"
     );
+    // The bot calls as its application instance, and the roster shows it so.
+    let (_, label) = w.me.clone().expect("the bot's own entry");
+    assert_eq!(label, format!("applicationInstance:{instance}"));
     sim.finish().await.unwrap();
 }

@@ -35,6 +35,44 @@ fn a_local_target_from_the_environment_calls_echoes_and_hangs_up() {
 }
 
 #[test]
+fn a_local_target_takes_the_certificate_it_is_given() {
+    // The in-process sim registers the certificate, and the bot proves itself with a client
+    // assertion signed by its key: a certificate is tried end to end on one machine.
+    let cert = test_kit::certs::self_signed_rsa("cli.sim.test");
+    let dir = std::env::temp_dir().join(format!("mediabot-cli-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    let out = mediabot()
+        .args(["bot", "--target", "local", "--duration", "2"])
+        .arg("--app-certificate")
+        .arg(&cert_path)
+        .arg("--app-private-key")
+        .arg(&key_path)
+        .output()
+        .expect("run mediabot bot");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bot failed: {stderr}");
+    assert!(stderr.contains(": established"), "{stderr}");
+    // A key that is not the certificate's is refused before anything starts.
+    let other = test_kit::certs::self_signed_rsa("other.sim.test");
+    std::fs::write(&key_path, &other.key_pem).unwrap();
+    let out = mediabot()
+        .args(["bot", "--target", "local", "--duration", "1"])
+        .arg("--app-certificate")
+        .arg(&cert_path)
+        .arg("--app-private-key")
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--app-certificate"), "{stderr}");
+}
+
+#[test]
 fn the_target_is_never_implied() {
     let out = mediabot()
         .args(["bot", "--duration", "1"])

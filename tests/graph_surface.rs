@@ -13,7 +13,7 @@ use mediabot::crates::graph_signaling::models::{
     AudioRoutingGroup, CallState, IdentitySet, InvitationParticipantInfo, Participant,
     RejectReason, RoutingMode, ScreenSharingRole, TeleconferenceDeviceQuality,
 };
-use mediabot::crates::graph_sim::scenario::{Scenario, SimUser, Voice};
+use mediabot::crates::graph_sim::scenario::{Scenario, ScreenShare, SimUser, Voice};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -30,6 +30,13 @@ fn people(names: &[&str]) -> Scenario {
 /// The user object id of a roster entry.
 fn user_of(p: &Participant) -> Option<String> {
     p.info.get()?.identity.get()?.user.get()?.id.get().cloned()
+}
+
+/// Whether a roster entry has a stream of `media_type`.
+fn has_stream(p: &Participant, media_type: &str) -> bool {
+    p.media_streams
+        .get()
+        .is_some_and(|s| s.iter().any(|s| s.media_type.as_str() == media_type))
 }
 
 /// Reads events until `done` says so; returns what it saw.
@@ -70,9 +77,13 @@ fn user(id: &str) -> InvitationParticipantInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_are_listed_muted_held_and_removed() {
-    let sim = LocalSim::start(people(&["Alice", "Bob", "Carol"]))
-        .await
-        .unwrap();
+    let mut scenario = people(&["Alice", "Bob", "Carol"]);
+    // Bob shares his screen from the moment he joins.
+    scenario.users[1].shares = Some(ScreenShare {
+        from_ms: 0,
+        for_ms: None,
+    });
+    let sim = LocalSim::start(scenario).await.unwrap();
     let bot = Bot::builder(sim.target()).build().await.unwrap();
     let users: Vec<(String, Option<String>)> =
         sim.users().iter().map(|u| (u.id.clone(), None)).collect();
@@ -130,14 +141,49 @@ async fn participants_are_listed_muted_held_and_removed() {
     until(&mut call, |e| matches!(e, CallEvent::ParticipantLeft(..))).await;
     assert_eq!(call.participants().await.unwrap().len(), 3);
 
-    // The small call actions.
-    let gallery = call.add_large_gallery_view().await.unwrap();
-    assert_eq!(gallery.kind(), "addLargeGalleryViewOperation");
+    // Bob's screen is a content sharing session.
+    let sessions = call.content_sharing_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let bobs = sessions[0].id.get().cloned().unwrap();
+    assert_eq!(
+        call.content_sharing_session(&bobs).await.unwrap().id.get(),
+        Some(&bobs)
+    );
+    assert!(call.content_sharing_session("nothing").await.is_err());
+    // The bot as sharer takes over: Bob's session ends, the bot's starts, and the bot's own
+    // entry carries its screen-sharing stream.
+    call.change_screen_sharing_role(ScreenSharingRole::Sharer)
+        .await
+        .unwrap();
+    until(
+        &mut call,
+        |e| matches!(e, CallEvent::ContentSharingEnded(id) if *id == bobs),
+    )
+    .await;
+    until(
+        &mut call,
+        |e| matches!(e, CallEvent::SelfUpdated(p) if has_stream(p, "videoBasedScreenSharing")),
+    )
+    .await;
+    let sessions = call.content_sharing_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_ne!(sessions[0].id.get(), Some(&bobs));
     call.change_screen_sharing_role(ScreenSharingRole::Viewer)
         .await
         .unwrap();
+    until(&mut call, |e| {
+        matches!(e, CallEvent::ContentSharingEnded(_))
+    })
+    .await;
     assert!(call.content_sharing_sessions().await.unwrap().is_empty());
-    assert!(call.content_sharing_session("nothing").await.is_err());
+    // The large gallery: a video stream on the bot's own entry.
+    let gallery = call.add_large_gallery_view().await.unwrap();
+    assert_eq!(gallery.kind(), "addLargeGalleryViewOperation");
+    until(
+        &mut call,
+        |e| matches!(e, CallEvent::SelfUpdated(p) if has_stream(p, "video")),
+    )
+    .await;
 
     // Audio routing groups: created, read, changed, deleted.
     let group = AudioRoutingGroup::new(
@@ -396,6 +442,14 @@ async fn a_call_from_the_application_instance_invites_another_phone() {
         )
     })
     .await;
+    // The roster shows the bot as its application instance, with its number; the bot knows
+    // that entry as its own.
+    let me = call.participants().await.unwrap();
+    assert!(
+        me.iter()
+            .any(|p| p.identity_label().starts_with("applicationInstance:")),
+        "{me:?}"
+    );
     let op = call.invite_phone("+14255550177").await.unwrap();
     assert_eq!(op.kind(), "inviteParticipantsOperation");
     // Dave's phone joins the roster.

@@ -192,6 +192,31 @@ impl BotArgs {
         }
     }
 
+    /// For `--target local`: the in-process sim's configuration, registering the credential
+    /// the flags give (a secret, or a certificate, so a certificate is tried end to end on one
+    /// machine), and that credential for the bot; without credential flags, the sim's
+    /// defaults and `None`.
+    pub fn local_registration(
+        &self,
+    ) -> Result<(graph_sim::service::SimConfig, Option<Credential>), BotError> {
+        let mut config = graph_sim::service::SimConfig::default();
+        let credential = self.credential()?;
+        match &credential {
+            Some(Credential::Secret(secret)) => config.app_secret = secret.clone(),
+            Some(Credential::Certificate(_)) => {
+                if let Some(path) = &self.app_certificate {
+                    let pem = read_pem(path, "app-certificate")?;
+                    config.app_certificate_pem = Some(String::from_utf8_lossy(&pem).into_owned());
+                }
+            }
+            _ => {}
+        }
+        if let Some(app_id) = &self.app_id {
+            config.app_id = app_id.clone();
+        }
+        Ok((config, credential))
+    }
+
     /// The target the flags name; `None` for `local`, whose target comes from the
     /// [`super::LocalSim`] the caller starts.
     pub fn target(&self) -> Result<Option<Target>, BotError> {

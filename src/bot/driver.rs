@@ -501,6 +501,12 @@ fn log_event(event: &CallEvent) {
         CallEvent::ParticipantLeft(key, reason) => {
             tracing::info!(participant = %key, reason = ?reason, "participant left");
         }
+        CallEvent::ContentSharingStarted(id) => {
+            tracing::info!(session = %id, "content sharing started");
+        }
+        CallEvent::ContentSharingEnded(id) => {
+            tracing::info!(session = %id, "content sharing ended")
+        }
         CallEvent::MediaConnected => tracing::info!("media connected"),
         CallEvent::MediaEnded(reason) => match reason {
             EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. } => {

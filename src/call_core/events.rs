@@ -20,12 +20,24 @@ pub enum CallEvent {
         /// The new state.
         to: CallState,
     },
-    /// A participant joined the roster.
+    /// A participant joined the roster (someone other than the bot: its own entry comes as
+    /// [`CallEvent::SelfUpdated`]).
     ParticipantJoined(ParticipantKey, Box<Participant>),
     /// A participant's roster entry changed (lobby, mute, streams).
     ParticipantUpdated(ParticipantKey, Box<Participant>),
     /// A participant left, with the `removedState` reason if any.
     ParticipantLeft(ParticipantKey, Option<String>),
+    /// The bot's own roster entry appeared or changed: its identity as the service shows it
+    /// (application, application instance, guest), lobby and mute state, and its streams
+    /// (a screen-sharing stream while it shares).
+    SelfUpdated(Box<Participant>),
+    /// Someone started sharing content (a screen) in the call: the session's id, for
+    /// [`crate::CallControl::content_sharing_session`].
+    ContentSharingStarted(String),
+    /// A content sharing session changed.
+    ContentSharingUpdated(String),
+    /// A content sharing session ended.
+    ContentSharingEnded(String),
     /// An operation (invite, mute, ...) completed or failed.
     OperationFinished(Box<CommsOperation>),
     /// The loudest participant changed (`SourceId::NONE` when nobody speaks).

@@ -312,6 +312,10 @@ impl CallCore {
                 SignalingEvent::ParticipantJoined(k, p) => CallEvent::ParticipantJoined(k, p),
                 SignalingEvent::ParticipantUpdated(k, p) => CallEvent::ParticipantUpdated(k, p),
                 SignalingEvent::ParticipantLeft(k, why) => CallEvent::ParticipantLeft(k, why),
+                SignalingEvent::SelfUpdated(p) => CallEvent::SelfUpdated(p),
+                SignalingEvent::ContentSharingStarted(id) => CallEvent::ContentSharingStarted(id),
+                SignalingEvent::ContentSharingUpdated(id) => CallEvent::ContentSharingUpdated(id),
+                SignalingEvent::ContentSharingEnded(id) => CallEvent::ContentSharingEnded(id),
                 SignalingEvent::StreamBind(source, _) => {
                     if self.config.media == MediaHosting::App {
                         self.out.push_back(Output::Bind(source));
@@ -339,8 +343,6 @@ impl CallCore {
                     self.on_ended();
                     CallEvent::Terminated(info)
                 }
-                // Content sharing is not surfaced to the application.
-                _ => continue,
             };
             self.out.push_back(Output::Event(out));
         }

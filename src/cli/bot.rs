@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::Args;
 use graph_sim::scenario::Scenario;
 use media_transport::protocol::EndReason;
-use mediabot::bot::{BotArgs, Call, CallEvent, CallTarget, LocalSim, ReceivedAudio, TargetKind};
+use mediabot::bot::{
+    BotArgs, Call, CallEvent, CallTarget, LocalSim, LocalSimOptions, ReceivedAudio, TargetKind,
+};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
@@ -62,10 +64,19 @@ async fn serve(args: BotCommandArgs) -> Result<(), String> {
     let (local, target) = match args.bot.target().map_err(|e| e.to_string())? {
         Some(target) => (None, target),
         None => {
-            let sim = LocalSim::start(Scenario::two_users())
+            // The sim registers the credential given, so the bot proves itself with it.
+            let (config, credential) = args.bot.local_registration().map_err(|e| e.to_string())?;
+            let options = LocalSimOptions {
+                config,
+                ..LocalSimOptions::default()
+            };
+            let sim = LocalSim::start_with(Scenario::two_users(), options)
                 .await
                 .map_err(|e| format!("graph-sim: {e}"))?;
-            let target = sim.target();
+            let target = match credential {
+                Some(c) => sim.target().with_credential(c),
+                None => sim.target(),
+            };
             (Some(sim), target)
         }
     };

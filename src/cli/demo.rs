@@ -228,7 +228,7 @@ async fn demo(args: &DemoArgs) -> Result<Value, String> {
                         states.push(state);
                     }
                     // The roster lists the bot itself too; count the people.
-                    CallEvent::ParticipantJoined(_, p) if !is_bot(&p) => participants += 1,
+                    CallEvent::ParticipantJoined(..) => participants += 1,
                     CallEvent::ParticipantLeft(..) => participants = participants.saturating_sub(1),
                     CallEvent::Terminated(_) => break,
                     CallEvent::MediaEnded(reason) => {
@@ -372,10 +372,6 @@ fn breakdown(p50: Option<f64>, holds: &Holds) -> Value {
             "network_and_scheduling": rest,
         },
     })
-}
-
-fn is_bot(p: &graph_signaling::models::Participant) -> bool {
-    p.identity_label().starts_with("application:")
 }
 
 fn status_line(

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::models::{
     Call, CommsNotification, CommsNotifications, CommsOperation, GraphErrorBody,
-    InviteParticipantsBody, MAX_NOTIFICATION_BYTES, Participant, ResourceItem, odata_kind,
+    InviteParticipantsBody, MAX_NOTIFICATION_BYTES, Participant, ResourceItem, is_legacy_value,
+    odata_kind,
 };
 
 /// Why a payload could not be inspected. `Display` is a single line.
@@ -46,6 +47,8 @@ pub enum PayloadKind {
     InviteRequest,
     /// A Graph error body.
     Error,
+    /// A notification in the legacy format (the Skype bot calling protocol).
+    Legacy,
 }
 
 impl std::fmt::Display for PayloadKind {
@@ -56,6 +59,7 @@ impl std::fmt::Display for PayloadKind {
             PayloadKind::Operation => "operation",
             PayloadKind::InviteRequest => "invite request",
             PayloadKind::Error => "error body",
+            PayloadKind::Legacy => "legacy notification",
         })
     }
 }
@@ -73,6 +77,9 @@ pub enum Payload {
     InviteRequest(InviteParticipantsBody),
     /// An error body.
     Error(GraphErrorBody),
+    /// A legacy-format notification, kept as JSON (mediabot never acts on one: it answers
+    /// `204 No Content` and the service posts it again in Graph's format).
+    Legacy(Box<Value>),
 }
 
 impl Payload {
@@ -107,6 +114,7 @@ impl Payload {
                 Payload::InviteRequest(serde_json::from_value(value).map_err(typed)?)
             }
             PayloadKind::Error => Payload::Error(serde_json::from_value(value).map_err(typed)?),
+            PayloadKind::Legacy => Payload::Legacy(Box::new(value)),
         })
     }
 
@@ -118,6 +126,7 @@ impl Payload {
             Payload::Operation(_) => PayloadKind::Operation,
             Payload::InviteRequest(_) => PayloadKind::InviteRequest,
             Payload::Error(_) => PayloadKind::Error,
+            Payload::Legacy(_) => PayloadKind::Legacy,
         }
     }
 
@@ -129,6 +138,7 @@ impl Payload {
             Payload::Operation(o) => serde_json::to_value(o),
             Payload::InviteRequest(i) => serde_json::to_value(i),
             Payload::Error(e) => serde_json::to_value(e),
+            Payload::Legacy(v) => Ok((**v).clone()),
         }
     }
 }
@@ -139,6 +149,10 @@ fn detect(value: &Value) -> Result<PayloadKind, InspectError> {
             "top level is not a JSON object".into(),
         ));
     };
+    // Before the other shapes: a legacy offer has a `participants` array too.
+    if is_legacy_value(value) {
+        return Ok(PayloadKind::Legacy);
+    }
     let kind = odata_kind(map);
     if kind == Some("commsNotifications") || map.get("value").is_some_and(Value::is_array) {
         return Ok(PayloadKind::Notifications);
@@ -169,6 +183,36 @@ fn detect(value: &Value) -> Result<PayloadKind, InspectError> {
     }))
 }
 
+/// A legacy notification: what it is about, and what a Graph bot does with it.
+fn describe_legacy(v: &Value, lines: &mut Vec<String>) {
+    let text = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(128).collect::<String>())
+    };
+    let mut l = String::from("legacy notification (Skype bot calling protocol, not Graph)");
+    if let Some(id) = text("id") {
+        let _ = write!(l, " id={id}");
+    }
+    match (text("type"), text("callState")) {
+        (Some(kind), _) => {
+            let _ = write!(l, " type={kind}");
+        }
+        (None, Some(state)) => {
+            let _ = write!(l, " offer callState={state}");
+        }
+        (None, None) => {}
+    }
+    if let Some(n) = v.get("participants").and_then(Value::as_array) {
+        let _ = write!(l, " participants={}", n.len());
+    }
+    lines.push(l);
+    lines.push(
+        "  a Graph bot answers 204 No Content; the service then posts it as commsNotifications"
+            .into(),
+    );
+}
+
 /// Reads any supported payload and returns the lines `mediabot inspect` prints: the first names
 /// the kind, then one line per item.
 pub fn inspect(input: &str) -> Result<Vec<String>, InspectError> {
@@ -180,6 +224,7 @@ pub fn describe(payload: &Payload) -> Vec<String> {
     let mut lines = Vec::new();
     match payload {
         Payload::Call(call) => describe_call(call, &mut lines),
+        Payload::Legacy(v) => describe_legacy(v, &mut lines),
         Payload::Notifications(batch) => {
             lines.push(format!(
                 "commsNotifications: {} notification(s)",

@@ -289,3 +289,34 @@ fn fuzz_regressions_pass() {
     }
     assert!(n > 0);
 }
+
+#[test]
+fn legacy_notifications_are_named_not_mistaken_for_graph_shapes() {
+    // A legacy offer has a participants array, like an invite request body.
+    let offer = r#"{"id":"leg-1","callState":"incoming","participants":[{"identity":"8:orgid:a"}],
+        "links":{"callback":"https://x"}}"#;
+    let payload = Payload::parse(offer).unwrap();
+    assert_eq!(payload.kind(), PayloadKind::Legacy);
+    assert_eq!(
+        payload.to_value().unwrap(),
+        serde_json::from_str::<Value>(offer).unwrap()
+    );
+    let lines = inspect(offer).unwrap();
+    assert!(
+        lines[0].starts_with("legacy notification")
+            && lines[0].contains("id=leg-1")
+            && lines[0].contains("offer callState=incoming")
+            && lines[0].contains("participants=1"),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains("204"), "{lines:?}");
+    let update = r#"{"id":"leg-2","type":"rosterUpdate","participants":[]}"#;
+    let lines = inspect(update).unwrap();
+    assert!(lines[0].contains("type=rosterUpdate"), "{lines:?}");
+    // An invite body without an id stays an invite.
+    let invite = r#"{"participants":[],"clientContext":"c"}"#;
+    assert_eq!(
+        Payload::parse(invite).unwrap().kind(),
+        PayloadKind::InviteRequest
+    );
+}

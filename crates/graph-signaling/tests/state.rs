@@ -541,3 +541,54 @@ fn each_key_pressed_is_reported_once_in_order() {
         "after the end"
     );
 }
+
+#[test]
+fn the_bots_own_entry_is_reported_apart_from_the_people() {
+    // The bot joined as a guest: only myParticipantId tells its entry apart.
+    let call: graph_signaling::models::Call = serde_json::from_value(
+        json!({"id": "c-self", "myParticipantId": "me", "state": "establishing"}),
+    )
+    .unwrap();
+    let mut m = CallStateMachine::from_call(&call, Some(BOT_APP.into()), Instant::now());
+    drain(&mut m);
+    let mut me = participant(Some("me"), "ignored", &[7], Some(1), false);
+    me["info"]["identity"] = json!({"guest": {"id": "g1", "displayName": "Visitor"}});
+    let alice = participant(Some("a"), "alice", &[1], Some(1), false);
+    let ev = feed(&mut m, &delta("c-self", 1, vec![me.clone(), alice]));
+    let selves: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SignalingEvent::SelfUpdated(p) => Some(p.identity_label()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(selves, ["guest:g1"]);
+    let joined: Vec<String> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SignalingEvent::ParticipantJoined(_, p) => Some(p.identity_label()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined, ["user:alice"], "the bot is not one of the people");
+    // Its own audio is never bound; a change to its entry is again its own.
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SignalingEvent::StreamBind(SourceId(7), _)))
+    );
+    let mut muted = me.clone();
+    muted["isMuted"] = json!(true);
+    muted["rosterSequenceNumber"] = json!(2);
+    let ev = feed(&mut m, &delta("c-self", 2, vec![muted]));
+    assert!(matches!(&ev[..], [SignalingEvent::SelfUpdated(p)] if p.is_muted.get() == Some(&true)));
+    // Its removal is no participant leaving.
+    let mut gone = me;
+    gone["removedState"] = json!({"reason": "removed"});
+    gone["rosterSequenceNumber"] = json!(3);
+    let ev = feed(&mut m, &delta("c-self", 3, vec![gone]));
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, SignalingEvent::ParticipantLeft(..))),
+        "{ev:?}"
+    );
+}

@@ -153,6 +153,23 @@ pub struct SimUser {
     /// A bot with service-hosted media that subscribed to tones is told of each.
     #[serde(default, skip_serializing_if = "Presses::is_empty")]
     pub presses: Presses,
+    /// When the user shares their screen, from joining the call:
+    /// `shares = { from_ms = 2000, for_ms = 5000 }` (no `for_ms`: until they leave). The bot
+    /// sees a content sharing session and a screen-sharing stream on the user's entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<ScreenShare>,
+}
+
+/// A stretch of screen sharing, in ms after the user joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenShare {
+    /// When sharing starts.
+    #[serde(default)]
+    pub from_ms: u64,
+    /// How long it lasts; absent: until the user leaves (or someone else takes over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
 }
 
 /// Keys pressed at times (ms after the user joined), written `"1@2000ms, #@3000ms"`.
@@ -212,7 +229,8 @@ impl From<Presses> for String {
 }
 
 /// Talk spurts on the call's media clock (ms since the simulated service connected to the
-/// bot's media endpoint): the user talks for `for_ms` every `every_ms`, from `from_ms` on, and
+/// bot's media endpoint; with service-hosted media, since the call was established): the user
+/// talks for `for_ms` every `every_ms`, from `from_ms` on, and
 /// sends silence in between. In a scenario file:
 /// `talks = { every_ms = 6000, for_ms = 3000, from_ms = 3000 }`.
 ///
@@ -407,6 +425,7 @@ impl SimUser {
             talks: None,
             declines: false,
             presses: Presses::default(),
+            shares: None,
         }
     }
 
@@ -438,6 +457,11 @@ impl SimUser {
         }
         if let Some(t) = &self.talks {
             t.validate().map_err(|reason| self.error(reason))?;
+        }
+        if let Some(share) = &self.shares
+            && (share.from_ms > 3_600_000 || share.for_ms.is_some_and(|f| f == 0 || f > 3_600_000))
+        {
+            return Err(self.error("shares: from_ms and for_ms (> 0) must be within an hour"));
         }
         if let Voice::Tone { tone_hz } = self.says
             && !(50.0..=7000.0).contains(&tone_hz)

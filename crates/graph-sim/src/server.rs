@@ -624,13 +624,19 @@ async fn api(
         .and_then(|v| v.to_str().ok());
     // The service fetches a request's prompts before acting on it; the core is handed their
     // audio, so it knows how long each plays.
+    // They are handed over with the request under one lock, so no other request can evict
+    // them from the core's cache in between.
     let wanted = shared.sim().prompts_to_fetch(&full_path, &body);
+    let mut fetched = Vec::with_capacity(wanted.len());
     for uri in wanted {
         let audio = fetch_prompt(&shared, &uri).await;
-        shared.sim().provide_prompt(&uri, audio.map(Into::into));
+        fetched.push((uri, audio));
     }
     let response = {
         let mut sim = shared.sim();
+        for (uri, audio) in fetched {
+            sim.provide_prompt(&uri, audio.map(Into::into));
+        }
         sim.handle_request(
             Instant::now(),
             &ApiRequest {

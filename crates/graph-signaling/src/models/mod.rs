@@ -32,7 +32,7 @@ pub use media::{
 };
 pub use notification::{
     CommsNotification, CommsNotifications, MAX_NOTIFICATION_BYTES, NotificationParseError,
-    ResourceData, ResourceItem, call_id_of, is_legacy_notification,
+    ResourceData, ResourceItem, call_id_of, is_legacy_notification, is_legacy_value,
 };
 pub use nullable::Nullable;
 pub use operation::CommsOperation;

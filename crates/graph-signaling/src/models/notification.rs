@@ -67,7 +67,12 @@ pub fn is_legacy_notification(body: &[u8]) -> bool {
     if body.len() > MAX_NOTIFICATION_BYTES {
         return false;
     }
-    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| is_legacy_value(&v))
+}
+
+/// [`is_legacy_notification`] for a body already parsed.
+pub fn is_legacy_value(v: &Value) -> bool {
+    let Value::Object(o) = v else {
         return false;
     };
     let has_id = o

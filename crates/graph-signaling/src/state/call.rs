@@ -21,12 +21,17 @@ pub enum SignalingEvent {
         /// The new state.
         to: CallState,
     },
-    /// A participant joined the roster.
+    /// A participant joined the roster. The bot's own entry is not one of them: it comes as
+    /// [`SignalingEvent::SelfUpdated`].
     ParticipantJoined(ParticipantKey, Box<Participant>),
     /// A participant's roster entry changed (lobby, mute, streams).
     ParticipantUpdated(ParticipantKey, Box<Participant>),
     /// A participant left, with the `removedState` reason if any.
     ParticipantLeft(ParticipantKey, Option<String>),
+    /// The bot's own roster entry appeared or changed (its identity as the service shows it:
+    /// application, application instance or guest; its lobby and mute state). Recognised by
+    /// `myParticipantId`.
+    SelfUpdated(Box<Participant>),
     /// Receive the audio of this source id as this participant's stream.
     StreamBind(SourceId, ParticipantKey),
     /// Stop receiving this source id for this participant.
@@ -79,6 +84,8 @@ pub struct CallStateMachine {
     /// The highest `toneInfo.sequenceId` reported: a redelivered or late key is not reported
     /// twice.
     last_tone: Option<i64>,
+    /// The roster key of the bot's own entry, once seen.
+    own_key: Option<ParticipantKey>,
 }
 
 impl CallStateMachine {
@@ -101,6 +108,7 @@ impl CallStateMachine {
             finished: false,
             scratch: Vec::new(),
             last_tone: None,
+            own_key: None,
         }
     }
 
@@ -305,6 +313,17 @@ impl CallStateMachine {
     fn emit_changes(&mut self, changes: &mut Vec<RosterChange>) {
         for c in changes.drain(..) {
             let event = match c {
+                RosterChange::Joined(k) | RosterChange::Updated(k)
+                    if self.roster.get(&k).is_some_and(|e| e.is_self) =>
+                {
+                    self.own_key = Some(k.clone());
+                    let p = self
+                        .roster
+                        .get(&k)
+                        .map(|e| Box::new(e.participant.clone()))
+                        .unwrap_or_default();
+                    SignalingEvent::SelfUpdated(p)
+                }
                 RosterChange::Joined(k) => {
                     let p = self
                         .roster
@@ -321,6 +340,8 @@ impl CallStateMachine {
                         .unwrap_or_default();
                     SignalingEvent::ParticipantUpdated(k, p)
                 }
+                // The bot leaving its own roster is the call's end, told as such.
+                RosterChange::Left(k, _) if self.own_key.as_ref() == Some(&k) => continue,
                 RosterChange::Left(k, r) => SignalingEvent::ParticipantLeft(k, r),
                 RosterChange::Bind(s, k) => SignalingEvent::StreamBind(s, k),
                 RosterChange::Unbind(s, k) => SignalingEvent::StreamUnbind(s, k),

@@ -289,10 +289,21 @@ impl MediaSide {
                 recording_id,
                 from,
                 to,
+                clock_ms,
             } => {
-                let wav = self.heard_audio(&call_id).render_recording(from, to);
+                let wav = self
+                    .heard_audio(&call_id)
+                    .render_recording(from, to, clock_ms);
                 if let Some(store) = &self.options.recordings {
                     store.put(&recording_id, wav);
+                }
+                Ok(())
+            }
+            SimEvent::RecordingsDiscarded { recording_ids, .. } => {
+                if let Some(store) = &self.options.recordings {
+                    for id in &recording_ids {
+                        store.remove(id);
+                    }
                 }
                 Ok(())
             }

@@ -37,6 +37,21 @@ impl RecordingStore {
         self.lock().insert(id.to_owned(), wav.into());
     }
 
+    /// Forgets recording `id` (the service discarded it).
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Number of recordings held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no recording is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The WAV bytes of recording `id`, once rendered.
     pub fn get(&self, id: &str) -> Option<Arc<[u8]>> {
         self.lock().get(id).cloned()
@@ -119,15 +134,21 @@ impl HeardAudio {
         self.voices.retain(|(s, _)| *s != source);
     }
 
-    /// What the people in the call said over `from..to`, as a 16 kHz mono WAV file.
-    pub(super) fn render_recording(&mut self, from: Instant, to: Instant) -> Vec<u8> {
+    /// What the people in the call said over `from..to`, as a 16 kHz mono WAV file; `clock_ms`
+    /// is `from` on the call's clock, which their talk turns follow.
+    pub(super) fn render_recording(
+        &mut self,
+        from: Instant,
+        to: Instant,
+        clock_ms: u64,
+    ) -> Vec<u8> {
         let frames = (to.saturating_duration_since(from).as_millis() / 20) as usize;
         let per_frame = FRAME / 3;
         let mut mixed = vec![0i16; frames * per_frame];
         let mut said = [0i16; FRAME];
         for (_, voice) in &mut self.voices {
-            for frame in mixed.chunks_exact_mut(per_frame) {
-                voice.next_frame(&mut said);
+            for (n, frame) in mixed.chunks_exact_mut(per_frame).enumerate() {
+                voice.frame_at(clock_ms + 20 * n as u64, &mut said);
                 // 48 kHz to 16 kHz: the mean of each three samples (a plain low-pass, enough
                 // for speech whose energy is far below 8 kHz).
                 for (m, three) in frame.iter_mut().zip(said.chunks_exact(3)) {

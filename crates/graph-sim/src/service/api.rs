@@ -92,6 +92,14 @@ impl Reply {
 impl Sim {
     /// Answers one API request and queues what follows from it.
     pub fn handle_request(&mut self, now: Instant, request: &ApiRequest<'_>) -> ApiResponse {
+        let response = self.serve(now, request);
+        // The prompts fetched for this request have been used (or not): the cache goes back
+        // within its bounds.
+        self.prompts.settle();
+        response
+    }
+
+    fn serve(&mut self, now: Instant, request: &ApiRequest<'_>) -> ApiResponse {
         self.request_counter += 1;
         let request_id = format!("sim-request-{}", self.request_counter);
         // Authentication comes first: an unauthenticated request learns nothing.
@@ -220,10 +228,10 @@ impl Sim {
                 self.get_operation(id, op).map(|b| Reply::with_body(200, b))
             }
             (Method::Post, [id, "changeScreenSharingRole"]) => self
-                .change_screen_sharing_role(id, body)
+                .change_screen_sharing_role(now, id, body)
                 .map(|()| Reply::empty(202)),
             (Method::Post, [id, "addLargeGalleryView"]) => self
-                .add_large_gallery_view(id, body)
+                .add_large_gallery_view(now, id, body)
                 .map(|r| Reply::located(200, r)),
             (Method::Post, [id, "audioRoutingGroups"]) => self
                 .create_routing_group(id, body)

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use graph_signaling::models::{
-    Call, CallState, ChatInfo, Identity, JoinMeetingIdMeetingInfo, MediaConfig, MeetingInfo,
+    Call, CallState, ChatInfo, Identity, IdentitySet, JoinMeetingIdMeetingInfo, MediaConfig,
+    MeetingInfo,
 };
 use media_session::BlobConfig;
 use serde::Serialize;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use super::notify::SimEvent;
 use super::refusal::Refusal;
 use super::roster::{Member, MemberState};
+use super::sharing::Share;
 use super::timers::TimerKind;
 use super::{MAX_GROUP_PARTICIPANTS, Sim, payloads};
 
@@ -56,6 +58,16 @@ pub(super) struct SimCall {
     /// A notification of this call has been posted (the legacy-format fault applies to the
     /// first one only).
     pub(super) notified: bool,
+    /// When the call was established: the start of the clock people's talk turns follow in a
+    /// call whose media the service hosts.
+    pub(super) established_at: Option<Instant>,
+    /// The bot's identity in rosters: as its request gave it (a guest, an application
+    /// instance), else the application.
+    pub(super) bot_identity: Value,
+    /// The screen shared in the call now.
+    pub(super) sharing: Option<Share>,
+    /// The source id of the large gallery video the bot asked for.
+    pub(super) large_gallery: Option<u32>,
 }
 
 impl SimCall {
@@ -88,12 +100,16 @@ impl SimCall {
             can_dial_phones: false,
             bot_in_lobby: false,
             notified: false,
+            established_at: None,
+            bot_identity: Value::Null,
+            sharing: None,
+            large_gallery: None,
         };
         call.bot_source = call.allocate_source();
         call
     }
 
-    fn allocate_source(&mut self) -> u32 {
+    pub(super) fn allocate_source(&mut self) -> u32 {
         let id = self.next_source;
         self.next_source += 1;
         id
@@ -205,6 +221,46 @@ impl Sim {
             .ok_or_else(|| Refusal::no_call(id))
     }
 
+    /// How rosters show the bot of a call it placed as `source`: a guest by the name it gave,
+    /// an application instance with its number, otherwise the application.
+    fn bot_identity_for(&self, source: Option<&IdentitySet>) -> Value {
+        let Some(set) = source else {
+            return payloads::application_identity(&self.config.app_id, "Bot");
+        };
+        if let Some(guest) = set.guest.get() {
+            return json!({
+                "@odata.type": "#microsoft.graph.identitySet",
+                "guest": {
+                    "@odata.type": "#microsoft.graph.identity",
+                    "id": guest.id.as_deref().unwrap_or(&self.config.app_id),
+                    "displayName": guest.display_name.get(),
+                },
+            });
+        }
+        if let Some(instance) = set.application_instance.get() {
+            let id = instance.id.as_deref().unwrap_or_default();
+            let number = self
+                .config
+                .application_instances
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.phone_number.clone());
+            let mut v = json!({
+                "@odata.type": "#microsoft.graph.identitySet",
+                "applicationInstance": {
+                    "@odata.type": "#microsoft.graph.identity",
+                    "id": id,
+                    "displayName": instance.display_name.get().map_or("Bot", String::as_str),
+                },
+            });
+            if let Some(number) = number {
+                v["phone"] = json!({"@odata.type": "#microsoft.graph.identity", "id": number});
+            }
+            return v;
+        }
+        payloads::application_identity(&self.config.app_id, "Bot")
+    }
+
     /// Creates a call from the bot's request; returns its `Location` and resource.
     pub(super) fn create_call(
         &mut self,
@@ -308,6 +364,7 @@ impl Sim {
             .and_then(|o| o.is_delta_roster_enabled.get().copied())
             .unwrap_or(false);
         sim_call.blob = blob;
+        sim_call.bot_identity = self.bot_identity_for(source_identity);
         sim_call.can_dial_phones = can_dial_phones;
         sim_call.bot_in_lobby = bot_in_lobby;
         for m in members {
@@ -493,6 +550,7 @@ impl Sim {
         }
         if let Some(call) = self.calls.get_mut(call_id) {
             call.bot_in_lobby = false;
+            call.established_at = Some(now);
         }
         self.set_state(call_id, CallState::Established);
         self.notify_state(now, call_id, &CallState::Established);
@@ -533,7 +591,13 @@ impl Sim {
         }
         self.set_state(call_id, CallState::Terminated);
         // Prompts and recordings of the call end with it, unannounced (the call's end says it).
+        // What it recorded stays downloadable a while, then goes.
         self.drop_service_media(call_id);
+        self.schedule(
+            now + self.config.recording_retention,
+            call_id,
+            TimerKind::DiscardRecordings,
+        );
         self.drop_resources(call_id);
         let result = (end.code(), end.subcode(), end.message());
         let data = payloads::call_state(call_id, &CallState::Terminated, Some(result));

@@ -59,7 +59,7 @@ impl Sim {
             },
             "targets": [{
                 "@odata.type": "#microsoft.graph.invitationParticipantInfo",
-                "identity": target,
+                "identity": target.clone(),
             }],
             "requestedModalities": ["audio"],
             "tenantId": self.config.tenant_id,
@@ -75,6 +75,7 @@ impl Sim {
             now,
         );
         call.awaiting_answer = true;
+        call.bot_identity = target;
         call.add_member(caller);
         self.calls.insert(id.clone(), call);
         let body =

@@ -11,7 +11,6 @@
 //! them; `cancelMediaProcessing` ends the running one and drops the queue; a tone subscription
 //! and DTMF the service sends are outside that queue.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +54,30 @@ pub(super) struct MediaOp {
     in_queue: bool,
     /// Why it fails when its time comes (a prompt that could not be fetched).
     fails: Option<String>,
-    /// The recording a recordOperation fills: `(id, started)`.
-    recording: Option<(String, Instant)>,
+    /// The recording a recordOperation fills.
+    recording: Option<Recording>,
+}
+
+/// What a recordOperation records, and how it ends unless a stop key comes first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recording {
+    id: String,
+    started: Instant,
+    /// Keys that end it (`stopTones`); other keys are recorded like speech.
+    stop_tones: Vec<Tone>,
+    /// How it ends at `MediaOp::ends` if no stop key comes.
+    end: RecordEnd,
+}
+
+/// How a recorded response ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordEnd {
+    /// `maxRecordDurationInSeconds` passed.
+    MaxDuration,
+    /// Nobody spoke within `initialSilenceTimeoutInSeconds`: the operation fails.
+    InitialSilence,
+    /// Someone spoke, then everyone was silent for `maxSilenceTimeoutInSeconds`.
+    MaxSilence,
 }
 
 /// The service-hosted media state of one call.
@@ -95,7 +116,7 @@ impl Sim {
         };
         let mut out: Vec<String> = uris
             .into_iter()
-            .filter(|u| !self.prompts.contains_key(u))
+            .filter(|u| !self.prompts.has(u))
             .take(MAX_PROMPTS)
             .collect();
         out.dedup();
@@ -111,7 +132,38 @@ impl Sim {
                 Ok(a)
             }
         });
-        self.prompts.insert(uri.to_owned(), audio);
+        self.prompts.insert(uri, audio);
+    }
+
+    /// Prompts the service keeps fetched, and their samples (bounded, see `PromptCache`).
+    pub fn prompt_cache_size(&self) -> (usize, usize) {
+        self.prompts.size()
+    }
+
+    /// Recordings still downloadable.
+    pub fn recordings_held(&self) -> usize {
+        self.recordings.len()
+    }
+
+    /// The recordings of an ended call go; the media side is told to drop their audio.
+    pub(super) fn discard_recordings(&mut self, call_id: &str) {
+        let mut recording_ids: Vec<String> = self
+            .recordings
+            .iter()
+            .filter(|(_, r)| r.call_id == call_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if recording_ids.is_empty() {
+            return;
+        }
+        recording_ids.sort();
+        for id in &recording_ids {
+            self.recordings.remove(id);
+        }
+        self.events.push_back(SimEvent::RecordingsDiscarded {
+            call_id: call_id.to_owned(),
+            recording_ids,
+        });
     }
 
     /// A recording the service made, by id: whose it is and the token a download needs.
@@ -203,11 +255,11 @@ impl Sim {
     }
 
     /// The prompts' audio back to back, or why one is missing (then nothing plays).
-    fn prompt_audio(&self, uris: &[&str]) -> (Vec<i16>, Option<String>) {
+    fn prompt_audio(&mut self, uris: &[&str]) -> (Vec<i16>, Option<String>) {
         let mut audio = Vec::new();
         for uri in uris {
-            match self.prompts.get(*uri) {
-                Some(Ok(a)) => audio.extend_from_slice(a),
+            match self.prompts.get(uri) {
+                Some(Ok(a)) => audio.extend_from_slice(&a),
                 Some(Err(why)) => return (Vec::new(), Some(format!("prompt {uri}: {why}"))),
                 None => return (Vec::new(), Some(format!("prompt {uri} was not fetched"))),
             }
@@ -284,6 +336,11 @@ impl Sim {
                 )));
             }
         }
+        let stop_tones = req
+            .stop_tones
+            .iter()
+            .map(|t| stop_tone(t))
+            .collect::<Result<Vec<Tone>, Refusal>>()?;
         let uris: Vec<&str> = req
             .prompts
             .iter()
@@ -305,24 +362,77 @@ impl Sim {
                 audio: audio.into(),
             });
         }
-        let longest =
-            Duration::from_secs(u64::from(req.max_record_duration_in_seconds.unwrap_or(5)));
+        let seconds = |v: Option<u32>| Duration::from_secs(u64::from(v.unwrap_or(5)));
+        let limits = RecordLimits {
+            longest: seconds(req.max_record_duration_in_seconds),
+            initial_silence: seconds(req.initial_silence_timeout_in_seconds),
+            max_silence: seconds(req.max_silence_timeout_in_seconds),
+        };
+        let (ends, end) = self.record_end(id, recording_starts, limits);
         let recording_id = self.new_id();
         let op = MediaOp {
             id: self.new_id(),
             kind: "recordOperation",
             client_context: req.client_context,
-            ends: if fails.is_some() {
-                start
-            } else {
-                recording_starts + longest
-            },
+            ends: if fails.is_some() { start } else { ends },
             in_queue: true,
             fails,
-            recording: Some((recording_id, recording_starts)),
+            recording: Some(Recording {
+                id: recording_id,
+                started: recording_starts,
+                stop_tones,
+                end,
+            }),
         };
         self.enqueue_op(id, op.clone());
         Ok(self.running(id, &op))
+    }
+
+    /// When and how a recording starting at `from` ends by itself, judged by who talks then:
+    /// the people present and unmuted, each by their scenario turns on the call's clock (from
+    /// its establishment; without turns a person talks throughout). Decided when the request
+    /// comes, for the people in the call then.
+    fn record_end(
+        &self,
+        call_id: &str,
+        from: Instant,
+        limits: RecordLimits,
+    ) -> (Instant, RecordEnd) {
+        const STEP: Duration = Duration::from_millis(20);
+        let until = from + limits.longest;
+        let mut spoke = false;
+        let mut silent_since = from;
+        let mut at = from;
+        while at < until {
+            if self.someone_talks(call_id, at) {
+                spoke = true;
+                silent_since = at + STEP;
+            } else if !spoke && at >= from + limits.initial_silence {
+                return (from + limits.initial_silence, RecordEnd::InitialSilence);
+            } else if spoke && at >= silent_since + limits.max_silence {
+                return (silent_since + limits.max_silence, RecordEnd::MaxSilence);
+            }
+            at += STEP;
+        }
+        if !spoke && limits.initial_silence <= limits.longest {
+            return (from + limits.initial_silence, RecordEnd::InitialSilence);
+        }
+        (until, RecordEnd::MaxDuration)
+    }
+
+    /// Whether anyone in the call (present, not muted) talks at `at`.
+    fn someone_talks(&self, call_id: &str, at: Instant) -> bool {
+        let Some(call) = self.calls.get(call_id) else {
+            return false;
+        };
+        let clock_ms = call
+            .established_at
+            .map_or(0, |e| at.saturating_duration_since(e).as_millis() as u64);
+        call.members.iter().any(|m| {
+            m.state == super::roster::MemberState::Present
+                && !m.muted
+                && m.user.talks.is_none_or(|t| t.talking_at(clock_ms))
+        })
     }
 
     /// `POST …/cancelMediaProcessing`: the running and queued prompts and recordings fail as
@@ -484,36 +594,12 @@ impl Sim {
                 d["recordingAccessToken"] = json!("");
             }
             d
-        } else if let Some((recording_id, started)) = &op.recording {
-            let token = self.new_id();
-            self.recordings.insert(
-                recording_id.clone(),
-                RecordingInfo {
-                    call_id: call_id.to_owned(),
-                    access_token: token.clone(),
-                },
-            );
-            self.events.push_back(SimEvent::Recorded {
-                call_id: call_id.to_owned(),
-                recording_id: recording_id.clone(),
-                from: *started,
-                to: now.max(*started),
-            });
-            let result = match stopped_by {
-                Some(_) => (200, 8514, "Action completed, stop tone detected."),
-                None => (200, 8515, "Action completed, max record duration reached."),
+        } else if let Some(rec) = &op.recording {
+            let end = match stopped_by {
+                Some(_) => None,
+                None => Some(rec.end),
             };
-            let mut d = payloads::operation(
-                op.kind,
-                &op.id,
-                "completed",
-                op.client_context.as_deref(),
-                Some(result),
-                None,
-            );
-            d["recordingLocation"] = json!(self.recording_location(recording_id));
-            d["recordingAccessToken"] = json!(token);
-            d
+            self.finish_recording(now, call_id, &op, rec, end)
         } else {
             let mut d = payloads::operation(
                 op.kind,
@@ -529,6 +615,81 @@ impl Sim {
             d
         };
         self.notify(now, call_id, "deleted", &suffix, data);
+    }
+
+    /// The outcome of a recordOperation ending at `now`, by `end` (`None`: a stop key).
+    /// Codes: 200/8514 stop key, 200/8515 longest duration, 200/8516 silence after speech,
+    /// 400/8517 nobody spoke (the operation fails and nothing is kept). The docs name the
+    /// reasons, not all the codes: 8516 and 8517 are this emulator's choice.
+    fn finish_recording(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        op: &MediaOp,
+        rec: &Recording,
+        end: Option<RecordEnd>,
+    ) -> Value {
+        let (status, result, reason) = match end {
+            None => (
+                "completed",
+                (200, 8514, "Action completed, stop tone detected."),
+                "stopToneDetected",
+            ),
+            Some(RecordEnd::MaxDuration) => (
+                "completed",
+                (200, 8515, "Action completed, max record duration reached."),
+                "maxRecordDurationReached",
+            ),
+            Some(RecordEnd::MaxSilence) => (
+                "completed",
+                (200, 8516, "Action completed, max silence timeout reached."),
+                "maxSilenceTimeout",
+            ),
+            Some(RecordEnd::InitialSilence) => (
+                "failed",
+                (400, 8517, "Action failed, initial silence timeout reached."),
+                "initialSilenceTimeout",
+            ),
+        };
+        let mut d = payloads::operation(
+            op.kind,
+            &op.id,
+            status,
+            op.client_context.as_deref(),
+            Some(result),
+            None,
+        );
+        d["completionReason"] = json!(reason);
+        if status == "failed" {
+            d["recordingLocation"] = json!("");
+            d["recordingAccessToken"] = json!("");
+            return d;
+        }
+        let token = self.new_id();
+        self.recordings.insert(
+            rec.id.clone(),
+            RecordingInfo {
+                call_id: call_id.to_owned(),
+                access_token: token.clone(),
+            },
+        );
+        let clock_ms = self
+            .calls
+            .get(call_id)
+            .and_then(|c| c.established_at)
+            .map_or(0, |e| {
+                rec.started.saturating_duration_since(e).as_millis() as u64
+            });
+        self.events.push_back(SimEvent::Recorded {
+            call_id: call_id.to_owned(),
+            recording_id: rec.id.clone(),
+            from: rec.started,
+            to: now.max(rec.started),
+            clock_ms,
+        });
+        d["recordingLocation"] = json!(self.recording_location(&rec.id));
+        d["recordingAccessToken"] = json!(token);
+        d
     }
 
     /// Where the recording `id` is served: beside the API, outside `/v1.0` (the real service
@@ -584,15 +745,14 @@ impl Sim {
             });
             self.post_call_update(now, call_id, data);
         }
-        // A key ends the recording in progress (stop keys are not told apart: every recording
-        // the sim makes stops on any key, which the bots here ask for).
+        // One of its stop keys ends the recording in progress; other keys are just sound.
         let Some(media) = self.service_media.get_mut(call_id) else {
             return;
         };
         let recording = media.ops.iter().position(|op| {
             op.recording
                 .as_ref()
-                .is_some_and(|(_, started)| *started <= now && now < op.ends)
+                .is_some_and(|r| r.started <= now && now < op.ends && r.stop_tones.contains(&tone))
         });
         if let Some(i) = recording {
             let op = media.ops.remove(i);
@@ -604,6 +764,26 @@ impl Sim {
     /// Forgets the media state of a call that ended.
     pub(super) fn drop_service_media(&mut self, call_id: &str) {
         self.service_media.remove(call_id);
+    }
+}
+
+/// The longest a recording runs, and the silences that end it.
+#[derive(Debug, Clone, Copy)]
+struct RecordLimits {
+    longest: Duration,
+    initial_silence: Duration,
+    max_silence: Duration,
+}
+
+/// A `stopTones` entry: one keypad key (`0`-`9`, `*`, `#`, `A`-`D`).
+fn stop_tone(t: &str) -> Result<Tone, Refusal> {
+    let mut chars = t.chars();
+    match (chars.next().and_then(Tone::from_char), chars.next()) {
+        (Some(tone), None) if tone != Tone::Flash => Ok(tone),
+        _ => Err(Refusal::bad_request(format!(
+            "stop tone {:?} is not a keypad key",
+            t.chars().take(8).collect::<String>()
+        ))),
     }
 }
 
@@ -653,6 +833,3 @@ fn tone_samples(freqs: &[f32], length: Duration) -> Vec<i16> {
         })
         .collect()
 }
-
-/// Prompt audio by URI, as the shell provided it.
-pub(super) type PromptCache = HashMap<String, PromptAudio>;

@@ -36,9 +36,11 @@ mod notify;
 mod operations;
 mod payloads;
 mod people;
+mod prompt_cache;
 mod refusal;
 mod resources;
 mod roster;
+mod sharing;
 mod timers;
 mod tokens;
 mod views;
@@ -107,6 +109,9 @@ pub struct SimConfig {
     /// from `source.identity.applicationInstance` must name one of them, as Graph checks the
     /// instance against the app of the token; only such a call may dial phone numbers.
     pub application_instances: Vec<ApplicationInstance>,
+    /// How long the recordings a call made stay downloadable after it ends (Graph discards
+    /// them "shortly after the call ends").
+    pub recording_retention: Duration,
 }
 
 /// An application instance: the directory object that gives a bot a phone number.
@@ -143,6 +148,7 @@ impl Default for SimConfig {
             token_lifetime: Duration::from_secs(3599),
             allow_remote_callbacks: false,
             application_instances: vec![ApplicationInstance::default()],
+            recording_retention: Duration::from_secs(300),
         }
     }
 }
@@ -180,7 +186,7 @@ pub struct Sim {
     meeting_organizer: Option<String>,
     request_counter: u64,
     /// Prompt audio by URI, fetched by the shell.
-    prompts: media_ops::PromptCache,
+    prompts: prompt_cache::PromptCache,
     /// Service-hosted media state by call id.
     service_media: HashMap<String, media_ops::ServiceMedia>,
     /// Recordings made by recordResponse, by id.
@@ -230,7 +236,7 @@ impl Sim {
             user_ids,
             meeting_organizer,
             request_counter: 0,
-            prompts: HashMap::new(),
+            prompts: prompt_cache::PromptCache::default(),
             service_media: HashMap::new(),
             recordings: HashMap::new(),
             resources: HashMap::new(),

@@ -102,6 +102,17 @@ pub enum SimEvent {
         from: Instant,
         /// End.
         to: Instant,
+        /// Where `from` is on the call's clock (ms since it was established), which the
+        /// people's talk turns follow.
+        clock_ms: u64,
+    },
+    /// Service-hosted media: the service discarded these recordings (some time after their
+    /// call ended); they are no longer served.
+    RecordingsDiscarded {
+        /// The call they were made in.
+        call_id: String,
+        /// The recordings.
+        recording_ids: Vec<String>,
     },
     /// A person pressed a key in a call with app-hosted media: send it in band on their
     /// stream.

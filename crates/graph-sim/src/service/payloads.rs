@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::scenario::IdentityKind;
 
 /// `@odata.type` prefix of every Graph type.
-const NS: &str = "#microsoft.graph.";
+pub(crate) const NS: &str = "#microsoft.graph.";
 
 /// Graph's error body: `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`.
 pub(crate) fn error_body(code: &str, message: &str, request_id: &str) -> Value {
@@ -133,6 +133,20 @@ pub(crate) struct ParticipantView<'a> {
     pub(crate) in_lobby: bool,
     pub(crate) sequence: Option<i64>,
     pub(crate) removed: bool,
+    /// Streams besides audio (a shared screen, the bot's large gallery).
+    pub(crate) extra_streams: Vec<Value>,
+}
+
+/// One `mediaStream` of a roster entry.
+pub(crate) fn media_stream(media_type: &str, label: &str, direction: &str, source: u32) -> Value {
+    json!({
+        "@odata.type": format!("{NS}mediaStream"),
+        "mediaType": media_type,
+        "label": label,
+        "sourceId": source.to_string(),
+        "direction": direction,
+        "serverMuted": false,
+    })
 }
 
 pub(crate) fn participant(p: &ParticipantView<'_>) -> Value {
@@ -154,6 +168,9 @@ pub(crate) fn participant(p: &ParticipantView<'_>) -> Value {
         "isMuted": p.muted,
         "isInLobby": p.in_lobby,
     });
+    if let (Some(streams), false) = (v["mediaStreams"].as_array_mut(), p.removed) {
+        streams.extend(p.extra_streams.iter().cloned());
+    }
     if let Some(seq) = p.sequence {
         v["rosterSequenceNumber"] = json!(seq);
     }

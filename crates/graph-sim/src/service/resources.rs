@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::notify::SimEvent;
 use super::operations::check_client_context;
-use super::payloads::{self, ParticipantView};
+use super::payloads;
 use super::refusal::Refusal;
 use super::roster::MemberState;
 use super::timers::TimerKind;
@@ -99,35 +99,10 @@ impl Sim {
 
     /// `GET …/participants`: the bot and everyone in the call or its lobby.
     pub(super) fn list_participants(&self, call_id: &str) -> Result<Value, Refusal> {
-        let call = self.live_call(call_id)?;
-        let mut value = vec![self.bot_participant(call_id)?];
-        value.extend(call.in_call().map(|m| {
-            payloads::participant(&ParticipantView {
-                id: &m.id,
-                identity: m.identity.clone(),
-                source_id: m.source_id,
-                muted: m.muted,
-                in_lobby: m.state == MemberState::InLobby,
-                sequence: None,
-                removed: false,
-            })
-        }));
+        self.live_call(call_id)?;
         Ok(json!({
             "@odata.context": format!("{}/$metadata#communications/calls('{call_id}')/participants", self.config.base_url),
-            "value": value,
-        }))
-    }
-
-    fn bot_participant(&self, call_id: &str) -> Result<Value, Refusal> {
-        let call = self.live_call(call_id)?;
-        Ok(payloads::participant(&ParticipantView {
-            id: &call.bot_id,
-            identity: payloads::application_identity(&self.config.app_id, "Bot"),
-            source_id: call.bot_source,
-            muted: call.bot_muted,
-            in_lobby: call.bot_in_lobby,
-            sequence: None,
-            removed: false,
+            "value": self.full_roster(call_id),
         }))
     }
 
@@ -219,7 +194,7 @@ impl Sim {
         else {
             return;
         };
-        let audio: Vec<i16> = match custom.and_then(|uri| self.prompts.get(&uri).cloned()) {
+        let audio: Vec<i16> = match custom.and_then(|uri| self.prompts.get(&uri)) {
             Some(Ok(a)) => a.iter().copied().collect(),
             _ => hold_music(HOLD_PIECE),
         };
@@ -279,25 +254,29 @@ impl Sim {
     /// `POST …/changeScreenSharingRole`.
     pub(super) fn change_screen_sharing_role(
         &mut self,
+        now: Instant,
         call_id: &str,
         body: &[u8],
     ) -> Result<(), Refusal> {
         self.live_call(call_id)?;
         let req: ChangeScreenSharingRoleBody = parse(body, "changeScreenSharingRole")?;
-        if matches!(req.role, ScreenSharingRole::Unknown(_)) {
-            return Err(Refusal::bad_request("role must be viewer or sharer"));
+        match req.role {
+            ScreenSharingRole::Sharer => self.set_bot_sharing(now, call_id, true),
+            ScreenSharingRole::Viewer => self.set_bot_sharing(now, call_id, false),
+            _ => Err(Refusal::bad_request("role must be viewer or sharer")),
         }
-        Ok(())
     }
 
     /// `POST …/addLargeGalleryView`.
     pub(super) fn add_large_gallery_view(
         &mut self,
+        now: Instant,
         call_id: &str,
         body: &[u8],
     ) -> Result<(String, Value), Refusal> {
         self.live_call(call_id)?;
         let ctx = context_body(body)?;
+        self.add_gallery(now, call_id)?;
         Ok(self.completed_operation(
             call_id,
             "addLargeGalleryViewOperation",
@@ -433,20 +412,6 @@ impl Sim {
             r.routing_groups.remove(i);
         }
         Ok(())
-    }
-
-    /// `GET …/contentSharingSessions`: nobody in a simulated call shares a screen.
-    pub(super) fn list_content_sharing(&self, call_id: &str) -> Result<Value, Refusal> {
-        self.live_call(call_id)?;
-        Ok(json!({"value": []}))
-    }
-
-    /// `GET …/contentSharingSessions/{sid}`: there are none (see above).
-    pub(super) fn get_content_sharing(&self, call_id: &str, sid: &str) -> Result<Value, Refusal> {
-        self.live_call(call_id)?;
-        Err(Refusal::NoResource {
-            path: format!("/communications/calls/{call_id}/contentSharingSessions/{sid}"),
-        })
     }
 
     /// Forgets what a call that ended kept.

@@ -12,6 +12,7 @@ use super::calls::{CallEnd, CallKind};
 use super::notify::SimEvent;
 use super::payloads::{self, ParticipantView};
 use super::refusal::Refusal;
+use super::sharing::Sharer;
 use super::timers::TimerKind;
 use crate::scenario::{IdentityKind, SimUser, Voice, is_e164};
 
@@ -225,6 +226,7 @@ impl Sim {
         let Some((source_id, was_present)) = source else {
             return;
         };
+        self.stop_share(now, call_id, Sharer::Member(i));
         if was_present {
             self.events.push_back(SimEvent::SourceRemoved {
                 call_id: call_id.to_owned(),
@@ -276,6 +278,10 @@ impl Sim {
             voice: m.user.says.clone(),
             talks: m.user.talks,
         });
+        self.schedule_share(now, call_id, i);
+        let Some(m) = self.calls.get(call_id).and_then(|c| c.members.get(i)) else {
+            return;
+        };
         let presses = m.user.presses.0.clone();
         for (tone, ms) in presses {
             self.schedule(
@@ -298,6 +304,56 @@ impl Sim {
             .and_then(f)
     }
 
+    /// The bot's roster entry as the service shows it now.
+    pub(super) fn bot_entry(&self, call_id: &str, sequence: Option<i64>) -> Option<Value> {
+        let call = self.calls.get(call_id)?;
+        Some(payloads::participant(&ParticipantView {
+            id: &call.bot_id,
+            identity: call.bot_identity.clone(),
+            source_id: call.bot_source,
+            muted: call.bot_muted,
+            in_lobby: call.bot_in_lobby,
+            sequence,
+            removed: false,
+            extra_streams: self.extra_streams(call_id, Sharer::Bot),
+        }))
+    }
+
+    /// Member `i`'s roster entry as the service shows it now (with the sequence number of its
+    /// last change).
+    pub(super) fn member_entry(&self, call_id: &str, i: usize) -> Option<Value> {
+        let m = self.calls.get(call_id)?.members.get(i)?;
+        Some(payloads::participant(&ParticipantView {
+            id: &m.id,
+            identity: m.identity.clone(),
+            source_id: m.source_id,
+            muted: m.muted,
+            in_lobby: m.state == MemberState::InLobby,
+            sequence: m.sequence,
+            removed: m.state == MemberState::Left,
+            extra_streams: self.extra_streams(call_id, Sharer::Member(i)),
+        }))
+    }
+
+    /// The entries of everyone in the call or its lobby, the bot first.
+    pub(super) fn full_roster(&self, call_id: &str) -> Vec<Value> {
+        let Some(call) = self.calls.get(call_id) else {
+            return Vec::new();
+        };
+        let mut entries: Vec<Value> = self.bot_entry(call_id, None).into_iter().collect();
+        for (i, m) in call.members.iter().enumerate() {
+            if matches!(m.state, MemberState::Present | MemberState::InLobby) {
+                let mut entry = self.member_entry(call_id, i);
+                if let Some(e) = entry.as_mut().and_then(Value::as_object_mut) {
+                    // A full roster carries no sequence numbers.
+                    e.remove("rosterSequenceNumber");
+                }
+                entries.extend(entry);
+            }
+        }
+        entries
+    }
+
     /// Posts the roster: everyone present (full roster), or just the members in `changed` and,
     /// with `include_bot`, the bot's own entry (delta roster).
     pub(super) fn emit_roster(
@@ -310,55 +366,25 @@ impl Sim {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
-        let bot_identity = payloads::application_identity(&self.config.app_id, "Bot");
-        let bot = ParticipantView {
-            id: &call.bot_id,
-            identity: bot_identity,
-            source_id: call.bot_source,
-            muted: call.bot_muted,
-            in_lobby: call.bot_in_lobby,
-            sequence: None,
-            removed: false,
-        };
         let data = if call.delta_roster {
             call.roster_sequence += 1;
             let seq = call.roster_sequence;
-            let mut entries = Vec::new();
-            if include_bot {
-                entries.push(payloads::participant(&ParticipantView {
-                    sequence: Some(seq),
-                    ..bot
-                }));
-            }
             for &i in changed {
                 if let Some(m) = call.members.get_mut(i) {
                     m.sequence = Some(seq);
                 }
-                if let Some(m) = call.members.get(i) {
-                    entries.push(payloads::participant(&member_view(m, Some(seq))));
-                }
+            }
+            let mut entries = Vec::new();
+            if include_bot {
+                entries.extend(self.bot_entry(call_id, Some(seq)));
+            }
+            for &i in changed {
+                entries.extend(self.member_entry(call_id, i));
             }
             payloads::delta_roster(entries, seq)
         } else {
-            let mut entries = vec![payloads::participant(&bot)];
-            entries.extend(
-                call.in_call()
-                    .map(|m| payloads::participant(&member_view(m, None))),
-            );
-            Value::Array(entries)
+            Value::Array(self.full_roster(call_id))
         };
         self.notify(now, call_id, "updated", "/participants", data);
-    }
-}
-
-fn member_view(m: &Member, sequence: Option<i64>) -> ParticipantView<'_> {
-    ParticipantView {
-        id: &m.id,
-        identity: m.identity.clone(),
-        source_id: m.source_id,
-        muted: m.muted,
-        in_lobby: m.state == MemberState::InLobby,
-        sequence,
-        removed: m.state == MemberState::Left,
     }
 }

@@ -10,6 +10,7 @@ use graph_signaling::models::{CallState, Tone};
 use super::Sim;
 use super::calls::CallEnd;
 use super::operations::PendingInvite;
+use super::sharing::Sharer;
 
 /// What a timer does when it fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,12 @@ pub(super) enum TimerKind {
     Press(usize, Tone),
     /// Member `n`, on hold, hears the next piece of music.
     HoldMusic(usize),
+    /// The recordings of an ended call are discarded.
+    DiscardRecordings,
+    /// Member `n` starts sharing their screen.
+    ShareStart(usize),
+    /// Member `n` stops sharing their screen.
+    ShareStop(usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,8 +113,13 @@ impl Sim {
         );
     }
 
-    /// Fires one timer at its due time. Timers of ended (or unknown) calls do nothing.
+    /// Fires one timer at its due time. Timers of ended (or unknown) calls do nothing, but
+    /// for the clean-up that follows a call's end.
     fn fire(&mut self, now: Instant, call_id: &str, kind: TimerKind) {
+        if kind == TimerKind::DiscardRecordings {
+            self.discard_recordings(call_id);
+            return;
+        }
         if self.calls.get(call_id).is_none_or(|c| c.has_ended()) {
             return;
         }
@@ -125,6 +137,9 @@ impl Sim {
             TimerKind::MediaOpDone(op) => self.finish_media_op(now, call_id, &op),
             TimerKind::Press(i, tone) => self.press(now, call_id, i, tone),
             TimerKind::HoldMusic(i) => self.play_hold_piece(now, call_id, i),
+            TimerKind::DiscardRecordings => {}
+            TimerKind::ShareStart(i) => self.start_share(now, call_id, Sharer::Member(i)),
+            TimerKind::ShareStop(i) => self.stop_share(now, call_id, Sharer::Member(i)),
         }
     }
 }

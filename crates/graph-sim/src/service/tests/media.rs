@@ -4,19 +4,32 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::scenario::Presses;
+use crate::scenario::{Presses, Turns};
 
 const MENU: &str = "http://127.0.0.1:9/prompts/menu.wav";
 
 /// A scenario user who presses `presses`, called by the bot with service-hosted media; the
 /// call is established.
 fn service_hosted_call(presses: &str) -> (Harness, String) {
+    service_hosted_call_with(presses, None, SimConfig::default())
+}
+
+/// As [`service_hosted_call`], Alice talking in `talks` (always when `None`), under `config`.
+fn service_hosted_call_with(
+    presses: &str,
+    talks: Option<Turns>,
+    config: SimConfig,
+) -> (Harness, String) {
     let mut alice = SimUser::new("Alice", Voice::Speech);
     alice.presses = Presses::try_from(presses.to_owned()).unwrap();
-    let mut h = Harness::new(Scenario {
-        users: vec![alice],
-        ..Scenario::default()
-    });
+    alice.talks = talks;
+    let mut h = Harness::with_config(
+        config,
+        Scenario {
+            users: vec![alice],
+            ..Scenario::default()
+        },
+    );
     let mut body = p2p_body(&user_id(&h, "Alice"));
     body["mediaConfig"] = json!({"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"});
     let response = h.request(Method::Post, "/communications/calls", &body);
@@ -233,7 +246,7 @@ fn a_recorded_response_ends_at_a_key_and_is_served_with_its_token() {
         &json!({}),
     );
     h.sim.provide_prompt(MENU, one_second());
-    let body = json!({"clientContext": "rec", "maxRecordDurationInSeconds": 10,
+    let body = json!({"clientContext": "rec", "maxRecordDurationInSeconds": 10, "stopTones": ["9"],
         "prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": MENU}}]});
     let r = h.request(
         Method::Post,
@@ -300,4 +313,201 @@ fn dtmf_the_service_sends_is_heard_and_completes() {
         &json!({"tones": ["tone42"]}),
     );
     assert_eq!(bad.status, 400);
+}
+
+/// Starts a recorded response without prompt or beep; returns when it started.
+fn record(h: &mut Harness, call: &str, body: Value) -> Instant {
+    let mut body = body;
+    body["clientContext"] = json!("rec");
+    body["playBeep"] = json!(false);
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/recordResponse"),
+        &body,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    h.now
+}
+
+/// The completion reason of the recording operation the bot saw finish.
+fn completion_reason(h: &Harness) -> Option<String> {
+    h.events.iter().find_map(|(_, e)| match e {
+        SignalingEvent::OperationFinished(op) => op.completion_reason.get().cloned(),
+        _ => None,
+    })
+}
+
+fn recorded_span(h: &Harness) -> Option<Duration> {
+    h.sim_events.iter().find_map(|e| match e {
+        SimEvent::Recorded { from, to, .. } => Some(*to - *from),
+        _ => None,
+    })
+}
+
+#[test]
+fn only_the_stop_tones_end_a_recording() {
+    let (mut h, call) = service_hosted_call("5@1000ms, #@2000ms");
+    record(
+        &mut h,
+        &call,
+        json!({"stopTones": ["#"], "maxRecordDurationInSeconds": 10}),
+    );
+    h.advance(Duration::from_millis(1_500));
+    assert!(finished(&h).is_empty(), "5 is not a stop tone");
+    h.advance(Duration::from_millis(1_000));
+    assert_eq!(
+        finished(&h),
+        vec![("rec".into(), "Completed".into(), 200, 8514)]
+    );
+    assert_eq!(completion_reason(&h).as_deref(), Some("stopToneDetected"));
+    // Without stop tones, keys never end it: the longest duration does.
+    let (mut h, call) = service_hosted_call("1@500ms");
+    record(&mut h, &call, json!({"maxRecordDurationInSeconds": 2}));
+    h.advance(Duration::from_secs(3));
+    assert_eq!(
+        finished(&h),
+        vec![("rec".into(), "Completed".into(), 200, 8515)]
+    );
+    assert_eq!(
+        completion_reason(&h).as_deref(),
+        Some("maxRecordDurationReached")
+    );
+    assert_eq!(recorded_span(&h), Some(Duration::from_secs(2)));
+    // A stop tone must be a keypad key.
+    let r = h.request(
+        Method::Post,
+        &format!("/communications/calls/{call}/recordResponse"),
+        &json!({"stopTones": ["tone1"]}),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_caller_who_never_speaks_fails_the_recording_at_the_initial_silence_timeout() {
+    // Alice only starts talking a minute into the call.
+    let talks = Turns {
+        every_ms: 120_000,
+        for_ms: 1_000,
+        from_ms: 60_000,
+    };
+    let (mut h, call) = service_hosted_call_with("", Some(talks), SimConfig::default());
+    record(
+        &mut h,
+        &call,
+        json!({"initialSilenceTimeoutInSeconds": 3, "maxRecordDurationInSeconds": 20}),
+    );
+    h.advance(Duration::from_millis(2_900));
+    assert!(finished(&h).is_empty());
+    h.advance(Duration::from_millis(200));
+    assert_eq!(
+        finished(&h),
+        vec![("rec".into(), "Failed".into(), 400, 8517)]
+    );
+    assert_eq!(
+        completion_reason(&h).as_deref(),
+        Some("initialSilenceTimeout")
+    );
+    assert_eq!(recorded_span(&h), None, "nothing is kept");
+    assert_eq!(h.sim.recordings_held(), 0);
+}
+
+#[test]
+fn a_pause_after_speech_ends_the_recording_at_the_max_silence_timeout() {
+    // From the call's start Alice talks 2 s of every 30 s.
+    let talks = Turns {
+        every_ms: 30_000,
+        for_ms: 2_000,
+        from_ms: 0,
+    };
+    let (mut h, call) = service_hosted_call_with("", Some(talks), SimConfig::default());
+    record(
+        &mut h,
+        &call,
+        json!({"maxSilenceTimeoutInSeconds": 1, "maxRecordDurationInSeconds": 30}),
+    );
+    h.advance(Duration::from_secs(5));
+    assert_eq!(
+        finished(&h),
+        vec![("rec".into(), "Completed".into(), 200, 8516)]
+    );
+    assert_eq!(completion_reason(&h).as_deref(), Some("maxSilenceTimeout"));
+    // Her turn ends 2 s after the call was established; one second of silence later (within
+    // a 20 ms step) the recording ends.
+    let (from, to, clock_ms) = h
+        .sim_events
+        .iter()
+        .find_map(|e| match e {
+            SimEvent::Recorded {
+                from, to, clock_ms, ..
+            } => Some((*from, *to, *clock_ms)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        clock_ms < 2_000,
+        "the recording started within her turn: {clock_ms} ms"
+    );
+    let end_ms = clock_ms + (to - from).as_millis() as u64;
+    assert!((3_000..=3_040).contains(&end_ms), "ended at {end_ms} ms");
+}
+
+#[test]
+fn recordings_are_discarded_a_while_after_their_call_ends() {
+    let config = SimConfig {
+        recording_retention: Duration::from_secs(60),
+        ..SimConfig::default()
+    };
+    let (mut h, call) = service_hosted_call_with("", None, config);
+    record(&mut h, &call, json!({"maxRecordDurationInSeconds": 1}));
+    h.advance(Duration::from_secs(2));
+    let op = h
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            SignalingEvent::OperationFinished(op) => op.recording(),
+            _ => None,
+        })
+        .expect("a recording");
+    let id = op.location.rsplit('/').next().unwrap().to_owned();
+    let r = h.request(
+        Method::Delete,
+        &format!("/communications/calls/{call}"),
+        &json!({}),
+    );
+    assert!(r.status < 300, "{r:?}");
+    h.advance(Duration::from_secs(30));
+    assert!(
+        h.sim.recording(&id).is_some(),
+        "still downloadable after the call"
+    );
+    h.advance(Duration::from_secs(31));
+    assert!(h.sim.recording(&id).is_none());
+    assert_eq!(h.sim.recordings_held(), 0);
+    assert!(h.sim_events.iter().any(|e| matches!(e,
+        SimEvent::RecordingsDiscarded { recording_ids, .. } if *recording_ids == [id.clone()])));
+}
+
+#[test]
+fn a_prompt_that_failed_to_fetch_is_fetched_again_next_time() {
+    let (mut h, call) = service_hosted_call("");
+    let body = json!({"prompts": [{"@odata.type": "#microsoft.graph.mediaPrompt",
+        "mediaInfo": {"uri": MENU}}]});
+    let path = format!("/communications/calls/{call}/playPrompt");
+    let raw = serde_json::to_vec(&body).unwrap();
+    assert_eq!(h.sim.prompts_to_fetch(&path, &raw), vec![MENU.to_owned()]);
+    h.sim.provide_prompt(MENU, Err("HTTP 503".into()));
+    play(&mut h, &call, "first", MENU);
+    h.advance(Duration::from_millis(100));
+    assert_eq!(
+        finished(&h),
+        vec![("first".into(), "Failed".into(), 400, 8520)]
+    );
+    assert_eq!(h.sim.prompts_to_fetch(&path, &raw), vec![MENU.to_owned()]);
+    h.sim.provide_prompt(MENU, one_second());
+    play(&mut h, &call, "second", MENU);
+    assert!(
+        h.sim.prompts_to_fetch(&path, &raw).is_empty(),
+        "kept once fetched"
+    );
+    assert_eq!(h.sim.prompt_cache_size(), (1, 16_000));
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use graph_signaling::models::{CallState, CommsNotifications};
+use graph_signaling::models::{Call, CallState, CommsNotifications};
 use graph_signaling::state::{CallStateMachine, SignalingEvent};
 use serde_json::{Value, json};
 
@@ -17,6 +17,7 @@ mod people;
 mod requests;
 mod roster;
 mod schema;
+mod sharing;
 mod tokens;
 
 const DOCUMENTED_BLOB: &str =
@@ -113,7 +114,7 @@ impl Harness {
             serde_json::to_vec(body).unwrap()
         };
         let auth = format!("Bearer {}", self.token);
-        self.sim.handle_request(
+        let response = self.sim.handle_request(
             self.now,
             &ApiRequest {
                 method,
@@ -121,7 +122,23 @@ impl Harness {
                 authorization: Some(&auth),
                 body: &bytes,
             },
-        )
+        );
+        // As a bot does, the call's state starts from the create answer, which names the
+        // bot's own participant id.
+        if method == Method::Post
+            && path == "/communications/calls"
+            && response.status == 201
+            && let Some(call) = response
+                .body
+                .as_ref()
+                .and_then(|b| serde_json::from_value::<Call>(b.clone()).ok())
+            && let Some(id) = call.id.get().cloned()
+        {
+            let machine =
+                CallStateMachine::from_call(&call, Some(self.registry.app_id.clone()), self.now);
+            self.registry.calls.insert(id, machine);
+        }
+        response
     }
 
     /// Runs the clock forward by `d`, delivering notifications to the bot's state machine.

@@ -309,4 +309,14 @@ fn a_bot_joining_as_guest_waits_in_the_lobby() {
         2,
         "admitted: both users' streams bound"
     );
+    // The roster shows the bot as the guest it joined as, and the bot knows that entry as its
+    // own: it is never reported as one of the people.
+    let me = h.events.iter().rev().find_map(|(_, e)| match e {
+        SignalingEvent::SelfUpdated(p) => Some(p.identity_label()),
+        _ => None,
+    });
+    assert_eq!(me.as_deref(), Some("guest:guest-bot"));
+    assert!(!h.events.iter().any(|(_, e)| matches!(e,
+        SignalingEvent::ParticipantJoined(_, p) | SignalingEvent::ParticipantUpdated(_, p)
+            if p.identity_label().starts_with("guest:guest-bot") || p.identity_label().starts_with("application:"))));
 }

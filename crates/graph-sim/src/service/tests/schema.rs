@@ -182,6 +182,11 @@ fn everything_the_sim_says() -> Vec<(String, Value)> {
         ..Scenario::default()
     };
     scenario.users[0].presses = Presses::try_from("5@300ms".to_owned()).unwrap();
+    // Bob shares his screen for a while; the bot takes over later.
+    scenario.users[1].shares = Some(crate::scenario::ScreenShare {
+        from_ms: 200,
+        for_ms: Some(500),
+    });
     let mut h = Harness::new(scenario);
     let ids: Vec<String> = ["Alice", "Bob", "Carol", "Dan"]
         .iter()
@@ -278,11 +283,33 @@ fn everything_the_sim_says() -> Vec<(String, Value)> {
     );
     keep("audioRoutingGroups", &r, &mut said);
     let r = h.request(
+        Method::Post,
+        &format!("{base}/changeScreenSharingRole"),
+        &json!({"role": "sharer"}),
+    );
+    assert_eq!(r.status, 202);
+    let r = h.request(
         Method::Get,
         &format!("{base}/contentSharingSessions"),
         &Value::Null,
     );
     keep("contentSharingSessions", &r, &mut said);
+    let sid = r.body.unwrap()["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = h.request(
+        Method::Get,
+        &format!("{base}/contentSharingSessions/{sid}"),
+        &Value::Null,
+    );
+    keep("contentSharingSession", &r, &mut said);
+    let r = h.request(
+        Method::Post,
+        &format!("{base}/changeScreenSharingRole"),
+        &json!({"role": "viewer"}),
+    );
+    assert_eq!(r.status, 202);
     let r = h.request(
         Method::Delete,
         &format!("{base}/participants/{bob}"),
@@ -398,6 +425,7 @@ fn everything_the_sim_says_has_the_documented_shape() {
         "#microsoft.graph.stopHoldMusicOperation",
         "#microsoft.graph.addLargeGalleryViewOperation",
         "#microsoft.graph.audioRoutingGroup",
+        "#microsoft.graph.contentSharingSession",
     ] {
         assert!(types_seen.contains(t), "{t} not seen: {types_seen:?}");
     }
