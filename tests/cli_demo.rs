@@ -63,13 +63,15 @@ fn demo_reports_a_call_with_audio_both_ways() {
     }
     assert_eq!(report["notification_auth_failures"], 0);
     // They take turns (3 s each), so within 7 s both have talked, and each one's speech comes
-    // back recognisably in the mix the bot sends everyone.
+    // back recognisably in the mix the bot sends everyone. Measured 0.92-0.95 on a quiet host,
+    // 0.73-0.89 on a noisy day of the same machine kind (once 0.789 in a CI run); the floor
+    // still fails silence, noise or garbled audio (below 0.3).
     for name in ["Alice", "Bob"] {
         let similarity = report["echo_similarity"][name].as_f64();
         test_kit::at_least(
             &format!("{name}_echo_similarity"),
             similarity.unwrap_or(0.0),
-            0.8,
+            0.6,
             &report["echo_similarity"],
         );
     }
