@@ -7,7 +7,13 @@
 //! worker ticks every millisecond and each call is pinned to one of the 20 sub-slots (the
 //! least loaded one), so the work of a frame period is spread over the whole period instead of
 //! piling up at its start.
+//!
+//! By default each thread runs one send worker and one receive worker
+//! ([`EngineConfig::shared_threads`]), both directions of its calls on one core's thread: the
+//! engine's own threads never preempt one another, and a call's reply is encoded on the thread
+//! that just delivered the frame it answers.
 
+mod both;
 mod capacity;
 mod phase;
 mod queue;
@@ -89,10 +95,17 @@ pub(crate) const SLOTS: usize = 20;
 /// Engine settings. The defaults are production settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Threads that frame, resample, encode and pace outgoing audio.
+    /// Workers that frame, resample, encode and pace outgoing audio.
     pub send_threads: usize,
-    /// Threads that reorder, decode, resample and mix incoming audio.
+    /// Workers that reorder, decode, resample and mix incoming audio.
     pub receive_threads: usize,
+    /// Run a send worker and a receive worker on each thread (`max(send_threads,
+    /// receive_threads)` threads, each direction with that many workers), a call's two
+    /// directions on the same thread. With one thread per core, the engine's threads then never
+    /// preempt each other: separate send and receive threads at real-time priority share the
+    /// cores by preemption, and a stream's frame waits behind another thread's batch. `false`:
+    /// separate threads per direction, receive one priority step above send.
+    pub shared_threads: bool,
     /// Encoder settings.
     pub opus: OpusConfig,
     /// Resampling algorithm.
@@ -125,11 +138,11 @@ pub struct EngineConfig {
     /// ([`StreamCost::measure`]).
     pub stream_cost: Option<StreamCost>,
     /// Share of the cores' time the engine admits calls up to; a call that would take it past
-    /// this is refused with [`EngineError::OverCapacity`]. The default, 0.45, is where the
-    /// `engine_scale` bench last found the engine still within its deadlines on a 2-core
-    /// machine (68–88 of about 160 codec-bound streams, judged against the host's own noise;
-    /// see `benches/README.md`); set it from your own host's run. Values above 1 admit more
-    /// than the CPU can carry.
+    /// this is refused with [`EngineError::OverCapacity`]. The default, 0.55, sits under what
+    /// the `engine_scale` bench last found the engine carries within its deadlines on a 2-core
+    /// machine with shared threads (100–106 streams, judged against the host's own noise, where
+    /// 0.55 of the engine's own cost measure admits 69–93; see `benches/README.md`); set it
+    /// from your own host's run. Values above 1 admit more than the CPU can carry.
     pub admit_share: f64,
 }
 
@@ -137,9 +150,10 @@ impl Default for EngineConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         EngineConfig {
-            // Encoding costs about six times decoding, so most threads encode.
+            // One thread per core, each serving both directions of its calls.
             send_threads: cores.max(1),
-            receive_threads: cores.div_ceil(2).max(1),
+            receive_threads: cores.max(1),
+            shared_threads: true,
             opus: OpusConfig::default(),
             resampler: ResamplerKind::default(),
             jitter: JitterConfig::default(),
@@ -151,7 +165,7 @@ impl Default for EngineConfig {
             work_ahead: Duration::from_millis(1),
             realtime_priority: Some(10),
             stream_cost: None,
-            admit_share: 0.45,
+            admit_share: 0.55,
         }
     }
 }
@@ -652,6 +666,33 @@ impl Engine {
         let (mut engine, workers) = Engine::build(config, Instant::now())?;
         let config = engine.shared.config.clone();
         let stats = engine.shared.stats.clone();
+        if config.shared_threads {
+            let pairs = workers.send.into_iter().zip(workers.recv);
+            for (i, ((send, send_rx), (recv, recv_rx, packets))) in pairs.enumerate() {
+                let stop = engine.stop.clone();
+                let (prio, st) = (config.realtime_priority, stats.clone());
+                let ahead = config.work_ahead;
+                engine.threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("ap-work-{i}"))
+                        .spawn(move || {
+                            promote_current_thread(prio, &st);
+                            both::run(
+                                both::Both {
+                                    send,
+                                    send_commands: send_rx,
+                                    recv,
+                                    recv_commands: recv_rx,
+                                    packets,
+                                },
+                                stop,
+                                ahead,
+                            )
+                        })?,
+                );
+            }
+            return Ok(engine);
+        }
         for (i, (worker, rx)) in workers.send.into_iter().enumerate() {
             let stop = engine.stop.clone();
             let (prio, st) = (config.realtime_priority, stats.clone());
@@ -692,10 +733,22 @@ impl Engine {
             Some(c) => c,
             None => StreamCost::measure(&config)?,
         };
-        // The workers can use no more cores than there are workers.
+        // With shared threads both directions have one worker per thread.
+        let (send_workers, recv_workers) = if config.shared_threads {
+            let n = config.send_threads.max(config.receive_threads).max(1);
+            (n, n)
+        } else {
+            (config.send_threads.max(1), config.receive_threads.max(1))
+        };
+        let threads = if config.shared_threads {
+            send_workers
+        } else {
+            send_workers + recv_workers
+        };
+        // The workers can use no more cores than there are threads.
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(config.send_threads.max(1) + config.receive_threads.max(1));
+            .min(threads);
         let budget = Budget::new(cost, cores, config.admit_share);
         let stats = Arc::new(EngineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -705,7 +758,7 @@ impl Engine {
             send: Vec::new(),
             recv: Vec::new(),
         };
-        for _ in 0..config.send_threads.max(1) {
+        for _ in 0..send_workers {
             let (tx, rx) = crossbeam_channel::unbounded();
             send_links.push(WorkerLink {
                 commands: tx,
@@ -717,7 +770,7 @@ impl Engine {
         }
         let mut recv_links = Vec::new();
         let mut recv_packets = Vec::new();
-        for _ in 0..config.receive_threads.max(1) {
+        for _ in 0..recv_workers {
             let (tx, rx) = crossbeam_channel::unbounded();
             recv_links.push(WorkerLink {
                 commands: tx,
@@ -818,7 +871,14 @@ impl Engine {
         // The send tick follows the receive tick by REPLY_LEAD_SLOTS: a reply to the frame
         // just handed out (an echo, a relay) is encoded within the same period, not the next.
         let send_worker = direction.sends().then(|| {
-            let w = least_loaded(&sh.send);
+            // On shared threads a call's send stream goes to the thread of its receive side.
+            let w = match recv_worker {
+                Some((r, _)) if sh.config.shared_threads => {
+                    sh.send[r].load.fetch_add(1, Ordering::Relaxed);
+                    r
+                }
+                _ => least_loaded(&sh.send),
+            };
             let preferred = recv_worker.map_or(0, |(_, r)| (r + REPLY_LEAD_SLOTS) % SLOTS);
             (w, lock(&sh.send[w].slots).take_preferring(preferred))
         });

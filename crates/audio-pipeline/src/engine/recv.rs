@@ -394,7 +394,7 @@ pub(crate) fn run(
 impl RecvWorker {
     /// Like [`RecvWorker::ingest`], but first applies pending commands if the stream is not
     /// known yet: a stream's packets can overtake the command that adds it.
-    fn ingest_or_retry(&mut self, p: Inbound, commands: &Receiver<RecvCommand>) -> bool {
+    pub(crate) fn ingest_or_retry(&mut self, p: Inbound, commands: &Receiver<RecvCommand>) -> bool {
         let known = self
             .calls
             .iter()

@@ -597,3 +597,51 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
     assert!(last.iter().all(|&p| p == 14), "{last:?}");
     assert_eq!(engine.stats().send_stale_skipped.get(), 0);
 }
+
+#[test]
+fn shared_threads_keep_a_calls_two_directions_on_one_thread() {
+    let config = |shared| EngineConfig {
+        send_threads: 2,
+        receive_threads: 2,
+        shared_threads: shared,
+        realtime_priority: None,
+        stream_cost: Some(StreamCost {
+            send_us: 300,
+            recv_us: 60,
+        }),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config(true)).unwrap();
+    assert_eq!(engine.threads.len(), 2, "one thread per worker pair");
+    // A receive-only call first: the send loads then no longer mirror the receive loads, so
+    // a send side picked on its own would land on the other thread.
+    let listener = engine
+        .open_call(spec16(), StreamDirection::ReceiveOnly)
+        .unwrap();
+    let calls: Vec<CallMedia> = (0..6)
+        .map(|_| {
+            engine
+                .open_call(spec16(), StreamDirection::SendReceive)
+                .unwrap()
+        })
+        .collect();
+    let workers: Vec<(usize, usize)> = calls
+        .iter()
+        .map(|c| {
+            let shared = &c.send().unwrap()._call;
+            (shared.send_worker.unwrap().0, shared.recv_worker.unwrap().0)
+        })
+        .collect();
+    assert!(workers.iter().all(|(s, r)| s == r), "{workers:?}");
+    // And the calls are spread over both threads, the listener's counted.
+    assert_eq!(
+        workers.iter().filter(|(s, _)| *s == 0).count(),
+        3,
+        "{workers:?}"
+    );
+    drop((listener, calls));
+    drop(engine);
+    // Separate threads per direction: four of them.
+    let split = Engine::start(config(false)).unwrap();
+    assert_eq!(split.threads.len(), 4);
+}
