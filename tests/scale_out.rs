@@ -390,6 +390,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     let mut per_instance: BTreeMap<String, u64> = BTreeMap::new();
     let mut redirected = 0;
     let mut worst_similarity = f64::MAX;
+    let mut similarities: Vec<(f64, String)> = Vec::new();
     for c in &calls {
         let id = c["call_id"].as_str().unwrap_or("?");
         let instance = c["instance"].as_str().unwrap_or("none").to_owned();
@@ -403,12 +404,19 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         assert!(c["end"]["code"].as_u64() < Some(400), "call {id}: {c}");
         if let Some(s) = c["similarity"].as_f64() {
             worst_similarity = worst_similarity.min(s);
+            similarities.push((s, format!("{s:.3} (instance {instance}, {})", c["end"])));
         }
     }
+    similarities.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let lowest: Vec<&str> = similarities
+        .iter()
+        .take(3)
+        .map(|(_, d)| d.as_str())
+        .collect();
     let line = format!(
         "scale-out: calls per instance {per_instance:?}; notifications redirected {redirected}; \
          worst echo similarity {worst_similarity:.3}; instance 1 answered {answered_by_1} \
-         before SIGTERM"
+         before SIGTERM; lowest similarities {lowest:?}"
     );
     eprintln!("{line}");
     // For CI's log, which shows no output of passing tests (.ci/run prints this file).

@@ -8,10 +8,7 @@ use audio_pipeline::codec::{MAX_ENCODED_BYTES, OpusConfig};
 use audio_pipeline::resample::ResamplerKind;
 use bytes::{Bytes, BytesMut};
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{
-    Async, Fft, FixedAsync, FixedSync, PolynomialDegree, Resampler, SincInterpolationParameters,
-    WindowFunction,
-};
+use rubato::{Async, Fft, FixedAsync, FixedSync, PolynomialDegree, Resampler, WindowFunction};
 use test_kit::fixtures::speech_16k;
 
 /// Speech as 20 ms frames at 16 kHz.
@@ -51,7 +48,7 @@ pub(crate) fn rubato_for(
             .unwrap(),
         ),
         ResamplerKind::Sinc64 => {
-            let p = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
+            let p = audio_pipeline::resample::sinc_parameters(rate_in, rate_out);
             Box::new(Async::<f32>::new_sinc(ratio, 1.0, &p, chunk, 1, FixedAsync::Input).unwrap())
         }
         ResamplerKind::Fft => Box::new(

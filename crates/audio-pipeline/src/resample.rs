@@ -2,7 +2,8 @@
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{
-    Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters, WindowFunction,
+    Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters,
+    SincInterpolationType, WindowFunction,
 };
 #[cfg(feature = "fft-resampler")]
 use rubato::{Fft, FixedSync};
@@ -14,13 +15,13 @@ use rubato::{Fft, FixedSync};
 /// | kind | up | down | delay | notes |
 /// |---|---|---|---|---|
 /// | [`ResamplerKind::PolyCubic`] | ~7 µs | ~2 µs | ~0.1 ms | no anti-aliasing filter |
-/// | [`ResamplerKind::Sinc64`] | ~37 µs | ~11 µs | ~2 ms | band-limited, the default |
+/// | [`ResamplerKind::Sinc64`] | ~22 µs | ~8 µs | ~2 ms | band-limited, the default |
 /// | `ResamplerKind::Fft` | ~3 µs | ~3 µs | ~10 ms | band-limited, but latency (feature `fft-resampler`) |
 ///
 /// The default is [`ResamplerKind::Sinc64`]: the decoder's 48 kHz output can carry content up
 /// to 20 kHz, which a filterless downsampler folds into the speech band, and the FFT
-/// resampler's 20 ms round trip delay is too much for a conversation. The extra ~40 µs is about
-/// a fifth of an Opus encode.
+/// resampler's 20 ms round trip delay is too much for a conversation. The extra ~25 µs is about
+/// a tenth of an Opus encode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResamplerKind {
     /// `rubato::Async::new_poly` with cubic interpolation.
@@ -95,6 +96,37 @@ fn fifo_prefill(rate_in: u32, rate_out: u32) -> usize {
     want.div_ceil(step) * step
 }
 
+/// Most sinc phases a table may hold before the interpolating variant is used instead.
+const MAX_EXACT_PHASES: u32 = 256;
+
+/// The 64-tap sinc's parameters for a conversion from `rate_in` to `rate_out`.
+///
+/// Stepping through the input by `rate_in / rate_out` lands on only `rate_out / gcd` distinct
+/// fractional positions (three for 16 kHz → 48 kHz, one for 48 kHz → 16 kHz). A table with
+/// exactly those phases, read without interpolation, is exact, and it is tiny: a few hundred
+/// bytes instead of the 32 KB that 128 phases take. rubato's default (128 phases, cubic
+/// interpolation between four of them) costs four dot products per output sample and, with a
+/// hundred calls each holding their own table, keeps missing the cache. Rates whose ratio has
+/// a large denominator keep the interpolating table.
+pub fn sinc_parameters(rate_in: u32, rate_out: u32) -> SincInterpolationParameters {
+    let params = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
+    let phases = rate_out / gcd(rate_in, rate_out);
+    if phases <= MAX_EXACT_PHASES {
+        params
+            .oversampling_factor(phases as usize)
+            .interpolation(SincInterpolationType::Nearest)
+    } else {
+        params
+    }
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
 impl FrameResampler {
     /// A resampler from `rate_in` to `rate_out` for `channels` interleaved channels.
     pub fn new(
@@ -120,8 +152,7 @@ impl FrameResampler {
                     FixedAsync::Input,
                 )?),
                 ResamplerKind::Sinc64 => {
-                    let params =
-                        SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
+                    let params = sinc_parameters(rate_in, rate_out);
                     Box::new(Async::<f32>::new_sinc(
                         ratio,
                         1.0,
@@ -365,6 +396,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn exact_phase_tables_for_rates_with_a_small_ratio() {
+        let phases = |a, b| sinc_parameters(a, b).oversampling_factor;
+        assert_eq!(phases(16_000, 48_000), 3);
+        assert_eq!(phases(48_000, 16_000), 1);
+        assert_eq!(phases(44_100, 48_000), 160);
+        assert_eq!(phases(8_000, 48_000), 6);
+        let odd = sinc_parameters(44_100, 47_999);
+        assert_eq!(odd.interpolation, SincInterpolationType::Cubic);
+        assert_eq!(odd.oversampling_factor, 128);
+    }
+
+    /// The three-phase table gives what a finely interpolated one does: a 384-phase table holds
+    /// the same three phases (every 128th), and cubic interpolation read exactly on a phase
+    /// returns it, so both must agree sample for sample (to rounding).
+    #[test]
+    fn exact_phases_match_a_fine_table() {
+        let exact = sinc_parameters(16_000, 48_000);
+        let fine = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2)
+            .oversampling_factor(384)
+            .interpolation(SincInterpolationType::Cubic);
+        let mut outputs = Vec::new();
+        for params in [exact, fine] {
+            let mut r =
+                Async::<f32>::new_sinc(3.0, 1.0, &params, 320, 1, FixedAsync::Input).unwrap();
+            let input: Vec<f32> = tone(16_000, 1234.0, 320 * 5)
+                .iter()
+                .map(|&s| f32::from(s) / 32768.0)
+                .collect();
+            let mut out = Vec::new();
+            let mut buf = vec![0f32; r.output_frames_max()];
+            for chunk in input.chunks(320) {
+                let a = InterleavedSlice::new(chunk, 1, 320).unwrap();
+                let n = buf.len();
+                let mut b = InterleavedSlice::new_mut(&mut buf, 1, n).unwrap();
+                let (_, produced) = r.process_into_buffer(&a, &mut b, None).unwrap();
+                out.extend_from_slice(&buf[..produced]);
+            }
+            outputs.push(out);
+        }
+        assert_eq!(outputs[0].len(), outputs[1].len());
+        let peak = outputs[0].iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!(peak > 0.25, "peak {peak}");
+        // The cubic read lags the nearest one by one output sample (a constant 21 µs, from
+        // how rubato indexes the two); past the start-up they agree to -60 dB once aligned.
+        let worst = |shift: usize| {
+            outputs[0][200..]
+                .iter()
+                .zip(&outputs[1][200 + shift..])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(worst(1) < 1e-3, "worst difference {}", worst(1));
+        // And the shift is real: unaligned they differ by the tone's slope.
+        assert!(worst(0) > 1e-2);
     }
 
     #[test]
