@@ -212,6 +212,15 @@ impl CallEnd {
     }
 }
 
+/// Where a call's media is processed, as an action requires it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hosting {
+    /// By the bot (`appHostedMediaConfig`).
+    App,
+    /// By the calling service (`serviceHostedMediaConfig`).
+    Service,
+}
+
 impl Sim {
     /// The call `id` if it has not ended.
     pub(super) fn live_call(&self, id: &str) -> Result<&SimCall, Refusal> {
@@ -219,6 +228,38 @@ impl Sim {
             .get(id)
             .filter(|c| !c.has_ended())
             .ok_or_else(|| Refusal::no_call(id))
+    }
+
+    /// The live call `id`, refused 400 unless it is established with its media hosted as
+    /// `action` needs (the service's media actions and the bot's own video views each work on
+    /// one kind only).
+    pub(super) fn established_call_hosted(
+        &self,
+        id: &str,
+        action: &str,
+        hosting: Hosting,
+    ) -> Result<&SimCall, Refusal> {
+        let call = self.live_call(id)?;
+        match (hosting, call.blob.is_some()) {
+            (Hosting::App, false) => {
+                return Err(Refusal::bad_request(format!(
+                    "{action} needs a call with app-hosted media"
+                )));
+            }
+            (Hosting::Service, true) => {
+                return Err(Refusal::bad_request(format!(
+                    "{action} is supported only for calls with serviceHostedMediaConfig"
+                )));
+            }
+            _ => {}
+        }
+        if call.state.as_str() != "established" {
+            return Err(Refusal::bad_request(format!(
+                "{action} needs an established call; the call is {}",
+                call.state.as_str()
+            )));
+        }
+        Ok(call)
     }
 
     /// How rosters show the bot of a call it placed as `source`: a guest by the name it gave,

@@ -19,6 +19,7 @@ use graph_signaling::models::{
 };
 use serde_json::{Value, json};
 
+use super::calls::Hosting;
 use super::notify::SimEvent;
 use super::operations::check_client_context;
 use super::refusal::Refusal;
@@ -171,23 +172,6 @@ impl Sim {
         self.recordings.get(id)
     }
 
-    /// The call must be live, established and service-hosted for a media action.
-    fn service_hosted_call(&self, id: &str, action: &str) -> Result<(), Refusal> {
-        let call = self.live_call(id)?;
-        if call.blob.is_some() {
-            return Err(Refusal::bad_request(format!(
-                "{action} is supported only for calls with serviceHostedMediaConfig"
-            )));
-        }
-        if call.state.as_str() != "established" {
-            return Err(Refusal::bad_request(format!(
-                "{action} needs an established call; the call is {}",
-                call.state.as_str()
-            )));
-        }
-        Ok(())
-    }
-
     fn operation_location(&self, call_id: &str, op_id: &str) -> String {
         format!(
             "{}/communications/calls/{call_id}/operations/{op_id}",
@@ -203,7 +187,7 @@ impl Sim {
         id: &str,
         body: &[u8],
     ) -> Result<(String, Value), Refusal> {
-        self.service_hosted_call(id, "playPrompt")?;
+        self.established_call_hosted(id, "playPrompt", Hosting::Service)?;
         let req: PlayPromptBody = serde_json::from_slice(body)
             .map_err(|e| Refusal::bad_request(format!("the playPrompt body is not valid: {e}")))?;
         check_client_context(req.client_context.as_deref())?;
@@ -306,7 +290,7 @@ impl Sim {
         id: &str,
         body: &[u8],
     ) -> Result<(String, Value), Refusal> {
-        self.service_hosted_call(id, "recordResponse")?;
+        self.established_call_hosted(id, "recordResponse", Hosting::Service)?;
         let req: RecordResponseBody = serde_json::from_slice(body).map_err(|e| {
             Refusal::bad_request(format!("the recordResponse body is not valid: {e}"))
         })?;
@@ -443,7 +427,7 @@ impl Sim {
         id: &str,
         body: &[u8],
     ) -> Result<(String, Value), Refusal> {
-        self.service_hosted_call(id, "cancelMediaProcessing")?;
+        self.established_call_hosted(id, "cancelMediaProcessing", Hosting::Service)?;
         let req: ClientContextBody = parse_or_default(body)?;
         check_client_context(req.client_context.as_deref())?;
         self.cancel_queue(now, id);
@@ -500,7 +484,7 @@ impl Sim {
 
     /// `POST …/subscribeToTone`: from now on each key pressed is posted as `toneInfo`.
     pub(super) fn subscribe_to_tone(&mut self, id: &str, body: &[u8]) -> Result<Value, Refusal> {
-        self.service_hosted_call(id, "subscribeToTone")?;
+        self.established_call_hosted(id, "subscribeToTone", Hosting::Service)?;
         let req: ClientContextBody = parse_or_default(body)?;
         check_client_context(req.client_context.as_deref())?;
         self.service_media

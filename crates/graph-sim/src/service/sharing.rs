@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::Sim;
+use super::calls::Hosting;
 use super::payloads::{self, NS};
 use super::refusal::Refusal;
 use super::roster::MemberState;
@@ -162,23 +163,6 @@ impl Sim {
         streams
     }
 
-    /// The call must be live, established and app-hosted for `action`: video goes to and from
-    /// the bot's own media, which a service-hosted call does not have.
-    fn video_call(&self, call_id: &str, action: &str) -> Result<(), Refusal> {
-        let call = self.live_call(call_id)?;
-        if call.blob.is_none() {
-            return Err(Refusal::bad_request(format!(
-                "{action} needs a call with app-hosted media"
-            )));
-        }
-        if call.state.as_str() != "established" {
-            return Err(Refusal::bad_request(format!(
-                "{action} needs an established call"
-            )));
-        }
-        Ok(())
-    }
-
     /// `POST …/changeScreenSharingRole`: `sharer` makes the bot share its screen, `viewer` ends
     /// its share.
     pub(super) fn set_bot_sharing(
@@ -187,7 +171,7 @@ impl Sim {
         call_id: &str,
         sharer: bool,
     ) -> Result<(), Refusal> {
-        self.video_call(call_id, "changeScreenSharingRole")?;
+        self.established_call_hosted(call_id, "changeScreenSharingRole", Hosting::App)?;
         if sharer {
             self.start_share(now, call_id, Sharer::Bot);
         } else {
@@ -199,7 +183,7 @@ impl Sim {
     /// `POST …/addLargeGalleryView`: the bot's entry gains a video stream of the gallery (once;
     /// adding it again changes nothing).
     pub(super) fn add_gallery(&mut self, now: Instant, call_id: &str) -> Result<(), Refusal> {
-        self.video_call(call_id, "addLargeGalleryView")?;
+        self.established_call_hosted(call_id, "addLargeGalleryView", Hosting::App)?;
         let Some(call) = self.calls.get_mut(call_id) else {
             return Ok(());
         };
