@@ -665,64 +665,59 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let (mut engine, workers) = Engine::build(config, Instant::now())?;
         let config = engine.shared.config.clone();
-        let stats = engine.shared.stats.clone();
+        let ahead = config.work_ahead;
         if config.shared_threads {
             let pairs = workers.send.into_iter().zip(workers.recv);
             for (i, ((send, send_rx), (recv, recv_rx, packets))) in pairs.enumerate() {
-                let stop = engine.stop.clone();
-                let (prio, st) = (config.realtime_priority, stats.clone());
-                let ahead = config.work_ahead;
-                engine.threads.push(
-                    std::thread::Builder::new()
-                        .name(format!("ap-work-{i}"))
-                        .spawn(move || {
-                            promote_current_thread(prio, &st);
-                            both::run(
-                                both::Both {
-                                    send,
-                                    send_commands: send_rx,
-                                    recv,
-                                    recv_commands: recv_rx,
-                                    packets,
-                                },
-                                stop,
-                                ahead,
-                            )
-                        })?,
-                );
+                let both = both::Both {
+                    send,
+                    send_commands: send_rx,
+                    recv,
+                    recv_commands: recv_rx,
+                    packets,
+                };
+                engine.spawn_worker(
+                    format!("ap-work-{i}"),
+                    config.realtime_priority,
+                    move |stop| both::run(both, stop, ahead),
+                )?;
             }
             return Ok(engine);
         }
         for (i, (worker, rx)) in workers.send.into_iter().enumerate() {
-            let stop = engine.stop.clone();
-            let (prio, st) = (config.realtime_priority, stats.clone());
-            let ahead = config.work_ahead;
-            engine.threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ap-send-{i}"))
-                    .spawn(move || {
-                        promote_current_thread(prio, &st);
-                        send::run(worker, rx, stop, ahead)
-                    })?,
-            );
+            engine.spawn_worker(
+                format!("ap-send-{i}"),
+                config.realtime_priority,
+                move |stop| send::run(worker, rx, stop, ahead),
+            )?;
         }
+        // One step above the send threads: a receive tick is short and must not wait behind a
+        // send thread's batch of encodes on the same core.
+        let recv_prio = config.realtime_priority.map(|p| p.saturating_add(1));
         for (i, (worker, rx, prx)) in workers.recv.into_iter().enumerate() {
-            let stop = engine.stop.clone();
-            // One step above the send threads: a receive tick is short and must not wait
-            // behind a send thread's batch of encodes on the same core.
-            let prio = config.realtime_priority.map(|p| p.saturating_add(1));
-            let st = stats.clone();
-            let ahead = config.work_ahead;
-            engine.threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ap-recv-{i}"))
-                    .spawn(move || {
-                        promote_current_thread(prio, &st);
-                        recv::run(worker, rx, prx, stop, ahead)
-                    })?,
-            );
+            engine.spawn_worker(format!("ap-recv-{i}"), recv_prio, move |stop| {
+                recv::run(worker, rx, prx, stop, ahead)
+            })?;
         }
         Ok(engine)
+    }
+
+    /// Starts one worker thread named `name`, raised to real-time `priority` (when allowed)
+    /// before it runs `body` until the engine's stop flag is set.
+    fn spawn_worker(
+        &mut self,
+        name: String,
+        priority: Option<u8>,
+        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let stop = self.stop.clone();
+        let stats = self.shared.stats.clone();
+        self.threads
+            .push(std::thread::Builder::new().name(name).spawn(move || {
+                promote_current_thread(priority, &stats);
+                body(stop)
+            })?);
+        Ok(())
     }
 
     /// The engine's control plane and, instead of threads, its workers, whose ticks start at
@@ -734,16 +729,12 @@ impl Engine {
             None => StreamCost::measure(&config)?,
         };
         // With shared threads both directions have one worker per thread.
-        let (send_workers, recv_workers) = if config.shared_threads {
+        let (send_workers, recv_workers, threads) = if config.shared_threads {
             let n = config.send_threads.max(config.receive_threads).max(1);
-            (n, n)
+            (n, n, n)
         } else {
-            (config.send_threads.max(1), config.receive_threads.max(1))
-        };
-        let threads = if config.shared_threads {
-            send_workers
-        } else {
-            send_workers + recv_workers
+            let (s, r) = (config.send_threads.max(1), config.receive_threads.max(1));
+            (s, r, s + r)
         };
         // The workers can use no more cores than there are threads.
         let cores = std::thread::available_parallelism()
