@@ -45,8 +45,8 @@ impl PcmFormat {
 pub enum ReceivedAudio {
     /// One participant's own audio (only participants who had audio this tick).
     Unmixed(AudioFrame),
-    /// Everyone mixed, with the active speakers, loudest first; delivered every tick after the
-    /// unmixed frames of the same tick.
+    /// Everyone mixed, with the active speakers, loudest first; delivered every tick from the
+    /// call's first received packet on, after the unmixed frames of the same tick.
     Mixed {
         /// The mix (`is_silence` when nobody had audio).
         frame: AudioFrame,

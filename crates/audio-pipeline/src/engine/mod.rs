@@ -359,8 +359,8 @@ impl ActiveSpeakers {
 pub enum ReceiveEvent {
     /// One participant's own audio for this tick (only participants with audio this tick).
     Unmixed(AudioFrame),
-    /// All participants mixed, with the active speakers; delivered every tick, after the
-    /// unmixed frames of the same tick.
+    /// All participants mixed, with the active speakers; delivered every tick from the call's
+    /// first received packet on, after the unmixed frames of the same tick.
     Mixed {
         /// The mix (`is_silence` when nobody had audio).
         frame: AudioFrame,

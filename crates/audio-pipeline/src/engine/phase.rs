@@ -9,6 +9,12 @@
 //! the next frame), and [`best_slot`] picks the slot that takes the call's packets soonest,
 //! weighting each stream by how much it talks: in a conversation the tick follows whoever has
 //! the floor.
+//!
+//! A call is placed once as soon as its first packet arrives, before that packet is played:
+//! the tick's phase then holds from the first frame on. Waiting for a full window of transit
+//! times instead would move the tick (and the reply's send tick, which follows it) a few
+//! hundred milliseconds into the call, by up to a whole frame: the far end's player would hear
+//! that step as a gap or a cut in the first words.
 
 use super::SLOTS;
 
@@ -21,7 +27,7 @@ pub(crate) const SAFETY: usize = 3;
 /// Transit times remembered per stream (two seconds of packets).
 const WINDOW: usize = 100;
 
-/// Transit times needed before a stream says when it is due.
+/// Transit times needed before a stream says when it is due (after the first placement).
 const MIN_SAMPLES: usize = 10;
 
 /// The share of a stream's packets the chosen tick may miss (they arrive after it and are
@@ -106,8 +112,18 @@ impl StreamTiming {
     /// The earliest slot that takes nearly all of this stream's packets, and the stream's
     /// weight; `None` while too few packets were seen.
     pub(crate) fn due(&self) -> Option<(usize, f32)> {
+        self.due_after(MIN_SAMPLES)
+    }
+
+    /// [`Self::due`] from whatever was seen, down to a single packet: for placing a call
+    /// before its first frame plays (that packet's phase is the best guess there is).
+    pub(crate) fn first_due(&self) -> Option<(usize, f32)> {
+        self.due_after(1)
+    }
+
+    fn due_after(&self, min_samples: usize) -> Option<(usize, f32)> {
         let (_, last_ext) = self.last_ts?;
-        if self.len < MIN_SAMPLES {
+        if self.len < min_samples.max(1) {
             return None;
         }
         let mut sorted = self.transits;
@@ -130,6 +146,16 @@ fn ts_us(ts: i64) -> i64 {
     ts.wrapping_mul(125) / 6
 }
 
+/// How much a move must gain: every move of a playing call shifts its audio once, so small
+/// gains are not worth it; before the first frame plays a move costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Move {
+    /// The call's first packet is in and none has played: any gain.
+    First,
+    /// The call is playing: at least [`MIN_GAIN_MS`].
+    Playing,
+}
+
 /// The slot a call should move to, if a move is worth it: the one minimising the weighted
 /// wait of its streams (`dues`: slot and weight of each), among the slots the worker allows
 /// (its load balance). `None` to stay at `current`.
@@ -137,6 +163,7 @@ pub(crate) fn best_slot(
     current: usize,
     dues: impl Iterator<Item = (usize, f32)> + Clone,
     allowed: impl Fn(usize) -> bool,
+    kind: Move,
 ) -> Option<usize> {
     let total: f32 = dues.clone().map(|(_, w)| w).sum();
     if total <= 0.0 {
@@ -157,7 +184,11 @@ pub(crate) fn best_slot(
                 ((a.0 + SLOTS - current) % SLOTS).cmp(&((b.0 + SLOTS - current) % SLOTS))
             })
         })?;
-    (slot != current && wait(current) - best >= MIN_GAIN_MS).then_some(slot)
+    let min_gain = match kind {
+        Move::First => f32::MIN_POSITIVE,
+        Move::Playing => MIN_GAIN_MS,
+    };
+    (slot != current && wait(current) - best >= min_gain).then_some(slot)
 }
 
 /// Whether a call whose slot may have moved is served at sub-tick `index`, given the sub-tick
@@ -244,6 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn one_packet_places_a_call_and_any_gain_moves_it_before_it_plays() {
+        let mut s = StreamTiming::default();
+        s.observe(4_321, 7_600);
+        assert_eq!(s.due(), None, "too few for a playing call");
+        let first = s.first_due().unwrap();
+        assert_eq!(first.0, 7 + SAFETY);
+        // One millisecond nearer is no reason to step a playing call's audio, but costs
+        // nothing before the first frame plays.
+        let dues = [first];
+        assert_eq!(
+            best_slot(first.0 + 1, dues.iter().copied(), |_| true, Move::Playing),
+            None
+        );
+        assert_eq!(
+            best_slot(first.0 + 1, dues.iter().copied(), |_| true, Move::First),
+            Some(first.0)
+        );
+        assert_eq!(
+            best_slot(first.0, dues.iter().copied(), |_| true, Move::First),
+            None
+        );
+    }
+
+    #[test]
     fn hostile_timestamps_never_panic() {
         // Steps as far forward as a 32-bit difference goes walk the extension up; where tens
         // of millions of them would take it (checked here from just below the edge), the
@@ -271,7 +326,7 @@ mod tests {
         }
         let dues = [alice.due().unwrap(), bob.due().unwrap()];
         assert_eq!(
-            best_slot(15, dues.iter().copied(), |_| true),
+            best_slot(15, dues.iter().copied(), |_| true, Move::Playing),
             Some(2 + SAFETY)
         );
         for _ in 0..50 {
@@ -280,7 +335,7 @@ mod tests {
         }
         let dues = [alice.due().unwrap(), bob.due().unwrap()];
         assert_eq!(
-            best_slot(2 + SAFETY, dues.iter().copied(), |_| true),
+            best_slot(2 + SAFETY, dues.iter().copied(), |_| true, Move::Playing),
             Some(11 + SAFETY)
         );
     }
@@ -288,11 +343,26 @@ mod tests {
     #[test]
     fn small_gains_do_not_move_a_call_and_the_worker_may_rule_slots_out() {
         let due = [(7usize, 1.0f32)];
-        assert_eq!(best_slot(8, due.iter().copied(), |_| true), None);
-        assert_eq!(best_slot(9, due.iter().copied(), |_| true), Some(7));
-        assert_eq!(best_slot(15, due.iter().copied(), |s| s != 7), Some(8));
-        assert_eq!(best_slot(15, due.iter().copied(), |_| false), None);
-        assert_eq!(best_slot(15, std::iter::empty(), |_| true), None);
+        assert_eq!(
+            best_slot(8, due.iter().copied(), |_| true, Move::Playing),
+            None
+        );
+        assert_eq!(
+            best_slot(9, due.iter().copied(), |_| true, Move::Playing),
+            Some(7)
+        );
+        assert_eq!(
+            best_slot(15, due.iter().copied(), |s| s != 7, Move::Playing),
+            Some(8)
+        );
+        assert_eq!(
+            best_slot(15, due.iter().copied(), |_| false, Move::Playing),
+            None
+        );
+        assert_eq!(
+            best_slot(15, std::iter::empty(), |_| true, Move::Playing),
+            None
+        );
     }
 
     #[test]

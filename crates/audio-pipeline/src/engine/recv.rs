@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use media_session::SourceId;
 
-use super::phase::{self, DECIDE_EVERY_TICKS, StreamTiming};
+use super::phase::{self, DECIDE_EVERY_TICKS, Move, StreamTiming};
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
 };
@@ -96,6 +96,8 @@ pub(crate) struct RecvCall {
     pub(crate) published_slot: Arc<AtomicUsize>,
     last_served: Option<u64>,
     serves: u32,
+    /// Whether the tick was placed by the call's first packet (see `phase`).
+    placed: bool,
     spec: PcmSpec,
     mix_mode: MixMode,
     streams: Vec<RecvStream>,
@@ -118,6 +120,7 @@ impl RecvCall {
             published_slot: Arc::new(AtomicUsize::new(0)),
             last_served: None,
             serves: 0,
+            placed: false,
             spec,
             mix_mode: config.mix,
             streams: Vec::with_capacity(16),
@@ -186,10 +189,11 @@ impl RecvWorker {
 
     /// Routes a packet to its stream's jitter buffer. Returns false for an unknown stream.
     pub(crate) fn ingest(&mut self, inbound: Inbound) -> bool {
-        let Some(call) = self.calls.iter_mut().find(|c| c.id == inbound.call) else {
+        let Some(i) = self.calls.iter().position(|c| c.id == inbound.call) else {
             self.unknown += 1;
             return false;
         };
+        let call = &mut self.calls[i];
         let Some(stream) = call.streams.iter_mut().find(|s| s.source == inbound.source) else {
             self.unknown += 1;
             return false;
@@ -207,6 +211,9 @@ impl RecvWorker {
         stream
             .timing
             .observe(timestamp, i64::try_from(arrival_us).unwrap_or(i64::MAX));
+        if !call.placed {
+            self.retime(i, Move::First);
+        }
         true
     }
 
@@ -230,7 +237,7 @@ impl RecvWorker {
                 serve(call, tick.deadline, now, ts, &self.stats, self.slack);
                 call.serves = call.serves.wrapping_add(1);
                 if call.serves.is_multiple_of(DECIDE_EVERY_TICKS) {
-                    self.retime(i);
+                    self.retime(i, Move::Playing);
                 }
             }
         }
@@ -239,7 +246,7 @@ impl RecvWorker {
 
     /// Moves call `i`'s tick to just after its streams' packets arrive (weighted by who
     /// talks), among the slots that keep the worker's load even.
-    fn retime(&mut self, i: usize) {
+    fn retime(&mut self, i: usize, kind: Move) {
         let mut load = [0usize; SLOTS];
         for c in &self.calls {
             load[c.slot] += 1;
@@ -248,22 +255,29 @@ impl RecvWorker {
         // Enough for any call's streams; a call with more ranks by its first ones.
         let mut dues = [(0usize, 0f32); 32];
         let mut n = 0;
-        for due in call
-            .streams
-            .iter()
-            .filter_map(|s| s.timing.due())
-            .take(dues.len())
-        {
+        let due = |s: &RecvStream| match kind {
+            Move::First => s.timing.first_due(),
+            Move::Playing => s.timing.due(),
+        };
+        for due in call.streams.iter().filter_map(due).take(dues.len()) {
             dues[n] = due;
             n += 1;
+        }
+        if n == 0 {
+            return;
         }
         let current = call.slot;
         let others = |s: usize| load[s] - usize::from(s == current);
         let min = (0..SLOTS).map(others).min().unwrap_or(0);
-        if let Some(slot) =
-            phase::best_slot(current, dues[..n].iter().copied(), |s| others(s) <= min + 1)
-        {
-            let call = &mut self.calls[i];
+        let best = phase::best_slot(
+            current,
+            dues[..n].iter().copied(),
+            |s| others(s) <= min + 1,
+            kind,
+        );
+        let call = &mut self.calls[i];
+        call.placed = true;
+        if let Some(slot) = best {
             call.slot = slot;
             call.published_slot.store(slot, Ordering::Relaxed);
             for st in &mut call.streams {
@@ -350,6 +364,12 @@ fn serve(
         &mut call.mix_out,
     );
     let dominant = call.tracker.end_tick();
+    // Before the call's first packet there is nothing to mix and the tick has no phase yet:
+    // an app answering each mixed frame (an echo) would start sending at a phase the call
+    // leaves when its first packet places it, a step its listeners hear.
+    if !call.placed {
+        return;
+    }
     call.events.push(ReceiveEvent::Mixed {
         frame: AudioFrame::from_samples(spec, &call.mix_out, timestamp, SourceId::NONE),
         active_speakers: ActiveSpeakers::from_slice(call.tracker.active()),

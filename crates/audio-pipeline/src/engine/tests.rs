@@ -599,6 +599,149 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
 }
 
 #[test]
+fn an_echo_of_the_mix_leaves_at_one_phase_from_its_first_packet() {
+    // The bot's echo answers every mixed frame. The participant starts talking 300 ms after
+    // the call opened, its packets 9.4 ms into each cycle: had the ticks run (and the echo
+    // sent) at the control plane's slot until the phase was learnt, the listener would hear
+    // the send tick step once the call moved.
+    let t0 = Instant::now();
+    let config = EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        realtime_priority: None,
+        stream_cost: Some(StreamCost {
+            send_us: 300,
+            recv_us: 60,
+        }),
+        ..EngineConfig::default()
+    };
+    let (engine, mut workers) = Engine::build(config, t0).unwrap();
+    let call = engine
+        .open_call(spec16(), StreamDirection::SendReceive)
+        .unwrap();
+    let send = call.send().unwrap();
+    send.set_active(true);
+    let participant = call.registry().unwrap().add(SourceId(7)).unwrap();
+    let events = call.events().unwrap();
+    let speech = encoded_speech(100);
+    const FIRST: u32 = 15;
+    let mut mixed_before_first = 0;
+    let mut sent_phases = Vec::new();
+    for ms in 0..(FIRST + 100) * 20 {
+        let now = t0 + MS * ms;
+        if ms % 20 == 9 && ms / 20 >= FIRST {
+            let k = ms / 20 - FIRST;
+            participant.deliver(
+                crate::jitter::RtpAudio {
+                    seq: k as u16,
+                    timestamp: k * 960,
+                    ssrc: 1,
+                    payload: speech[k as usize].clone(),
+                },
+                t0 + FRAME * (FIRST + k) + Duration::from_micros(9_400),
+            );
+        }
+        workers.run_until(now);
+        while let Ok(ev) = events.try_recv() {
+            if let ReceiveEvent::Mixed { frame, .. } = ev {
+                if ms < FIRST * 20 + 9 {
+                    mixed_before_first += 1;
+                }
+                send.push_samples(frame.samples());
+            }
+        }
+        while let Ok(p) = send.packets().try_recv() {
+            sent_phases.push((p.deadline - t0).as_millis() % 20);
+        }
+    }
+    assert_eq!(
+        mixed_before_first, 0,
+        "nothing to mix before the first packet"
+    );
+    // One echo per received frame (the last may still be on its way), every one at the
+    // phase the first packet set: 9.4 ms + 3 slots for the receive tick, REPLY_LEAD after.
+    assert!(sent_phases.len() >= 98, "{}", sent_phases.len());
+    assert!(sent_phases.iter().all(|&p| p == 14), "{sent_phases:?}");
+}
+
+#[test]
+fn a_reply_up_to_nine_ms_late_goes_out_late_in_its_own_period() {
+    // An echo whose task wakes late now and then: the send tick waits for the reply rather
+    // than leaving a gap (which a listener fills with concealment, then the app runs a frame
+    // behind). Replies to frame 40 come 7 ms after the tick, to frame 70 12 ms after.
+    let t0 = Instant::now();
+    let config = EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        realtime_priority: None,
+        stream_cost: Some(StreamCost {
+            send_us: 300,
+            recv_us: 60,
+        }),
+        ..EngineConfig::default()
+    };
+    let (engine, mut workers) = Engine::build(config, t0).unwrap();
+    let call = engine
+        .open_call(spec16(), StreamDirection::SendReceive)
+        .unwrap();
+    let send = call.send().unwrap();
+    send.set_active(true);
+    let participant = call.registry().unwrap().add(SourceId(7)).unwrap();
+    let events = call.events().unwrap();
+    let speech = encoded_speech(100);
+    let mut held: Option<(u32, AudioFrame)> = None;
+    let mut replies = 0u32;
+    let mut sent = Vec::new();
+    for ms in 0..100 * 20u32 {
+        let now = t0 + MS * ms;
+        if ms % 20 == 9 {
+            let k = ms / 20;
+            participant.deliver(
+                crate::jitter::RtpAudio {
+                    seq: k as u16,
+                    timestamp: k * 960,
+                    ssrc: 1,
+                    payload: speech[k as usize].clone(),
+                },
+                t0 + FRAME * k + Duration::from_micros(9_400),
+            );
+        }
+        workers.run_until(now);
+        if let Some((_, frame)) = held.take_if(|(at, _)| *at <= ms) {
+            send.push_samples(frame.samples());
+        }
+        while let Ok(ev) = events.try_recv() {
+            if let ReceiveEvent::Mixed { frame, .. } = ev {
+                // Handed over at 12 ms into the cycle; the worker sees a push at the next
+                // millisecond, the send tick is at 14.
+                let delay = match replies {
+                    40 => Some(7 + 1),
+                    70 => Some(12 + 1),
+                    _ => None,
+                };
+                replies += 1;
+                match delay {
+                    Some(d) => held = Some((ms + d, frame)),
+                    None => send.push_samples(frame.samples()),
+                }
+            }
+        }
+        while let Ok(p) = send.packets().try_recv() {
+            sent.push((p.rtp_timestamp, (p.deadline - t0).as_millis() % 20));
+        }
+    }
+    let late: Vec<u128> = sent.iter().map(|s| s.1).filter(|&p| p != 14).collect();
+    // The 7 ms late reply left at 14 + 7 ms, in its own period; the 12 ms one missed it: a
+    // gap, one frame of RTP time with no packet.
+    assert_eq!(late, vec![1], "{sent:?}");
+    let gaps = sent
+        .windows(2)
+        .filter(|w| w[1].0.wrapping_sub(w[0].0) != 960)
+        .count();
+    assert_eq!(gaps, 1, "{sent:?}");
+}
+
+#[test]
 fn shared_threads_keep_a_calls_two_directions_on_one_thread() {
     let config = |shared| EngineConfig {
         send_threads: 2,
