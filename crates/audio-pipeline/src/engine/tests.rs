@@ -13,7 +13,7 @@ use super::send::{SendCall, SendCommand, SendWorker};
 use super::*;
 use crate::codec::{MAX_ENCODED_BYTES, OpusEncoder};
 use crate::pacer::FRAME;
-use crate::registry::RecvCounters;
+use crate::registry::{ReceiveStream, RecvCounters};
 use crate::resample::FrameResampler;
 use test_kit::fixtures::speech_16k;
 use test_kit::similarity::spectral_similarity;
@@ -527,30 +527,74 @@ fn a_call_past_the_budget_is_refused_at_once_and_takes_nothing() {
     assert_eq!(engine.capacity().used_us, 0);
 }
 
+/// One engine with a send and a receive worker driven by injected time, and one call on it
+/// whose outgoing stream is active and whose participant 7 talks: what the phase tests echo
+/// through.
+struct EchoRig {
+    t0: Instant,
+    engine: Engine,
+    workers: Workers,
+    call: CallMedia,
+    participant: ReceiveStream,
+    speech: Vec<Bytes>,
+}
+
+impl EchoRig {
+    fn new(frames: usize) -> EchoRig {
+        let t0 = Instant::now();
+        let config = EngineConfig {
+            send_threads: 1,
+            receive_threads: 1,
+            realtime_priority: None,
+            stream_cost: Some(StreamCost {
+                send_us: 300,
+                recv_us: 60,
+            }),
+            ..EngineConfig::default()
+        };
+        let (engine, workers) = Engine::build(config, t0).unwrap();
+        let call = engine
+            .open_call(spec16(), StreamDirection::SendReceive)
+            .unwrap();
+        call.send().unwrap().set_active(true);
+        let participant = call.registry().unwrap().add(SourceId(7)).unwrap();
+        EchoRig {
+            t0,
+            engine,
+            workers,
+            call,
+            participant,
+            speech: encoded_speech(frames),
+        }
+    }
+
+    fn send(&self) -> &SendStream {
+        self.call.send().unwrap()
+    }
+
+    fn events(&self) -> &Receiver<ReceiveEvent> {
+        self.call.events().unwrap()
+    }
+
+    /// The participant's `k`-th frame of speech, arriving at `arrival`.
+    fn deliver(&self, k: u32, arrival: Instant) {
+        self.participant.deliver(
+            crate::jitter::RtpAudio {
+                seq: k as u16,
+                timestamp: k * 960,
+                ssrc: 1,
+                payload: self.speech[k as usize].clone(),
+            },
+            arrival,
+        );
+    }
+}
+
 #[test]
 fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_period() {
-    let t0 = Instant::now();
-    let config = EngineConfig {
-        send_threads: 1,
-        receive_threads: 1,
-        realtime_priority: None,
-        stream_cost: Some(StreamCost {
-            send_us: 300,
-            recv_us: 60,
-        }),
-        ..EngineConfig::default()
-    };
-    let (engine, mut workers) = Engine::build(config, t0).unwrap();
-    let call = engine
-        .open_call(spec16(), StreamDirection::SendReceive)
-        .unwrap();
-    let first_phase = call.receive_phase().unwrap();
-    let send = call.send().unwrap();
-    send.set_active(true);
-    let registry = call.registry().unwrap();
-    let participant = registry.add(SourceId(7)).unwrap();
-    let events = call.events().unwrap();
-    let speech = encoded_speech(150);
+    let mut rig = EchoRig::new(150);
+    let t0 = rig.t0;
+    let first_phase = rig.call.receive_phase().unwrap();
     // The participant's packets arrive 9.4 ms into each cycle of the engine's clock.
     let arrival = |k: u32| t0 + FRAME * k + Duration::from_micros(9_400);
     let mut sent_phases = Vec::new();
@@ -558,36 +602,28 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
         let now = t0 + MS * ms;
         if ms % 20 == 9 {
             let k = ms / 20;
-            participant.deliver(
-                crate::jitter::RtpAudio {
-                    seq: k as u16,
-                    timestamp: k * 960,
-                    ssrc: 1,
-                    payload: speech[k as usize].clone(),
-                },
-                arrival(k),
-            );
+            rig.deliver(k, arrival(k));
         }
-        workers.run_until(now);
+        rig.workers.run_until(now);
         // The app echoes each frame the moment it gets it (the pump's job in the bot).
-        while let Ok(ev) = events.try_recv() {
+        while let Ok(ev) = rig.events().try_recv() {
             if let ReceiveEvent::Unmixed(f) = ev {
-                send.push_samples(f.samples());
+                rig.send().push_samples(f.samples());
             }
         }
-        while let Ok(p) = send.packets().try_recv() {
+        while let Ok(p) = rig.send().packets().try_recv() {
             sent_phases.push((p.deadline - t0).as_millis() % 20);
         }
     }
     // The receive tick moved from where the control plane put it to 9.4 ms + 3 slots (the
     // phase says when the worker starts the tick: a millisecond earlier).
-    let phase = call.receive_phase().unwrap();
+    let phase = rig.call.receive_phase().unwrap();
     assert_ne!(phase, first_phase);
     assert_eq!((phase + MS - t0).as_millis() % 20, 12);
     // Most packets waited 2.6 ms in the jitter buffer: arriving at 9.4 ms, each was played
     // by the tick due at 12 ms, where the fixed slot 0 held them 10.6 ms. (The histogram's
     // quarter-octave bucket of 2.6 ms ends at 3.07 ms.)
-    let hold = engine.stats().jitter_hold.snapshot();
+    let hold = rig.engine.stats().jitter_hold.snapshot();
     assert!(hold.count() >= 140, "{}", hold.count());
     assert!(hold.quantile_us(0.5) < 4_000, "{}", hold.quantile_us(0.5));
     // The send tick followed, REPLY_LEAD after the receive tick, and every echo of the last
@@ -595,7 +631,7 @@ fn a_calls_ticks_move_to_just_after_its_packets_and_an_echo_leaves_in_the_same_p
     assert_eq!(REPLY_LEAD, Duration::from_millis(2));
     let last: Vec<u128> = sent_phases[sent_phases.len() - 50..].to_vec();
     assert!(last.iter().all(|&p| p == 14), "{last:?}");
-    assert_eq!(engine.stats().send_stale_skipped.get(), 0);
+    assert_eq!(rig.engine.stats().send_stale_skipped.get(), 0);
 }
 
 #[test]
@@ -604,26 +640,8 @@ fn an_echo_of_the_mix_leaves_at_one_phase_from_its_first_packet() {
     // the call opened, its packets 9.4 ms into each cycle: had the ticks run (and the echo
     // sent) at the control plane's slot until the phase was learnt, the listener would hear
     // the send tick step once the call moved.
-    let t0 = Instant::now();
-    let config = EngineConfig {
-        send_threads: 1,
-        receive_threads: 1,
-        realtime_priority: None,
-        stream_cost: Some(StreamCost {
-            send_us: 300,
-            recv_us: 60,
-        }),
-        ..EngineConfig::default()
-    };
-    let (engine, mut workers) = Engine::build(config, t0).unwrap();
-    let call = engine
-        .open_call(spec16(), StreamDirection::SendReceive)
-        .unwrap();
-    let send = call.send().unwrap();
-    send.set_active(true);
-    let participant = call.registry().unwrap().add(SourceId(7)).unwrap();
-    let events = call.events().unwrap();
-    let speech = encoded_speech(100);
+    let mut rig = EchoRig::new(100);
+    let t0 = rig.t0;
     const FIRST: u32 = 15;
     let mut mixed_before_first = 0;
     let mut sent_phases = Vec::new();
@@ -631,26 +649,18 @@ fn an_echo_of_the_mix_leaves_at_one_phase_from_its_first_packet() {
         let now = t0 + MS * ms;
         if ms % 20 == 9 && ms / 20 >= FIRST {
             let k = ms / 20 - FIRST;
-            participant.deliver(
-                crate::jitter::RtpAudio {
-                    seq: k as u16,
-                    timestamp: k * 960,
-                    ssrc: 1,
-                    payload: speech[k as usize].clone(),
-                },
-                t0 + FRAME * (FIRST + k) + Duration::from_micros(9_400),
-            );
+            rig.deliver(k, t0 + FRAME * (FIRST + k) + Duration::from_micros(9_400));
         }
-        workers.run_until(now);
-        while let Ok(ev) = events.try_recv() {
+        rig.workers.run_until(now);
+        while let Ok(ev) = rig.events().try_recv() {
             if let ReceiveEvent::Mixed { frame, .. } = ev {
                 if ms < FIRST * 20 + 9 {
                     mixed_before_first += 1;
                 }
-                send.push_samples(frame.samples());
+                rig.send().push_samples(frame.samples());
             }
         }
-        while let Ok(p) = send.packets().try_recv() {
+        while let Ok(p) = rig.send().packets().try_recv() {
             sent_phases.push((p.deadline - t0).as_millis() % 20);
         }
     }
@@ -669,26 +679,8 @@ fn a_reply_up_to_nine_ms_late_goes_out_late_in_its_own_period() {
     // An echo whose task wakes late now and then: the send tick waits for the reply rather
     // than leaving a gap (which a listener fills with concealment, then the app runs a frame
     // behind). Replies to frame 40 come 7 ms after the tick, to frame 70 12 ms after.
-    let t0 = Instant::now();
-    let config = EngineConfig {
-        send_threads: 1,
-        receive_threads: 1,
-        realtime_priority: None,
-        stream_cost: Some(StreamCost {
-            send_us: 300,
-            recv_us: 60,
-        }),
-        ..EngineConfig::default()
-    };
-    let (engine, mut workers) = Engine::build(config, t0).unwrap();
-    let call = engine
-        .open_call(spec16(), StreamDirection::SendReceive)
-        .unwrap();
-    let send = call.send().unwrap();
-    send.set_active(true);
-    let participant = call.registry().unwrap().add(SourceId(7)).unwrap();
-    let events = call.events().unwrap();
-    let speech = encoded_speech(100);
+    let mut rig = EchoRig::new(100);
+    let t0 = rig.t0;
     let mut held: Option<(u32, AudioFrame)> = None;
     let mut replies = 0u32;
     let mut sent = Vec::new();
@@ -696,21 +688,13 @@ fn a_reply_up_to_nine_ms_late_goes_out_late_in_its_own_period() {
         let now = t0 + MS * ms;
         if ms % 20 == 9 {
             let k = ms / 20;
-            participant.deliver(
-                crate::jitter::RtpAudio {
-                    seq: k as u16,
-                    timestamp: k * 960,
-                    ssrc: 1,
-                    payload: speech[k as usize].clone(),
-                },
-                t0 + FRAME * k + Duration::from_micros(9_400),
-            );
+            rig.deliver(k, t0 + FRAME * k + Duration::from_micros(9_400));
         }
-        workers.run_until(now);
+        rig.workers.run_until(now);
         if let Some((_, frame)) = held.take_if(|(at, _)| *at <= ms) {
-            send.push_samples(frame.samples());
+            rig.send().push_samples(frame.samples());
         }
-        while let Ok(ev) = events.try_recv() {
+        while let Ok(ev) = rig.events().try_recv() {
             if let ReceiveEvent::Mixed { frame, .. } = ev {
                 // Handed over at 12 ms into the cycle; the worker sees a push at the next
                 // millisecond, the send tick is at 14.
@@ -722,11 +706,11 @@ fn a_reply_up_to_nine_ms_late_goes_out_late_in_its_own_period() {
                 replies += 1;
                 match delay {
                     Some(d) => held = Some((ms + d, frame)),
-                    None => send.push_samples(frame.samples()),
+                    None => rig.send().push_samples(frame.samples()),
                 }
             }
         }
-        while let Ok(p) = send.packets().try_recv() {
+        while let Ok(p) = rig.send().packets().try_recv() {
             sent.push((p.rtp_timestamp, (p.deadline - t0).as_millis() % 20));
         }
     }
