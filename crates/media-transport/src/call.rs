@@ -62,17 +62,43 @@ impl std::fmt::Debug for Command {
     }
 }
 
+/// One packet on its way from an [`AudioSender`] to the send track.
+#[derive(Debug)]
+pub(crate) struct OutgoingOpus {
+    pub(crate) payload: Bytes,
+    pub(crate) media_time: Option<u32>,
+}
+
 /// Sends the bot's encoded audio (one 20 ms Opus packet at a time) toward the service. Cheap to
 /// clone; never blocks, so a real-time pacer thread may hold one.
 #[derive(Debug, Clone)]
 pub struct AudioSender {
-    pub(crate) tx: mpsc::Sender<Bytes>,
+    pub(crate) tx: mpsc::Sender<OutgoingOpus>,
     pub(crate) dropped: Arc<AtomicU64>,
 }
 
 impl AudioSender {
     /// Queues one Opus packet. Packets written before media connects are dropped by the stack.
     pub fn send_opus(&self, packet: Bytes) -> Result<(), CallError> {
+        self.queue(OutgoingOpus {
+            payload: packet,
+            media_time: None,
+        })
+    }
+
+    /// Queues one Opus packet of the frame that starts at `media_time` on the sender's own
+    /// 48 kHz clock (as the audio pipeline's `EncodedPacket::rtp_timestamp` counts it). A
+    /// sender that skips a period (no audio ready in time) then leaves a gap in RTP time too,
+    /// which a receiver conceals as one lost frame; with [`AudioSender::send_opus`] it would
+    /// place every later frame one frame late.
+    pub fn send_opus_at(&self, packet: Bytes, media_time: u32) -> Result<(), CallError> {
+        self.queue(OutgoingOpus {
+            payload: packet,
+            media_time: Some(media_time),
+        })
+    }
+
+    fn queue(&self, packet: OutgoingOpus) -> Result<(), CallError> {
         self.tx.try_send(packet).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);

@@ -423,7 +423,9 @@ async fn apply_offer(
             while let Some(packet) = rx.recv().await {
                 // Before DTLS completes the stack refuses writes; the frame is simply lost,
                 // as it would be on the wire.
-                let _ = writer.write_opus(packet).await;
+                let _ = writer
+                    .write_opus_at(packet.payload, packet.media_time)
+                    .await;
             }
         }));
     }

@@ -12,7 +12,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use bytes::Bytes;
 use media_session::{BlobConfig, MediaSession, MpUri};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
@@ -92,7 +91,7 @@ pub enum EndpointError {
 pub(crate) struct CallSlot {
     pub(crate) events: mpsc::UnboundedSender<MediaEvent>,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
-    pub(crate) audio_out: mpsc::Receiver<Bytes>,
+    pub(crate) audio_out: mpsc::Receiver<crate::call::OutgoingOpus>,
     pub(crate) sink: Arc<dyn AudioSink>,
 }
 

@@ -281,11 +281,17 @@ pub(crate) fn random_ssrc() -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(1)
 }
 
+/// Longest stretch of the sender's media time without packets carried into RTP time (one
+/// minute at 48 kHz).
+const MAX_SKIPPED_MEDIA_TIME: u32 = 60 * 48_000;
+
 #[derive(Debug)]
 struct Sequencing {
     seq: u16,
     timestamp: u32,
     started: bool,
+    /// The sender's own media time of the last frame written with one ([`RtpWriter::write_opus_at`]).
+    last_media_time: Option<u32>,
     packets: u64,
     bytes: u64,
     opus_pt: u8,
@@ -293,7 +299,8 @@ struct Sequencing {
 }
 
 /// Numbers and writes the RTP packets of one send track: Opus frames advance the timestamp by
-/// one frame each; telephone events share the timestamp of the frame they start at.
+/// one frame each, and by the frames the sender skipped when it says when each frame is;
+/// telephone events share the timestamp of the frame they start at.
 pub(crate) struct RtpWriter {
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
@@ -311,6 +318,7 @@ impl RtpWriter {
                 seq: u16::from_be_bytes([r[0], r[1]]),
                 timestamp: u32::from_be_bytes([r[2], r[3], r[4], r[5]]),
                 started: false,
+                last_media_time: None,
                 packets: 0,
                 bytes: 0,
                 opus_pt: OPUS_PAYLOAD_TYPE,
@@ -365,6 +373,30 @@ impl RtpWriter {
 
     /// Writes one 20 ms Opus frame.
     pub(crate) async fn write_opus(&self, payload: Bytes) -> Result<(), WebRtcError> {
+        self.write_opus_at(payload, None).await
+    }
+
+    /// Writes one 20 ms Opus frame that starts at `media_time` on the sender's own 48 kHz
+    /// clock, when it has one: frames that clock passed without a packet (periods the sender
+    /// skipped) advance the RTP timestamp too, so a receiver conceals them as lost instead of
+    /// hearing everything after them a frame late.
+    pub(crate) async fn write_opus_at(
+        &self,
+        payload: Bytes,
+        media_time: Option<u32>,
+    ) -> Result<(), WebRtcError> {
+        if let Some(t) = media_time {
+            let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(last) = s.last_media_time {
+                let skipped = t.wrapping_sub(last).wrapping_sub(SAMPLES_PER_FRAME);
+                // A clock that went back, or leapt further than any pause of a live sender,
+                // is not a gap to reproduce.
+                if skipped <= MAX_SKIPPED_MEDIA_TIME {
+                    s.timestamp = s.timestamp.wrapping_add(skipped);
+                }
+            }
+            s.last_media_time = Some(t);
+        }
         let Some(header) = self.next_header(false, false, SAMPLES_PER_FRAME, None, payload.len())
         else {
             return Ok(());

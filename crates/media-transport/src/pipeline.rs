@@ -119,7 +119,8 @@ pub fn spawn_send_pump(
         .name("mediabot-send-pump".into())
         .spawn(move || {
             while let Ok(packet) = packets.recv() {
-                match sender.send_opus(Bytes::copy_from_slice(packet.payload())) {
+                let payload = Bytes::copy_from_slice(packet.payload());
+                match sender.send_opus_at(payload, packet.rtp_timestamp) {
                     Ok(()) | Err(CallError::QueueFull) => {}
                     Err(_) => break,
                 }

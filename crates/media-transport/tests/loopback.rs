@@ -215,3 +215,49 @@ async fn dtmf_both_ways() {
     tb.abort();
     t10.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periods_the_sender_skips_advance_rtp_time() {
+    let bot = bot(EndpointConfig::default()).await;
+    let mut svc = service(&bot, ServiceConfig::default()).await;
+    let _p10 = svc.add_participant(S10).await.unwrap();
+    svc.negotiate().await.unwrap();
+    // Frame k starts at k × 960 on the sender's clock and carries k in its payload. Frames 70,
+    // 90 and 91 are skipped, as an engine skips a period whose audio was not ready in time.
+    let sender = bot.call.audio_sender();
+    let skipped = [70u8, 90, 91];
+    let tb = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for k in 0..150u8 {
+            tick.tick().await;
+            if !skipped.contains(&k) {
+                let _ = sender.send_opus_at(Bytes::from(vec![0xf8, k]), u32::from(k) * 960);
+            }
+        }
+    });
+    // (Packets written before DTLS completes are lost: the service sees a later start.)
+    let mut got: Vec<(u8, u32)> = Vec::new();
+    while got.last().is_none_or(|&(k, _)| k < 110) {
+        match svc
+            .wait_for(Duration::from_secs(10), |e| {
+                matches!(e, ServiceEvent::BotAudio { .. })
+            })
+            .await
+        {
+            Some(ServiceEvent::BotAudio {
+                timestamp, payload, ..
+            }) => got.push((payload[1], timestamp)),
+            other => panic!("bot audio missing: {other:?} after {got:?}"),
+        }
+    }
+    let (k0, ts0) = got[0];
+    assert!(k0 < 70, "media connected too late for the test: {got:?}");
+    for &(k, ts) in &got {
+        assert_eq!(
+            ts.wrapping_sub(ts0),
+            u32::from(k - k0) * 960,
+            "frame {k}: {got:?}"
+        );
+    }
+    tb.abort();
+}
