@@ -191,12 +191,23 @@ pub(crate) fn best_slot(
     (slot != current && wait(current) - best >= min_gain).then_some(slot)
 }
 
-/// Whether a call whose slot may have moved is served at sub-tick `index`, given the sub-tick
-/// of its last serve. A call is served once per cycle: after a move to a later slot within
-/// the same cycle, the new slot comes up less than half a cycle after the last serve and waits
-/// for the next cycle.
-pub(crate) fn serve_now(last_served: Option<u64>, index: u64) -> bool {
-    last_served.is_none_or(|last| index.saturating_sub(last) >= (SLOTS / 2) as u64)
+/// How many sub-ticks ago the turn of a call at `slot` came, if it is to be served at sub-tick
+/// `index`, given the sub-tick of its last serve; `None` when it is not due.
+///
+/// A call is due once per cycle, at the first turn of its slot at least half a cycle after its
+/// last serve: after a move to a later slot within the same cycle, the new slot comes up too
+/// soon and waits for the next cycle. A worker that learns of a move only part-way through a
+/// cycle (the send tick follows the receive tick, which moves on another worker) may find the
+/// new slot already behind it in this cycle: the call is then served at once, a few sub-ticks
+/// late, rather than only when the sub-tick equals its slot, which skipped the cycle.
+pub(crate) fn due_since(slot: usize, last_served: Option<u64>, index: u64) -> Option<u64> {
+    let behind = (index + SLOTS as u64 - slot as u64 % SLOTS as u64) % SLOTS as u64;
+    let turn = index.checked_sub(behind)?;
+    match last_served {
+        // Nothing to keep the pace with yet: the slot's own sub-tick.
+        None => (behind == 0).then_some(0),
+        Some(last) => (turn >= last + (SLOTS / 2) as u64).then_some(behind),
+    }
 }
 
 /// The least loaded slot at or after `preferred` within `reach` slots, given the calls each
@@ -366,13 +377,25 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_served_once_per_cycle() {
-        assert!(serve_now(None, 3));
-        // Moved from slot 4 to 9 in the same cycle: not again at 9, but at 9 + 20.
-        assert!(!serve_now(Some(4), 9));
-        assert!(serve_now(Some(4), 29));
-        // Moved from 9 to 4: the next cycle's slot 4 comes 15 sub-ticks later.
-        assert!(serve_now(Some(9), 24));
+    fn a_call_whose_slot_moved_behind_the_worker_is_served_late_not_skipped() {
+        // Steady at slot 14: due at its own sub-tick only.
+        assert_eq!(due_since(14, Some(14), 34), Some(0));
+        assert!((15..34).all(|i| due_since(14, Some(14), i).is_none()));
+        // Moved from 14 to 9, learnt at sub-tick 32 of the next cycle: due at once, 3 late.
+        assert_eq!(due_since(9, Some(14), 32), Some(3));
+        // Moved from 4 to 9 within the cycle: the turn at 9 is too soon, the next one serves.
+        assert_eq!(due_since(9, Some(4), 9), None);
+        assert_eq!(due_since(9, Some(4), 12), None);
+        assert_eq!(due_since(9, Some(4), 29), Some(0));
+        // Moved from 9 to 4, learnt before 4 comes round: on time, 15 sub-ticks after 9.
+        assert_eq!(due_since(4, Some(9), 24), Some(0));
+        // Moved from 18 to 2, learnt at 25: 16 earlier is 4 later, so it waits for 42.
+        assert_eq!(due_since(2, Some(18), 25), None);
+        assert_eq!(due_since(2, Some(18), 42), Some(0));
+        // Never served: only its own sub-tick, and never before the worker's first cycle.
+        assert_eq!(due_since(5, None, 5), Some(0));
+        assert_eq!(due_since(5, None, 6), None);
+        assert_eq!(due_since(5, None, 3), None);
     }
 
     #[test]

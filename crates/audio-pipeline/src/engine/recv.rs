@@ -10,6 +10,7 @@ use media_session::SourceId;
 use super::phase::{self, DECIDE_EVERY_TICKS, Move, StreamTiming};
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
+    SUB_TICK,
 };
 use crate::codec::{OPUS_FRAME_SAMPLES, OpusDecoder};
 use crate::frame::{AudioFrame, OPUS_RATE, PcmSpec, TICKS_PER_SECOND};
@@ -225,16 +226,16 @@ impl RecvWorker {
     pub(crate) fn run_due(&mut self, now: Instant) {
         let before = self.pacer.skipped();
         while let Some(tick) = self.pacer.poll_tick(now) {
-            let slot = (tick.index % SLOTS as u64) as usize;
             let ts =
                 (tick.deadline - self.epoch).as_nanos() as u64 / (1_000_000_000 / TICKS_PER_SECOND);
             for i in 0..self.calls.len() {
                 let call = &mut self.calls[i];
-                if call.slot != slot || !phase::serve_now(call.last_served, tick.index) {
+                let Some(behind) = phase::due_since(call.slot, call.last_served, tick.index) else {
                     continue;
-                }
-                call.last_served = Some(tick.index);
-                serve(call, tick.deadline, now, ts, &self.stats, self.slack);
+                };
+                call.last_served = Some(tick.index - behind);
+                let deadline = tick.deadline - SUB_TICK * behind as u32;
+                serve(call, deadline, now, ts, &self.stats, self.slack);
                 call.serves = call.serves.wrapping_add(1);
                 if call.serves.is_multiple_of(DECIDE_EVERY_TICKS) {
                     self.retime(i, Move::Playing);

@@ -9,7 +9,7 @@ use crossbeam_channel::Receiver;
 use super::phase;
 use super::{
     DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, REPLY_LEAD_SLOTS, SLOTS,
-    SendCounters, SendEvent, SendStatus,
+    SUB_TICK, SendCounters, SendEvent, SendStatus,
 };
 use crate::codec::{MAX_ENCODED_BYTES, OPUS_FRAME_SAMPLES, OpusEncoder};
 use crate::frame::{OPUS_RATE, PcmSpec};
@@ -141,13 +141,13 @@ impl SendWorker {
     pub(crate) fn run_due(&mut self, now: Instant) {
         let before = self.pacer.skipped();
         while let Some(tick) = self.pacer.poll_tick(now) {
-            let slot = (tick.index % SLOTS as u64) as usize;
             let stale = tick.lateness > STALE_AFTER;
             self.follow_receive_ticks();
             for call in self.calls.iter_mut() {
-                if call.slot == slot && phase::serve_now(call.last_served, tick.index) {
-                    call.last_served = Some(tick.index);
-                    call.waiting = Some((tick.index, tick.deadline));
+                if let Some(behind) = phase::due_since(call.slot, call.last_served, tick.index) {
+                    let turn = tick.index - behind;
+                    call.last_served = Some(turn);
+                    call.waiting = Some((turn, tick.deadline - SUB_TICK * behind as u32));
                 }
                 let Some((index, deadline)) = call.waiting else {
                     continue;

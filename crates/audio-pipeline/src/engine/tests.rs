@@ -726,6 +726,49 @@ fn a_reply_up_to_nine_ms_late_goes_out_late_in_its_own_period() {
 }
 
 #[test]
+fn a_send_tick_moved_earlier_mid_cycle_still_sends_that_cycle() {
+    // The participant's packets come 9.4 ms into each cycle, then from frame 100 on 5 ms
+    // earlier. Once the receive tick follows (two seconds of transit times later), the send
+    // tick moves 5 ms earlier too; the send worker learns of it at the receive tick, past the
+    // new send slot of that cycle. Serving the call only when the sub-tick equals its slot
+    // skipped that cycle: a 35 ms hole on the wire and the echo a frame behind from then on.
+    let mut rig = EchoRig::new(260);
+    let t0 = rig.t0;
+    let arrival = |k: u32| {
+        let phase = if k < 100 { 9_400 } else { 4_400 };
+        t0 + FRAME * k + Duration::from_micros(phase)
+    };
+    let mut sent = Vec::new();
+    let mut k = 0u32;
+    for ms in 0..260 * 20u32 {
+        let now = t0 + MS * ms;
+        while k < 260 && arrival(k) <= now {
+            rig.deliver(k, arrival(k));
+            k += 1;
+        }
+        rig.workers.run_until(now);
+        while let Ok(ev) = rig.events().try_recv() {
+            if let ReceiveEvent::Unmixed(f) = ev {
+                rig.send().push_samples(f.samples());
+            }
+        }
+        while let Ok(p) = rig.send().packets().try_recv() {
+            sent.push((p.deadline - t0).as_micros());
+        }
+    }
+    let phases: Vec<u128> = sent.iter().map(|d| d / 1000 % 20).collect();
+    // The send tick did move: 14 ms into the cycle before, 9 after.
+    assert_eq!(phases.first(), Some(&14), "{phases:?}");
+    assert_eq!(phases.last(), Some(&9), "{phases:?}");
+    // Every cycle sent its frame: no two packets more than a frame apart.
+    let widest = sent.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(widest <= 20_000, "a {widest} µs hole: {phases:?}");
+    // And the echo kept its delay: every frame played was answered within its own cycle,
+    // none waits in the player.
+    assert_eq!(rig.send().counters().queued_frames.get(), 0);
+}
+
+#[test]
 fn shared_threads_keep_a_calls_two_directions_on_one_thread() {
     let config = |shared| EngineConfig {
         send_threads: 2,
