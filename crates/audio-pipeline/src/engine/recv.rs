@@ -10,7 +10,6 @@ use media_session::SourceId;
 use super::phase::{self, DECIDE_EVERY_TICKS, Move, StreamTiming};
 use super::{
     ActiveSpeakers, DropOldest, EngineConfig, EngineError, EngineStats, ReceiveEvent, SLOTS,
-    SUB_TICK,
 };
 use crate::codec::{OPUS_FRAME_SAMPLES, OpusDecoder};
 use crate::frame::{AudioFrame, OPUS_RATE, PcmSpec, TICKS_PER_SECOND};
@@ -234,8 +233,11 @@ impl RecvWorker {
                     continue;
                 };
                 call.last_served = Some(tick.index - behind);
-                let deadline = tick.deadline - SUB_TICK * behind as u32;
-                serve(call, deadline, now, ts, &self.stats, self.slack);
+                // Lateness counts from this sub-tick. A turn found behind the worker is either
+                // a first placement that moved the call there (its packet came just after the
+                // new slot; nothing waited for that turn) or one the pacer skipped after a
+                // stall longer than its catch-up, whose lateness this sub-tick carries already.
+                serve(call, tick.deadline, now, ts, &self.stats, self.slack);
                 call.serves = call.serves.wrapping_add(1);
                 if call.serves.is_multiple_of(DECIDE_EVERY_TICKS) {
                     self.retime(i, Move::Playing);
