@@ -298,6 +298,24 @@ struct Sequencing {
     dtmf_pt: Option<u8>,
 }
 
+impl Sequencing {
+    /// Moves the next timestamp past the frames the sender's clock passed without a packet
+    /// since its last frame.
+    fn carry_skipped_media_time(&mut self, media_time: u32) {
+        if let Some(last) = self.last_media_time {
+            let skipped = media_time
+                .wrapping_sub(last)
+                .wrapping_sub(SAMPLES_PER_FRAME);
+            // A clock that went back, or leapt further than any pause of a live sender, is
+            // not a gap to reproduce.
+            if skipped <= MAX_SKIPPED_MEDIA_TIME {
+                self.timestamp = self.timestamp.wrapping_add(skipped);
+            }
+        }
+        self.last_media_time = Some(media_time);
+    }
+}
+
 /// Numbers and writes the RTP packets of one send track: Opus frames advance the timestamp by
 /// one frame each, and by the frames the sender skipped when it says when each frame is;
 /// telephone events share the timestamp of the frame they start at.
@@ -340,17 +358,22 @@ impl RtpWriter {
     }
 
     /// The next header; `dtmf` selects the telephone-event payload type (None when it was not
-    /// negotiated, and the packet must not be sent).
+    /// negotiated, and the packet must not be sent). `media_time` is the sender's own clock
+    /// for an Opus frame that has one, read under the same lock that numbers the packet.
     fn next_header(
         &self,
         dtmf: bool,
         marker: bool,
         advance: u32,
         event_ts: Option<u32>,
+        media_time: Option<u32>,
         len: usize,
     ) -> Option<rtp::header::Header> {
         let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
         let pt = if dtmf { s.dtmf_pt? } else { s.opus_pt };
+        if let Some(t) = media_time {
+            s.carry_skipped_media_time(t);
+        }
         let seq = s.seq;
         s.seq = s.seq.wrapping_add(1);
         let timestamp = event_ts.unwrap_or(s.timestamp);
@@ -385,20 +408,14 @@ impl RtpWriter {
         payload: Bytes,
         media_time: Option<u32>,
     ) -> Result<(), WebRtcError> {
-        if let Some(t) = media_time {
-            let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(last) = s.last_media_time {
-                let skipped = t.wrapping_sub(last).wrapping_sub(SAMPLES_PER_FRAME);
-                // A clock that went back, or leapt further than any pause of a live sender,
-                // is not a gap to reproduce.
-                if skipped <= MAX_SKIPPED_MEDIA_TIME {
-                    s.timestamp = s.timestamp.wrapping_add(skipped);
-                }
-            }
-            s.last_media_time = Some(t);
-        }
-        let Some(header) = self.next_header(false, false, SAMPLES_PER_FRAME, None, payload.len())
-        else {
+        let Some(header) = self.next_header(
+            false,
+            false,
+            SAMPLES_PER_FRAME,
+            None,
+            media_time,
+            payload.len(),
+        ) else {
             return Ok(());
         };
         self.track
@@ -423,7 +440,7 @@ impl RtpWriter {
             tick.tick().await;
             let payload = Bytes::copy_from_slice(&p.event.to_bytes());
             let header = self
-                .next_header(true, p.marker, 0, Some(start), payload.len())
+                .next_header(true, p.marker, 0, Some(start), None, payload.len())
                 .ok_or(WebRtcError::DtmfNotNegotiated)?;
             self.track
                 .write_rtp(rtp::Packet { header, payload })
