@@ -408,6 +408,8 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         }
     }
     similarities.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mean_similarity =
+        similarities.iter().map(|(s, _)| s).sum::<f64>() / similarities.len().max(1) as f64;
     let lowest: Vec<&str> = similarities
         .iter()
         .take(3)
@@ -415,7 +417,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         .collect();
     let line = format!(
         "scale-out: calls per instance {per_instance:?}; notifications redirected {redirected}; \
-         worst echo similarity {worst_similarity:.3}; instance 1 answered {answered_by_1} \
+         worst echo similarity {worst_similarity:.3} (mean {mean_similarity:.3}); instance 1 answered {answered_by_1} \
          before SIGTERM; lowest similarities {lowest:?}"
     );
     eprintln!("{line}");

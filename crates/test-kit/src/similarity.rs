@@ -17,7 +17,35 @@
 /// 0.9; silence, noise, audio at the wrong sample rate or byte-swapped samples score below 0.3.
 pub fn spectral_similarity(reference: &[i16], candidate: &[i16], sample_rate: u32) -> f32 {
     let rate = sample_rate.max(1000) as usize;
-    let lag = best_lag(reference, candidate, rate);
+    let lag = best_lag(reference, candidate, rate, Lags::Around);
+    similarity_at(reference, candidate, rate, lag)
+}
+
+/// Like [`spectral_similarity`], for a `candidate` longer than `reference` that holds the
+/// reference's echo somewhere inside it: only placements of the whole reference within the
+/// candidate are searched.
+///
+/// An echo found in a window cut with a margin around where it is expected is scored this way.
+/// A lag at which the two overlap only in part compares a few hundred ms of envelope, and on
+/// speech such a short stretch can correlate better by chance than the true, whole placement
+/// (a half-second piece of a correct echo then scores near 0 against a stray syllable).
+pub fn spectral_similarity_within(reference: &[i16], candidate: &[i16], sample_rate: u32) -> f32 {
+    let rate = sample_rate.max(1000) as usize;
+    let lag = best_lag(reference, candidate, rate, Lags::Inside);
+    similarity_at(reference, candidate, rate, lag)
+}
+
+/// Which lags [`best_lag`] searches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lags {
+    /// Up to ±250 ms, wherever at least 50 ms overlap.
+    Around,
+    /// Those placing the whole reference inside the candidate.
+    Inside,
+}
+
+/// The score of `candidate` shifted by `lag` samples against `reference`.
+fn similarity_at(reference: &[i16], candidate: &[i16], rate: usize, lag: isize) -> f32 {
     // Positive lag: the candidate is late by `lag` samples.
     // Negative lag: the candidate is early, so the reference is advanced instead.
     let cand: &[i16] = if lag >= 0 {
@@ -74,9 +102,9 @@ fn pearson(x: &[f32], y: &[f32]) -> f32 {
     (sxy / (sxx * syy).sqrt()) as f32
 }
 
-/// Lag (in samples, candidate relative to reference) maximizing the correlation of 1 ms log
-/// energy envelopes.
-fn best_lag(reference: &[i16], candidate: &[i16], rate: usize) -> isize {
+/// Lag (in samples, candidate relative to reference) among `lags` maximizing the correlation
+/// of 1 ms log energy envelopes.
+fn best_lag(reference: &[i16], candidate: &[i16], rate: usize, lags: Lags) -> isize {
     let block = (rate / 1000).max(1);
     let env = |s: &[i16]| -> Vec<f32> {
         s.chunks(block)
@@ -87,9 +115,12 @@ fn best_lag(reference: &[i16], candidate: &[i16], rate: usize) -> isize {
             .collect()
     };
     let (er, ec) = (env(reference), env(candidate));
-    let max_lag = 250isize;
+    let range = match lags {
+        Lags::Around => -250isize..=250,
+        Lags::Inside => 0..=(ec.len().saturating_sub(er.len()) as isize),
+    };
     let mut best = (f32::MIN, 0isize);
-    for lag in -max_lag..=max_lag {
+    for lag in range {
         let (a, b): (&[f32], &[f32]) = if lag >= 0 {
             (&er[..], ec.get(lag as usize..).unwrap_or(&[]))
         } else {
@@ -233,6 +264,35 @@ mod tests {
             let score = spectral_similarity(&s, candidate, 16_000);
             assert!(score > 0.95, "{name} candidate scored {score}");
         }
+    }
+
+    #[test]
+    fn an_echo_is_scored_where_the_whole_of_it_lies_not_at_a_stray_fragment() {
+        // Half a second of speech, sought in a window with 100 ms of margin on each side.
+        let s = short_speech();
+        let reference = &s[8_000..16_000];
+        let margin = vec![0i16; 1_600];
+        let inside: Vec<i16> = margin
+            .iter()
+            .chain(reference)
+            .chain(&margin)
+            .copied()
+            .collect();
+        assert!(spectral_similarity_within(reference, &inside, 16_000) > 0.99);
+        // The echo is missing, but the window starts with the reference's second half (as
+        // if it had come 350 ms early): overlapping that half alone is not finding the echo.
+        let fragment: Vec<i16> = reference[4_000..]
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0, 7_200))
+            .collect();
+        let missing = spectral_similarity_within(reference, &fragment, 16_000);
+        assert!(missing < 0.3, "a missing echo scored {missing}");
+        let loose = spectral_similarity(reference, &fragment, 16_000);
+        assert!(
+            loose > 0.9,
+            "the loose search found the fragment ({loose}): test is moot"
+        );
     }
 
     #[test]

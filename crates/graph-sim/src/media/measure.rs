@@ -293,7 +293,8 @@ const ALIGN_MARGIN: i64 = RATE as i64 / 10;
 const MIN_VOICED_SHARE: f64 = 0.2;
 
 /// How alike `said` and what came back around `delay_ms` later sound, with audio-pipeline's
-/// [`test_kit::similarity::spectral_similarity`] (the project's one definition of the score).
+/// [`test_kit::similarity::spectral_similarity_within`] (the project's one definition of the
+/// score).
 ///
 /// The stretch where both signals exist (at most 20 s) is scored in half-second pieces, each
 /// aligned on its own within ±100 ms of the median delay, and the scores are averaged,
@@ -323,9 +324,10 @@ pub fn echo_similarity(said: &Timeline, heard: &Timeline, delay_ms: f64) -> Opti
         let voiced = voiced_share(&reference);
         if voiced >= MIN_VOICED_SHARE {
             // The candidate reaches the margin beyond both ends, so the echo is inside it
-            // wherever within the margin it landed; the measure's own lag search finds it.
+            // wherever within the margin it landed; the lag search looks only there.
             let candidate = heard.window(a + shift - ALIGN_MARGIN, b + shift + ALIGN_MARGIN);
-            let score = test_kit::similarity::spectral_similarity(&reference, &candidate, RATE);
+            let score =
+                test_kit::similarity::spectral_similarity_within(&reference, &candidate, RATE);
             let w = voiced * (b - a) as f64;
             sum += f64::from(score) * w;
             weight += w;
