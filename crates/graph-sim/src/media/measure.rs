@@ -286,8 +286,10 @@ const MAX_SIMILARITY_SAMPLES: usize = 20 * RATE as usize;
 const SIMILARITY_PIECE: i64 = RATE as i64 / 2;
 
 /// How far the echo of a piece is searched for around the median delay: a receiver's jitter
-/// buffer that grows or shrinks moves the delay by whole frames.
-const ALIGN_MARGIN: i64 = RATE as i64 / 10;
+/// buffer that grows or shrinks moves the delay by whole frames, and one that waited out a
+/// stall of the sender's host (100–130 ms seen on a shared 2-core machine) plays everything
+/// after it that much later until it catches up.
+const ALIGN_MARGIN: i64 = RATE as i64 / 5;
 
 /// A piece in which less than this share of 20 ms frames carries speech is not scored.
 const MIN_VOICED_SHARE: f64 = 0.2;
@@ -297,10 +299,11 @@ const MIN_VOICED_SHARE: f64 = 0.2;
 /// score).
 ///
 /// The stretch where both signals exist (at most 20 s) is scored in half-second pieces, each
-/// aligned on its own within ±100 ms of the median delay, and the scores are averaged,
-/// weighted by how much of each piece is speech. A receiver's jitter buffer adapts to the network by moving
-/// the delay a frame at a time; a listener does not hear that as a change in how the echo
-/// sounds, and scoring each piece by its own alignment keeps it from reading as one.
+/// aligned on its own within ±200 ms of the median delay, and the scores are averaged,
+/// weighted by how much of each piece is speech. A receiver's jitter buffer adapts to the
+/// network by moving the delay a frame at a time, or by a stall's length after waiting one
+/// out; a listener does not hear that as a change in how the echo sounds, and scoring each
+/// piece by its own alignment keeps it from reading as one.
 pub fn echo_similarity(said: &Timeline, heard: &Timeline, delay_ms: f64) -> Option<f32> {
     let shift = (delay_ms * f64::from(RATE) / 1000.0).round() as i64;
     let from = said.start.max(heard.start - shift);
@@ -432,6 +435,32 @@ mod tests {
             assert!(r.detections >= 3, "{voice:?}: {r:?}");
             assert!(r.similarity.unwrap() > 0.95, "{voice:?}: {r:?}");
         }
+    }
+
+    #[test]
+    fn an_echo_that_comes_back_later_after_a_stall_still_sounds_alike() {
+        // Eight seconds of speech echoed 60 ms later; at 2.25 s the listener's buffer grew by
+        // a frame (80 ms from then on, the median), and at 4.25 s it waited out a 120 ms
+        // stall (silence) and played the rest that much later.
+        let said = render(&Voice::Speech, 5, 400);
+        let start = 48_000;
+        let ms = |n: usize| 48 * n;
+        let mut echo = vec![0i16; ms(60)];
+        echo.extend_from_slice(&said[..ms(2_250)]);
+        echo.extend(std::iter::repeat_n(0, ms(20)));
+        echo.extend_from_slice(&said[ms(2_250)..ms(4_250)]);
+        echo.extend(std::iter::repeat_n(0, ms(120)));
+        echo.extend_from_slice(&said[ms(4_250)..]);
+        let heard = Timeline {
+            start,
+            samples: echo,
+        };
+        let said = Timeline {
+            start,
+            samples: said,
+        };
+        let score = echo_similarity(&said, &heard, 80.0).unwrap();
+        assert!(score > 0.9, "{score}");
     }
 
     #[test]
