@@ -444,7 +444,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // Measured worst call per run: 0.86-0.94 in the debug build (ten runs), 0.85-0.95 in the
     // release build (five runs), with four processes on two cores; on a noisier day of the
     // same machine kind 0.82-0.89 (five runs) and once 0.60 in a CI run; with the call placed
-    // by its first packet and the 9 ms reply wait, 0.87-0.93 (seven runs, benches/README.md).
+    // by its first packet and the 9 ms reply wait, 0.87-0.93 (seven runs, benches/README.md);
+    // with the similarity's alignment fixed, 0.69-0.93 (ten runs, one CI; the 0.69 during a
+    // host stall, the hypervisor's steal 0.2-15 % of the CPU from run to run).
     // The 0.9 is not yet held in every run, so the floor sits under the measured
     // worst: it still fails an echo that is silence, noise or garbled audio (those score
     // below 0.3).
