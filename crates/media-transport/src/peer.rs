@@ -316,6 +316,17 @@ impl Sequencing {
     }
 }
 
+/// What an RTP packet of a send track carries, with what only that kind needs to be numbered.
+#[derive(Debug, Clone, Copy)]
+enum PacketKind {
+    /// A 20 ms Opus frame; it advances the timestamp by one frame. `media_time` is the sender's
+    /// own 48 kHz clock at the frame's start, when it has one.
+    Opus { media_time: Option<u32> },
+    /// One packet of an RFC 4733 event: every packet of an event carries the timestamp the
+    /// event `start`s at and does not advance it; `marker` starts the event.
+    TelephoneEvent { start: u32, marker: bool },
+}
+
 /// Numbers and writes the RTP packets of one send track: Opus frames advance the timestamp by
 /// one frame each, and by the frames the sender skipped when it says when each frame is;
 /// telephone events share the timestamp of the frame they start at.
@@ -357,27 +368,25 @@ impl RtpWriter {
         (s.packets, s.bytes)
     }
 
-    /// The next header; `dtmf` selects the telephone-event payload type (None when it was not
-    /// negotiated, and the packet must not be sent). `media_time` is the sender's own clock
-    /// for an Opus frame that has one, read under the same lock that numbers the packet.
-    fn next_header(
-        &self,
-        dtmf: bool,
-        marker: bool,
-        advance: u32,
-        event_ts: Option<u32>,
-        media_time: Option<u32>,
-        len: usize,
-    ) -> Option<rtp::header::Header> {
+    /// The next header for a packet of `kind` with a payload of `len` bytes; None when it is a
+    /// telephone event and those were not negotiated (the packet must not be sent).
+    fn next_header(&self, kind: PacketKind, len: usize) -> Option<rtp::header::Header> {
         let mut s = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
-        let pt = if dtmf { s.dtmf_pt? } else { s.opus_pt };
-        if let Some(t) = media_time {
-            s.carry_skipped_media_time(t);
-        }
+        let (payload_type, marker, timestamp) = match kind {
+            PacketKind::Opus { media_time } => {
+                // Read under the same lock that numbers the packet, so two writers cannot
+                // interleave between the carry and the numbering.
+                if let Some(t) = media_time {
+                    s.carry_skipped_media_time(t);
+                }
+                let timestamp = s.timestamp;
+                s.timestamp = s.timestamp.wrapping_add(SAMPLES_PER_FRAME);
+                (s.opus_pt, false, timestamp)
+            }
+            PacketKind::TelephoneEvent { start, marker } => (s.dtmf_pt?, marker, start),
+        };
         let seq = s.seq;
         s.seq = s.seq.wrapping_add(1);
-        let timestamp = event_ts.unwrap_or(s.timestamp);
-        s.timestamp = s.timestamp.wrapping_add(advance);
         // The first audio packet of the stream starts a talk spurt.
         let marker = marker || !s.started;
         s.started = true;
@@ -386,7 +395,7 @@ impl RtpWriter {
         Some(rtp::header::Header {
             version: 2,
             marker,
-            payload_type: pt,
+            payload_type,
             sequence_number: seq,
             timestamp,
             ssrc: self.ssrc,
@@ -408,14 +417,7 @@ impl RtpWriter {
         payload: Bytes,
         media_time: Option<u32>,
     ) -> Result<(), WebRtcError> {
-        let Some(header) = self.next_header(
-            false,
-            false,
-            SAMPLES_PER_FRAME,
-            None,
-            media_time,
-            payload.len(),
-        ) else {
+        let Some(header) = self.next_header(PacketKind::Opus { media_time }, payload.len()) else {
             return Ok(());
         };
         self.track
@@ -439,8 +441,12 @@ impl RtpWriter {
         for p in event_train(digit, units, SAMPLES_PER_FRAME as u16) {
             tick.tick().await;
             let payload = Bytes::copy_from_slice(&p.event.to_bytes());
+            let kind = PacketKind::TelephoneEvent {
+                start,
+                marker: p.marker,
+            };
             let header = self
-                .next_header(true, p.marker, 0, Some(start), None, payload.len())
+                .next_header(kind, payload.len())
                 .ok_or(WebRtcError::DtmfNotNegotiated)?;
             self.track
                 .write_rtp(rtp::Packet { header, payload })
