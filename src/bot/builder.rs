@@ -10,6 +10,7 @@ use audio_pipeline::{Engine, EngineConfig};
 use graph_signaling::auth::{AuthConfig, TokenValidator};
 use graph_signaling::client::{ClientCredentials, GraphClient, GraphClientConfig, TokenProvider};
 use graph_signaling::notify::{Admission, NotificationLimits, notification_router};
+use media_transport::pipeline::SendPump;
 use media_transport::protocol::ProtocolConfig;
 use media_transport::{EndpointConfig, ListenerLimits, MediaEndpoint, WebRtcConfig};
 use tokio::sync::mpsc;
@@ -238,6 +239,7 @@ impl BotBuilder {
         }
 
         let engine = Engine::start(self.engine.clone())?;
+        let send_pump = SendPump::start(&engine)?;
         let endpoint = MediaEndpoint::bind(EndpointConfig {
             bind: self.media.bind,
             public_host: self.media.public_host.clone(),
@@ -302,6 +304,7 @@ impl BotBuilder {
             target: self.target,
             client,
             engine,
+            send_pump,
             endpoint,
             format: self.format,
             callback_url,

@@ -17,7 +17,7 @@ use media_session::{AudioSocketSettings, MediaSession, StreamDirection};
 use media_transport::CallStats;
 use media_transport::binding::GateConfig;
 use media_transport::dtmf::DtmfDigit;
-use media_transport::pipeline::{PipelineBinding, spawn_send_pump};
+use media_transport::pipeline::PipelineBinding;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -62,8 +62,10 @@ fn open_media(shared: &Shared, call_id: Option<Uuid>) -> Result<Opened, BotError
     };
     let binding = PipelineBinding::new(registry.clone(), GateConfig::default());
     let media_call = shared.endpoint.register(&session, binding.clone())?;
-    // The pump thread ends by itself when the engine closes the queue or the session ends.
-    spawn_send_pump(send.packets().clone(), media_call.audio_sender())?;
+    // The route leaves the pump by itself when the engine closes the queue or the session ends.
+    shared
+        .send_pump
+        .add(send.packets().clone(), media_call.audio_sender());
     Ok(Opened {
         session,
         parts: CallParts {

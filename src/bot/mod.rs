@@ -57,6 +57,7 @@ use graph_signaling::client::GraphClient;
 use graph_signaling::notify::{Admission, Inbound};
 use media_session::SourceId;
 use media_transport::MediaEndpoint;
+use media_transport::pipeline::SendPump;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -173,6 +174,8 @@ struct Shared {
     target: Target,
     client: GraphClient,
     engine: Engine,
+    /// Moves every call's encoded audio from the engine to its send track.
+    send_pump: SendPump,
     endpoint: MediaEndpoint,
     format: PcmFormat,
     callback_url: String,
@@ -485,6 +488,12 @@ impl Bot {
     /// Calls whose media the audio engine still holds open: 0 once every call is released.
     pub fn engine_calls(&self) -> usize {
         self.shared.engine.open_calls()
+    }
+
+    /// Calls whose outgoing packets the send pump moves: 0 once every call is released (as of
+    /// the pump's last pass, which a call's end wakes).
+    pub fn send_routes(&self) -> usize {
+        self.shared.send_pump.routes()
     }
 
     /// Media sessions the media endpoint still holds (waiting for their connection, or

@@ -7,16 +7,18 @@
 //!   held briefly, then delivered when the roster binds it, or dropped and counted.
 //! - Roster: the call's owner (mediabot's `CallCore`) decides from the roster which sources
 //!   are bound and calls [`PipelineBinding::bind`] and [`PipelineBinding::unbind`].
-//! - Send: [`spawn_send_pump`] moves the pipeline's paced encoder output to the send track.
+//! - Send: one [`SendPump`] per engine moves every call's paced encoder output to its send
+//!   track.
 //!
 //! The registry is the only record of which sources are bound: a source is live exactly while
 //! it has a receive stream there. The transport labels packets with their `sourceId` and hands
 //! all of them here; the gate only holds what the registry cannot take yet.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use audio_pipeline::{EncodedPacket, EngineError, RtpAudio, StreamRegistry};
+use audio_pipeline::{EncodedPacket, Engine, EngineError, RtpAudio, StreamRegistry};
 use bytes::Bytes;
 use media_session::SourceId;
 
@@ -106,26 +108,123 @@ impl AudioSink for PipelineBinding {
     }
 }
 
-/// Moves the pipeline's encoded packets to the send track on a thread of its own (the
-/// pipeline's queue is a blocking crossbeam channel). Ends when the pipeline closes the queue or
-/// the media session ends.
-///
-/// One copy per packet into `Bytes` is forced by the RTP stack, which owns payloads as `Bytes`.
-pub fn spawn_send_pump(
+/// How long the pump sleeps when no worker wakes it: the longest a call whose media session
+/// ended, while its engine stream stays open, keeps its queue here.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
+/// One call's queue of encoded packets and where they go.
+struct Route {
     packets: crossbeam_channel::Receiver<EncodedPacket>,
     sender: AudioSender,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("mediabot-send-pump".into())
-        .spawn(move || {
-            while let Ok(packet) = packets.recv() {
-                let payload = Bytes::copy_from_slice(packet.payload());
-                match sender.send_opus_at(payload, packet.rtp_timestamp) {
-                    Ok(()) | Err(CallError::QueueFull) => {}
-                    Err(_) => break,
+}
+
+impl Route {
+    /// Moves every queued packet to the send track; false once either end is gone.
+    fn drain(&self) -> bool {
+        loop {
+            match self.packets.try_recv() {
+                Ok(packet) => {
+                    let payload = Bytes::copy_from_slice(packet.payload());
+                    match self.sender.send_opus_at(payload, packet.rtp_timestamp) {
+                        Ok(()) | Err(CallError::QueueFull) => {}
+                        Err(_) => return false,
+                    }
                 }
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             }
+        }
+    }
+}
+
+/// Moves every call's encoded packets from the audio pipeline to its send track, on one thread
+/// for the whole engine.
+///
+/// The engine's send workers wake the thread ([`Engine::wake_on_packets`]) after a pass that
+/// queued packets, and the thread drains every call's queue: a thread per call would cost a
+/// stack and a wake-up per packet each, and blocking on a queue a real-time worker feeds would
+/// share its waker lock with that worker. A call's route goes when its engine stream closes
+/// or its media session ends. Dropping the pump stops the thread.
+///
+/// One copy per packet into `Bytes` is forced by the RTP stack, which owns payloads as `Bytes`.
+pub struct SendPump {
+    routes: crossbeam_channel::Sender<Route>,
+    live: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SendPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendPump")
+            .field("routes", &self.routes())
+            .finish()
+    }
+}
+
+impl SendPump {
+    /// Starts the pump thread and registers it with `engine`. Fails when the engine already
+    /// wakes another thread (one pump per engine) or the thread cannot start.
+    pub fn start(engine: &Engine) -> std::io::Result<SendPump> {
+        let (routes, incoming) = crossbeam_channel::unbounded::<Route>();
+        let live = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("mediabot-send-pump".into())
+            .spawn({
+                let live = live.clone();
+                let stop = stop.clone();
+                move || {
+                    let mut active: Vec<Route> = Vec::new();
+                    while !stop.load(Ordering::Acquire) {
+                        active.extend(incoming.try_iter());
+                        active.retain(Route::drain);
+                        live.store(active.len(), Ordering::Relaxed);
+                        std::thread::park_timeout(IDLE_SWEEP);
+                    }
+                }
+            })?;
+        if !engine.wake_on_packets(thread.thread().clone()) {
+            stop.store(true, Ordering::Release);
+            thread.thread().unpark();
+            let _ = thread.join();
+            return Err(std::io::Error::other(
+                "the engine already wakes another packet pump",
+            ));
+        }
+        Ok(SendPump {
+            routes,
+            live,
+            stop,
+            thread: Some(thread),
         })
+    }
+
+    /// Moves the call's packets (`packets`, its engine [`audio_pipeline::SendStream::packets`])
+    /// to `sender` from now on.
+    pub fn add(&self, packets: crossbeam_channel::Receiver<EncodedPacket>, sender: AudioSender) {
+        // The thread only ends when the pump is dropped, which `&self` rules out.
+        let _ = self.routes.send(Route { packets, sender });
+        if let Some(t) = &self.thread {
+            // Packets may have been queued before the route existed.
+            t.thread().unpark();
+        }
+    }
+
+    /// Calls whose packets the pump moves, as of its last pass.
+    pub fn routes(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SendPump {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 #[cfg(test)]

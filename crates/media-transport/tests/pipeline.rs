@@ -12,7 +12,7 @@ use audio_pipeline::{Engine, EngineConfig, PcmSpec, ReceiveEvent};
 use common::*;
 use media_session::{SourceId, StreamDirection};
 use media_transport::binding::GateConfig;
-use media_transport::pipeline::{PipelineBinding, spawn_send_pump};
+use media_transport::pipeline::{PipelineBinding, SendPump};
 use media_transport::{EndpointConfig, MediaEndpoint, ServiceConfig, ServiceEvent, ServiceSession};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,8 @@ async fn rtp_feeds_the_pipeline_by_source_and_the_pipeline_feeds_the_send_track(
         .unwrap();
     let call = endpoint.register(&session, binding.clone()).unwrap();
     let send = media.send().unwrap();
-    let _pump = spawn_send_pump(send.packets().clone(), call.audio_sender()).unwrap();
+    let pump = SendPump::start(&engine).unwrap();
+    pump.add(send.packets().clone(), call.audio_sender());
     send.set_active(true);
     let bot_pcm: Vec<i16> = (0..48_000 * 3)
         .map(|i| ((std::f32::consts::TAU * 660.0 * i as f32 / 48_000.0).sin() * 9000.0) as i16)
@@ -133,4 +134,31 @@ async fn rtp_feeds_the_pipeline_by_source_and_the_pipeline_feeds_the_send_track(
     for t in tasks {
         t.abort();
     }
+
+    // The call ends as the bot ends one (its media call, binding and engine media go): its
+    // route leaves the pump, which keeps no queue of it.
+    assert_eq!(pump.routes(), 1);
+    drop(call);
+    drop(binding);
+    drop(media);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pump.routes() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pump.routes(), 0, "a closed call's route is released");
+}
+
+/// One engine, one pump: a second registration is refused rather than leaving one of them
+/// never woken.
+#[test]
+fn an_engine_wakes_one_pump() {
+    let engine = Engine::start(EngineConfig {
+        send_threads: 1,
+        receive_threads: 1,
+        realtime_priority: None,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let _pump = SendPump::start(&engine).unwrap();
+    assert!(SendPump::start(&engine).is_err());
 }

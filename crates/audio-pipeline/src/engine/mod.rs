@@ -44,7 +44,7 @@ use slots::Slots;
 pub(crate) use capacity::Budget;
 pub use capacity::{Capacity, StreamCost};
 
-pub(crate) use queue::DropOldest;
+pub(crate) use queue::{Doorbell, DropOldest};
 pub(crate) use recv::{Inbound, RecvCommand, RecvStream, RecvWorker};
 #[cfg(feature = "_internal_test_exports")]
 pub(crate) use send::SendCall;
@@ -578,6 +578,8 @@ pub(crate) struct EngineShared {
     open_calls: AtomicUsize,
     /// What the engine admits and how much of it the open calls take.
     pub(crate) budget: Budget,
+    /// Rung by the send workers when they queued packets.
+    doorbell: Arc<Doorbell>,
 }
 
 /// The workers of an engine before they run.
@@ -744,6 +746,7 @@ impl Engine {
         let stats = Arc::new(EngineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let recv_dropped = Arc::new(Counter::default());
+        let doorbell = Arc::new(Doorbell::default());
         let mut send_links = Vec::new();
         let mut workers = Workers {
             send: Vec::new(),
@@ -756,7 +759,8 @@ impl Engine {
                 load: AtomicUsize::new(0),
                 slots: Mutex::default(),
             });
-            let worker = SendWorker::new(stats.clone(), config.clone(), epoch);
+            let mut worker = SendWorker::new(stats.clone(), config.clone(), epoch);
+            worker.set_doorbell(doorbell.clone());
             workers.send.push((worker, rx));
         }
         let mut recv_links = Vec::new();
@@ -786,6 +790,7 @@ impl Engine {
             next_id: AtomicU64::new(1),
             open_calls: AtomicUsize::new(0),
             budget,
+            doorbell,
         });
         let engine = Engine {
             shared,
@@ -822,6 +827,16 @@ impl Engine {
     /// reports and readiness read it to turn away calls before frames start missing.
     pub fn capacity(&self) -> Capacity {
         self.shared.budget.snapshot()
+    }
+
+    /// Makes `thread` the one the send workers unpark ([`std::thread::Thread::unpark`]) after
+    /// they queued outgoing packets, and when a call's send stream closes: one thread can then
+    /// take the packets of every call ([`SendStream::packets`]) without a thread per call, and
+    /// without blocking on a queue a real-time worker feeds. Wake-ups are coalesced (one per
+    /// worker pass, not per packet) and may be spurious, so the woken thread drains every
+    /// call's queue. Returns false, changing nothing, when a thread is already registered.
+    pub fn wake_on_packets(&self, thread: std::thread::Thread) -> bool {
+        self.shared.doorbell.register(thread)
     }
 
     /// Packets dropped because a receive worker's inbound queue was full.

@@ -1,6 +1,8 @@
-//! Bounded hand-off queues that drop the oldest item when full.
+//! Bounded hand-off queues that drop the oldest item when full, and the doorbell that wakes
+//! their consumer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -60,6 +62,37 @@ impl<T> DropOldest<T> {
     }
 }
 
+/// Wakes the one thread that takes every call's outgoing packets (a transport's pump) when a
+/// send worker queued some.
+///
+/// A consumer blocked in crossbeam's `recv` would make the real-time producer take the
+/// channel's waker lock, which the consumer, at normal priority, also takes. Unparking a
+/// thread is an atomic swap plus, only when it sleeps, one futex wake: no lock the two share.
+/// Rung once per pass of a worker that queued packets (not once per packet), and when a call
+/// leaves (so the consumer sees its queue close).
+#[derive(Debug, Default)]
+pub(crate) struct Doorbell {
+    thread: OnceLock<Thread>,
+    #[cfg(test)]
+    pub(crate) rings: std::sync::atomic::AtomicU64,
+}
+
+impl Doorbell {
+    /// Makes `thread` the one woken. False when another thread already is.
+    pub(crate) fn register(&self, thread: Thread) -> bool {
+        self.thread.set(thread).is_ok()
+    }
+
+    pub(crate) fn ring(&self) {
+        #[cfg(test)]
+        self.rings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +107,20 @@ mod tests {
         assert_eq!(dropped.get(), 2);
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![2, 3, 4]);
         drop(rx);
+    }
+
+    #[test]
+    fn a_ring_wakes_the_registered_thread_only() {
+        let bell = Doorbell::default();
+        // Nobody registered: ringing is harmless.
+        bell.ring();
+        assert!(bell.register(std::thread::current()));
+        assert!(!bell.register(std::thread::current()), "one thread only");
+        bell.ring();
+        // The ring left the thread's token set, so parking returns at once instead of
+        // sleeping out the (far longer) timeout.
+        let t0 = std::time::Instant::now();
+        std::thread::park_timeout(std::time::Duration::from_secs(60));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
     }
 }

@@ -8,8 +8,8 @@ use crossbeam_channel::Receiver;
 
 use super::phase;
 use super::{
-    DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, REPLY_LEAD_SLOTS, SLOTS,
-    SUB_TICK, SendCounters, SendEvent, SendStatus,
+    Doorbell, DropOldest, EncodedPacket, EngineConfig, EngineError, EngineStats, REPLY_LEAD_SLOTS,
+    SLOTS, SUB_TICK, SendCounters, SendEvent, SendStatus,
 };
 use crate::codec::{MAX_ENCODED_BYTES, OPUS_FRAME_SAMPLES, OpusEncoder};
 use crate::frame::{OPUS_RATE, PcmSpec};
@@ -104,6 +104,7 @@ pub(crate) struct SendWorker {
     pacer: Pacer,
     stats: Arc<EngineStats>,
     slack: Duration,
+    doorbell: Arc<Doorbell>,
 }
 
 impl SendWorker {
@@ -116,7 +117,13 @@ impl SendWorker {
             pacer: Pacer::with_period(start, FRAME / SLOTS as u32).with_max_catch_up(1000),
             stats,
             slack: config.deadline_slack,
+            doorbell: Arc::default(),
         }
+    }
+
+    /// Rings `doorbell` after every pass that queued packets and when a call leaves.
+    pub(crate) fn set_doorbell(&mut self, doorbell: Arc<Doorbell>) {
+        self.doorbell = doorbell;
     }
 
     pub(crate) fn handle(&mut self, cmd: SendCommand) {
@@ -127,7 +134,10 @@ impl SendWorker {
             }
             SendCommand::RemoveCall(id) => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == id) {
+                    // Dropped here, closing its packet queue, before the consumer is woken
+                    // to find it closed.
                     self.calls.swap_remove(i);
+                    self.doorbell.ring();
                 }
             }
         }
@@ -140,6 +150,7 @@ impl SendWorker {
     /// Serves every sub-tick due at `now`.
     pub(crate) fn run_due(&mut self, now: Instant) {
         let before = self.pacer.skipped();
+        let mut queued = false;
         while let Some(tick) = self.pacer.poll_tick(now) {
             let stale = tick.lateness > STALE_AFTER;
             self.follow_receive_ticks();
@@ -159,10 +170,13 @@ impl SendWorker {
                 call.waiting = None;
                 // The wait was deliberate: lateness counts from the sub-tick it ended on.
                 let deadline = deadline + FRAME / SLOTS as u32 * waited as u32;
-                serve(call, deadline, stale, &self.stats, self.slack);
+                queued |= serve(call, deadline, stale, &self.stats, self.slack);
             }
         }
         self.stats.skipped_ticks.add(self.pacer.skipped() - before);
+        if queued {
+            self.doorbell.ring();
+        }
     }
 
     /// Moves the send tick of every call whose receive tick moved: [`REPLY_LEAD_SLOTS`] after
@@ -236,14 +250,14 @@ impl SendCall {
 }
 
 /// One frame period of one call. A `stale` frame is taken from the player (the app's audio
-/// keeps its pace) but not encoded.
+/// keeps its pace) but not encoded. True when a packet was queued.
 fn serve(
     call: &mut SendCall,
     deadline: Instant,
     stale: bool,
     stats: &EngineStats,
     slack: Duration,
-) {
+) -> bool {
     let t0 = Instant::now();
     let active = call.active.load(Ordering::Relaxed);
     if active != call.was_active {
@@ -276,26 +290,26 @@ fn serve(
         PlayerOutput::Frame => {}
         PlayerOutput::Underrun => {
             call.counters.underruns.incr();
-            return;
+            return false;
         }
-        PlayerOutput::Idle => return,
+        PlayerOutput::Idle => return false,
     }
     if stale {
         call.counters.stale_skipped.incr();
         stats.send_stale_skipped.incr();
-        return;
+        return false;
     }
     let t1 = Instant::now();
     if call.up.process(&call.app, &mut call.pcm48).is_err() {
         call.counters.errors.incr();
-        return;
+        return false;
     }
     let t2 = Instant::now();
     let len = match call.encoder.encode(&call.pcm48, &mut call.packet.data) {
         Ok(n) => n,
         Err(_) => {
             call.counters.errors.incr();
-            return;
+            return false;
         }
     };
     let t3 = Instant::now();
@@ -316,6 +330,7 @@ fn serve(
     if late > slack {
         stats.send_deadline_misses.incr();
     }
+    true
 }
 
 /// The thread body: apply commands, serve what is due, sleep until the next sub-tick.

@@ -169,6 +169,39 @@ fn send_worker_paces_packets_on_exact_deadlines() {
     assert_eq!(rig.counters.underruns.get(), 0);
 }
 
+#[test]
+fn the_send_worker_rings_once_per_pass_that_queued_packets_and_when_a_call_leaves() {
+    let t0 = Instant::now();
+    let mut rig = send_rig(t0, Arc::new(EngineStats::default()));
+    let bell = Arc::new(Doorbell::default());
+    rig.worker.set_doorbell(bell.clone());
+    let rings = || bell.rings.load(std::sync::atomic::Ordering::Relaxed);
+    // Passes that queue nothing (the call is not active yet) wake nobody.
+    for ms in 0..100u32 {
+        rig.worker.run_due(t0 + MS * ms);
+    }
+    assert_eq!(rings(), 0);
+    rig.active.store(true, std::sync::atomic::Ordering::Relaxed);
+    let bytes: Vec<u8> = speech_16k()[..3200]
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    rig.audio.push(bytes);
+    // One pass a millisecond: ten of them queue a packet each.
+    for ms in 100..500u32 {
+        rig.worker.run_due(t0 + MS * ms);
+    }
+    assert_eq!(rig.packets.try_iter().count(), 10);
+    assert_eq!(rings(), 10);
+    // The call leaves: one more ring, and its queue is closed by then.
+    rig.worker.handle(SendCommand::RemoveCall(1));
+    assert_eq!(rings(), 11);
+    assert!(matches!(
+        rig.packets.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    ));
+}
+
 /// What a send worker stalled for `stall` ms did: each packet with the (injected) time it was
 /// handed off, and the call's counters.
 struct StallRun {
