@@ -246,15 +246,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_registry_alone_says_what_is_delivered() {
-        let engine = Engine::start(EngineConfig {
+    fn small_engine() -> Engine {
+        Engine::start(EngineConfig {
             send_threads: 1,
             receive_threads: 1,
             realtime_priority: None,
             ..EngineConfig::default()
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// One engine, one pump: a second registration is refused rather than leaving one of them
+    /// never woken.
+    #[test]
+    fn an_engine_wakes_one_pump() {
+        let engine = small_engine();
+        let _pump = SendPump::start(&engine).unwrap();
+        assert!(SendPump::start(&engine).is_err());
+    }
+
+    #[test]
+    fn the_registry_alone_says_what_is_delivered() {
+        let engine = small_engine();
         let media = engine
             .open_call(
                 PcmSpec::new(16_000, 1).unwrap(),

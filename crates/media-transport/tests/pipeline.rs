@@ -147,18 +147,3 @@ async fn rtp_feeds_the_pipeline_by_source_and_the_pipeline_feeds_the_send_track(
     }
     assert_eq!(pump.routes(), 0, "a closed call's route is released");
 }
-
-/// One engine, one pump: a second registration is refused rather than leaving one of them
-/// never woken.
-#[test]
-fn an_engine_wakes_one_pump() {
-    let engine = Engine::start(EngineConfig {
-        send_threads: 1,
-        receive_threads: 1,
-        realtime_priority: None,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    let _pump = SendPump::start(&engine).unwrap();
-    assert!(SendPump::start(&engine).is_err());
-}
