@@ -108,8 +108,9 @@ impl AudioSink for PipelineBinding {
     }
 }
 
-/// How long the pump sleeps when no worker wakes it: the longest a call whose media session
-/// ended, while its engine stream stays open, keeps its queue here.
+/// How long the pump sleeps when no worker wakes it. Wake-ups are not lost (an unpark before
+/// the park makes the park return at once), so this is only a backstop for a wake-up that never
+/// comes: the pump still looks at every route this often.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 /// One call's queue of encoded packets and where they go.
@@ -144,7 +145,8 @@ impl Route {
 /// queued packets, and the thread drains every call's queue: a thread per call would cost a
 /// stack and a wake-up per packet each, and blocking on a queue a real-time worker feeds would
 /// share its waker lock with that worker. A call's route goes when its engine stream closes
-/// or its media session ends. Dropping the pump stops the thread.
+/// (the worker wakes the pump then), or at its next packet once its media session has ended.
+/// Dropping the pump stops the thread.
 ///
 /// One copy per packet into `Bytes` is forced by the RTP stack, which owns payloads as `Bytes`.
 pub struct SendPump {
