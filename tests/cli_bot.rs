@@ -245,10 +245,9 @@ fn http_base(ready_line: &str) -> String {
     format!("http://{}", url.trim_end_matches(','))
 }
 
-/// SIGTERM mid-call: not ready at once, the call goes on until the drain timeout, then the bot
-/// hangs it up (the service reports the bot's DELETE: 200/5001) and exits 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
+/// graph-sim in this process and a `mediabot bot` calling its first user, with the given
+/// drain timeout (seconds).
+async fn sim_and_bot_calling_alice(drain_timeout: &str) -> (mediabot::bot::LocalSim, Running) {
     let sim = mediabot::bot::LocalSim::start(
         mediabot::crates::graph_sim::scenario::Scenario::two_users(),
     )
@@ -256,7 +255,7 @@ async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
     .unwrap();
     let alice = sim.users()[0].id.clone();
     let url = sim_url(&sim);
-    let mut bot = Running::start(&[
+    let bot = Running::start(&[
         "bot",
         "--target",
         "sim",
@@ -265,8 +264,28 @@ async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
         "--call",
         &alice,
         "--drain-timeout",
-        "2",
+        drain_timeout,
     ]);
+    (sim, bot)
+}
+
+/// Ends the sim and checks that its one call was hung up by the bot (the service reports the
+/// bot's DELETE: 200/5001).
+async fn assert_hung_up_by_the_bot(sim: mediabot::bot::LocalSim) {
+    let report = sim.finish().await.unwrap();
+    assert_eq!(
+        report.calls[0].result,
+        Some((200, 5001)),
+        "{:?}",
+        report.calls[0]
+    );
+}
+
+/// SIGTERM mid-call: not ready at once, the call goes on until the drain timeout, then the bot
+/// hangs it up (the service reports the bot's DELETE: 200/5001) and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
+    let (sim, mut bot) = sim_and_bot_calling_alice("2").await;
     let base = http_base(&bot.wait_for("bot ready:"));
     bot.wait_for("media connected");
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
@@ -293,36 +312,42 @@ async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
         "left before the drain timeout: {after:?}"
     );
     assert!(after < Duration::from_secs(20), "{after:?}");
-    let report = sim.finish().await.unwrap();
-    assert_eq!(
-        report.calls[0].result,
-        Some((200, 5001)),
-        "{:?}",
-        report.calls[0]
-    );
+    assert_hung_up_by_the_bot(sim).await;
+}
+
+/// A bot whose host stalls for longer than ICE's disconnected timeout (3 s) keeps its call:
+/// both ends count the silence as an interruption and carry on when traffic resumes, instead
+/// of ending the call with a media failure (which turned every stall of a shared cloud CPU into
+/// failed calls). The stall is a SIGSTOP of the bot's whole process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_a_stall_of_the_bots_host() {
+    let (sim, mut bot) = sim_and_bot_calling_alice("1").await;
+    bot.wait_for("media connected");
+    bot.signal("STOP");
+    // Past the 3 s after which ICE reports disconnected, short of the 5 s more to failed.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    bot.signal("CONT");
+    // Time for both ends to notice the silence and for traffic to resume.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t0 = std::time::Instant::now();
+    bot.signal("TERM");
+    bot.wait_for("drain finished");
+    let failed: Vec<&String> = bot
+        .seen
+        .iter()
+        .filter(|l| l.contains("media failed"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let (status, _) = bot.exit(t0);
+    assert!(status.success(), "{status:?}");
+    // Hung up by the bot at the end of its drain, as with no stall at all: not a media failure.
+    assert_hung_up_by_the_bot(sim).await;
 }
 
 /// A second signal during a drain hangs up at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_hangs_up_at_once() {
-    let sim = mediabot::bot::LocalSim::start(
-        mediabot::crates::graph_sim::scenario::Scenario::two_users(),
-    )
-    .await
-    .unwrap();
-    let alice = sim.users()[0].id.clone();
-    let url = sim_url(&sim);
-    let mut bot = Running::start(&[
-        "bot",
-        "--target",
-        "sim",
-        "--sim-url",
-        &url,
-        "--call",
-        &alice,
-        "--drain-timeout",
-        "60",
-    ]);
+    let (sim, mut bot) = sim_and_bot_calling_alice("60").await;
     bot.wait_for("media connected");
     let t0 = std::time::Instant::now();
     bot.signal("INT");
@@ -332,13 +357,7 @@ async fn a_second_signal_hangs_up_at_once() {
     let (status, after) = bot.exit(t0);
     assert!(status.success(), "{status:?}");
     assert!(after < Duration::from_secs(15), "{after:?}");
-    let report = sim.finish().await.unwrap();
-    assert_eq!(
-        report.calls[0].result,
-        Some((200, 5001)),
-        "{:?}",
-        report.calls[0]
-    );
+    assert_hung_up_by_the_bot(sim).await;
 }
 
 /// At `trace`, with a known secret and a meeting passcode, a whole call's log holds neither,

@@ -288,9 +288,25 @@ where
                             session.handle_media_connected(now);
                             let _ = m.slot.events.send(MediaEvent::MediaConnected);
                         }
-                        RTCPeerConnectionState::Disconnected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed => {
+                        RTCPeerConnectionState::Connected => {
+                            if session.media_interrupted() {
+                                tracing::info!(
+                                    media_session_id = %m.media_session_id,
+                                    "media resumed after an interruption"
+                                );
+                            }
+                            session.handle_media_connected(now);
+                        }
+                        RTCPeerConnectionState::Disconnected => {
+                            if !session.media_interrupted() {
+                                tracing::warn!(
+                                    media_session_id = %m.media_session_id,
+                                    "media interrupted: no traffic from the service; waiting for it to resume"
+                                );
+                            }
+                            session.handle_media_interrupted(now);
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             session.handle_media_failed(now, &format!("media connection {state}"));
                         }
                         _ => {}

@@ -39,7 +39,8 @@ pub const DTMF_PAYLOAD_TYPE: u8 = 126;
 pub const SAMPLES_PER_FRAME: u32 = 960;
 
 /// WebRTC settings of one side. Defaults suit loopback and one host: UDP on 127.0.0.1, no mDNS,
-/// no ICE servers, ICE checks every 20 ms, disconnection noticed within 3 s and failure 2 s later.
+/// no ICE servers, ICE checks every 20 ms; after 3 s without traffic ICE reports the media
+/// interrupted (the session waits for it to resume), after 5 s more failed (the session ends).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebRtcConfig {
     /// Address the media UDP socket binds (the internal address).
@@ -51,9 +52,12 @@ pub struct WebRtcConfig {
     /// Delay between ICE connectivity checks. The default 200 ms of the stack delays DTLS (and
     /// so the first audio) by that much on loopback.
     pub ice_check_interval: Duration,
-    /// Silence after which ICE reports disconnected; the session ends then.
+    /// Silence after which ICE reports disconnected: the media session counts as interrupted
+    /// and waits for traffic to resume.
     pub ice_disconnected_timeout: Duration,
-    /// Further time after which ICE reports failed.
+    /// Further silence after which ICE reports failed, which ends the media session. A host
+    /// that stalls for a few seconds, or a network that drops everything for as long, should
+    /// not end every call it carries.
     pub ice_failed_timeout: Duration,
     /// Keepalive interval while no media flows; must be well under the disconnected timeout.
     pub ice_keepalive_interval: Duration,
@@ -67,7 +71,7 @@ impl Default for WebRtcConfig {
             public_ips: Vec::new(),
             ice_check_interval: Duration::from_millis(20),
             ice_disconnected_timeout: Duration::from_secs(3),
-            ice_failed_timeout: Duration::from_secs(2),
+            ice_failed_timeout: Duration::from_secs(5),
             ice_keepalive_interval: Duration::from_secs(1),
         }
     }

@@ -322,9 +322,10 @@ impl Link {
                     Some(Inbound::Closed) => self.core.handle_closed(now),
                     Some(Inbound::Media(state)) => match state {
                         RTCPeerConnectionState::Connected => self.core.handle_media_connected(now),
-                        RTCPeerConnectionState::Disconnected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed => {
+                        // Transient: ICE reconnects by itself when traffic resumes (a stalled
+                        // host, a lossy stretch of network); it reports Failed if it does not.
+                        RTCPeerConnectionState::Disconnected => {}
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             self.core.handle_media_failed(now, &state.to_string());
                         }
                         _ => {}

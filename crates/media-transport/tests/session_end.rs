@@ -84,7 +84,9 @@ async fn media_path_loss_ends_the_session_promptly() {
     let t = Instant::now();
     // The service's media stack vanishes without a word on the WebSocket.
     svc.drop_media_silently().await;
-    let ev = wait_event(&mut bot.call, Duration::from_secs(10), |e| {
+    // ICE reports the silence as an interruption after 3 s and as a failure 5 s later
+    // (`WebRtcConfig`); only the failure ends the session.
+    let ev = wait_event(&mut bot.call, Duration::from_secs(15), |e| {
         matches!(e, MediaEvent::Ended(_))
     })
     .await;
@@ -92,15 +94,15 @@ async fn media_path_loss_ends_the_session_promptly() {
         panic!("expected a media failure, got {ev:?}")
     };
     assert!(
-        detail.contains("disconnected") || detail.contains("failed") || detail.contains("closed"),
+        detail.contains("failed") || detail.contains("closed"),
         "{detail}"
     );
-    test_kit::at_most(
-        "media_loss_to_end_s",
-        t.elapsed().as_secs_f64(),
-        10.0,
-        &detail,
+    let after = t.elapsed().as_secs_f64();
+    assert!(
+        after >= 7.0,
+        "ended {after:.1} s after the loss: before ICE failed"
     );
+    test_kit::at_most("media_loss_to_end_s", after, 12.0, &detail);
     // The service is told with an error code.
     let ev = svc
         .wait_for(Duration::from_secs(2), |e| {

@@ -110,7 +110,7 @@ pub enum ServiceOutput {
     },
     /// ICE and DTLS connected (reported once).
     MediaConnected,
-    /// ICE disconnected or failed, or DTLS closed (reported once).
+    /// ICE failed or DTLS closed (reported once).
     MediaFailed(String),
     /// The WebSocket closed (reported once).
     Closed,
@@ -298,8 +298,9 @@ impl ServiceProtocol {
         }
     }
 
-    /// ICE disconnected or failed, or DTLS closed. The bot notices too and ends the session
-    /// with `mediaFailed`; this side only reports it.
+    /// ICE failed or DTLS closed. The bot notices too and ends the session with
+    /// `mediaFailed`; this side only reports it. (ICE disconnected is not reported here: it
+    /// is transient, see `BotSession::handle_media_interrupted`.)
     pub fn handle_media_failed(&mut self, _now: Instant, detail: &str) {
         if !self.media_failed {
             self.media_failed = true;

@@ -37,6 +37,10 @@ pub struct ProtocolConfig {
     pub close_linger: Duration,
     /// How long a registered session waits for the service to connect.
     pub pending_timeout: Duration,
+    /// How long connected media may stay interrupted (ICE disconnected: no traffic for
+    /// [`crate::WebRtcConfig::ice_disconnected_timeout`]) before the session ends, if the
+    /// WebRTC stack has not declared it failed by then.
+    pub media_resume_timeout: Duration,
 }
 
 impl Default for ProtocolConfig {
@@ -48,6 +52,7 @@ impl Default for ProtocolConfig {
             media_connect_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(2),
             pending_timeout: Duration::from_secs(60),
+            media_resume_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -64,6 +69,8 @@ pub enum TimeoutKind {
     Answer,
     /// ICE/DTLS did not connect after the first answer.
     MediaConnect,
+    /// Connected media was interrupted and did not resume.
+    MediaResume,
 }
 
 /// Why a media session ended.
@@ -89,7 +96,7 @@ pub enum EndReason {
     },
     /// A wait ran out.
     Timeout(TimeoutKind),
-    /// ICE or DTLS disconnected, failed or closed.
+    /// ICE failed or DTLS closed.
     MediaFailed {
         /// What the stack reported.
         detail: String,
@@ -175,6 +182,8 @@ pub struct BotSession {
     first_offer_deadline: Option<Instant>,
     answer_deadline: Option<Instant>,
     media_deadline: Option<Instant>,
+    /// Set while connected media is interrupted: when the session gives up on it.
+    resume_deadline: Option<Instant>,
     linger_deadline: Option<Instant>,
     out: VecDeque<Output>,
 }
@@ -195,6 +204,7 @@ impl BotSession {
             first_offer_deadline: None,
             answer_deadline: None,
             media_deadline: None,
+            resume_deadline: None,
             linger_deadline: None,
             out: VecDeque::new(),
         }
@@ -229,6 +239,7 @@ impl BotSession {
             self.first_offer_deadline,
             self.answer_deadline,
             self.media_deadline,
+            self.resume_deadline,
             self.linger_deadline,
         ]
         .into_iter()
@@ -250,6 +261,7 @@ impl BotSession {
         self.first_offer_deadline = None;
         self.answer_deadline = None;
         self.media_deadline = None;
+        self.resume_deadline = None;
         self.pending_offer = None;
         self.linger_deadline = Some(now + self.config.close_linger);
         if self.session.is_some() {
@@ -465,13 +477,34 @@ impl BotSession {
         }
     }
 
-    /// ICE and DTLS connected.
+    /// ICE and DTLS connected, or connected again after an interruption.
     pub fn handle_media_connected(&mut self, _now: Instant) {
         self.media_connected = true;
         self.media_deadline = None;
+        self.resume_deadline = None;
     }
 
-    /// ICE disconnected or failed, or DTLS closed: the media session is over.
+    /// ICE reports connected media as disconnected: no traffic came for a few seconds.
+    ///
+    /// That is not the end of the session. A host that stalled for a few seconds (a shared
+    /// cloud CPU), or a network that dropped packets for as long, leaves both ends silent
+    /// until it recovers, and ICE then reconnects on its own; ending the session here turned
+    /// every such stall into a failure of every call on the host. ICE declares the media
+    /// failed if the silence goes on ([`Self::handle_media_failed`]), and the session also
+    /// gives up after [`ProtocolConfig::media_resume_timeout`] in case it never does.
+    pub fn handle_media_interrupted(&mut self, now: Instant) {
+        if self.state == State::Closed || !self.media_connected || self.resume_deadline.is_some() {
+            return;
+        }
+        self.resume_deadline = Some(now + self.config.media_resume_timeout);
+    }
+
+    /// Whether connected media is interrupted now.
+    pub fn media_interrupted(&self) -> bool {
+        self.resume_deadline.is_some()
+    }
+
+    /// ICE failed or DTLS closed: the media session is over.
     pub fn handle_media_failed(&mut self, now: Instant, detail: &str) {
         if self.state == State::Closed {
             return;
@@ -546,6 +579,13 @@ impl BotSession {
                 ErrorCode::MediaFailed,
                 "ICE/DTLS did not connect in time",
                 EndReason::Timeout(TimeoutKind::MediaConnect),
+            );
+        } else if due(self.resume_deadline) {
+            self.fatal(
+                now,
+                ErrorCode::MediaFailed,
+                "media was interrupted and did not resume in time",
+                EndReason::Timeout(TimeoutKind::MediaResume),
             );
         }
     }
@@ -816,5 +856,45 @@ mod tests {
                 detail: "ICE failed".into()
             }))
         );
+    }
+
+    #[test]
+    fn interrupted_media_that_resumes_keeps_the_session_and_one_that_does_not_ends_it() {
+        let cfg = ProtocolConfig::default();
+        let (t0, _, mut s) = accepted_and_answered(&[10]);
+        // An interruption before media ever connected changes nothing: the connect wait rules.
+        s.handle_media_interrupted(t0);
+        assert!(!s.media_interrupted());
+        assert_eq!(s.poll_timeout(), Some(t0 + cfg.media_connect_timeout));
+        s.handle_media_connected(t0);
+        drain(&mut s);
+
+        // Interrupted, then connected again before the limit: nothing ends, no wait is left.
+        let t1 = t0 + Duration::from_secs(30);
+        s.handle_media_interrupted(t1);
+        assert!(s.media_interrupted());
+        let limit = t1 + cfg.media_resume_timeout;
+        assert_eq!(s.poll_timeout(), Some(limit));
+        // A repeated report does not push the limit back.
+        s.handle_media_interrupted(t1 + Duration::from_secs(2));
+        assert_eq!(s.poll_timeout(), Some(limit));
+        s.handle_timeout(limit - Duration::from_millis(1));
+        s.handle_media_connected(limit - Duration::from_millis(1));
+        assert!(!s.media_interrupted());
+        assert_eq!(s.poll_timeout(), None);
+        assert!(drain(&mut s).is_empty());
+        assert!(!s.is_closed());
+
+        // Interrupted again, and it never resumes: the session ends at the limit.
+        let t2 = t1 + Duration::from_secs(60);
+        s.handle_media_interrupted(t2);
+        s.handle_timeout(t2 + cfg.media_resume_timeout);
+        let out = drain(&mut s);
+        assert_eq!(error_code(&out), Some(ErrorCode::MediaFailed));
+        assert!(out.contains(&Output::Ended(EndReason::Timeout(TimeoutKind::MediaResume))));
+        assert!(s.is_closed());
+        // After the end an interruption is nothing.
+        s.handle_media_interrupted(t2 + Duration::from_secs(20));
+        assert!(!s.media_interrupted());
     }
 }
