@@ -119,8 +119,10 @@ fn nginx_config(dir: &Path, listen: u16, backends: &[u16]) -> String {
         "the shipped config's listen line changed: update this test"
     );
     let d = dir.display();
+    // One process (no master and worker): the test stops nginx by killing its child, and a
+    // killed master left its worker running, holding the proxy's port, after every run.
     format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "master_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 512; }}\n\
          http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
