@@ -235,6 +235,17 @@ fn sim_url(sim: &mediabot::bot::LocalSim) -> String {
         .to_owned()
 }
 
+/// The metrics address a `bot ready:` line names.
+fn metrics_url(ready_line: &str) -> String {
+    ready_line
+        .split("metrics ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("the metrics address")
+        .trim_end_matches(',')
+        .to_owned()
+}
+
 fn http_base(ready_line: &str) -> String {
     // "bot ready: callback http://127.0.0.1:PORT/callback, …"
     let url = ready_line
@@ -322,6 +333,7 @@ async fn sigterm_drains_then_hangs_up_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_survives_a_stall_of_the_bots_host() {
     let (sim, mut bot) = sim_and_bot_calling_alice("1").await;
+    let metrics_url = metrics_url(&bot.wait_for("bot ready:"));
     bot.wait_for("media connected");
     bot.signal("STOP");
     // Past the 3 s after which ICE reports disconnected, short of the 5 s more to failed.
@@ -329,6 +341,16 @@ async fn a_call_survives_a_stall_of_the_bots_host() {
     bot.signal("CONT");
     // Time for both ends to notice the silence and for traffic to resume.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let interruptions = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mediabot_media_interruptions_total "))
+        .and_then(|v| v.parse::<f64>().ok());
     let t0 = std::time::Instant::now();
     bot.signal("TERM");
     bot.wait_for("drain finished");
@@ -338,6 +360,13 @@ async fn a_call_survives_a_stall_of_the_bots_host() {
         .filter(|l| l.contains("media failed"))
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
+    // The service side always sees the silence. Whether the bot does depends on which it
+    // reads first when it wakes: its clock (past the 3 s) or the packets queued meanwhile.
+    // Either way the count of interruptions is what it logged, and each one resumed.
+    let logged = |text: &str| bot.seen.iter().filter(|l| l.contains(text)).count();
+    let interrupted = logged("media interrupted: no traffic");
+    assert_eq!(interruptions, Some(interrupted as f64), "{:#?}", bot.seen);
+    assert_eq!(logged("media resumed after an interruption"), interrupted);
     let (status, _) = bot.exit(t0);
     assert!(status.success(), "{status:?}");
     // Hung up by the bot at the end of its drain, as with no stall at all: not a media failure.

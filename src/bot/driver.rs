@@ -302,6 +302,13 @@ impl Driver {
                             .media_stream_failures
                             .fetch_add(1, Ordering::Relaxed);
                     }
+                    if matches!(event, CallEvent::MediaInterrupted)
+                        && let Some(s) = self.shared.upgrade()
+                    {
+                        s.counters
+                            .media_interruptions
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     if matches!(event, CallEvent::Terminated(_)) {
                         // No longer one of the bot's calls (health, `/calls`, routing); the
                         // driver lives on only to close the media session and release.
@@ -508,6 +515,8 @@ fn log_event(event: &CallEvent) {
             tracing::info!(session = %id, "content sharing ended")
         }
         CallEvent::MediaConnected => tracing::info!("media connected"),
+        CallEvent::MediaInterrupted => tracing::warn!("media interrupted"),
+        CallEvent::MediaResumed => tracing::info!("media resumed"),
         CallEvent::MediaEnded(reason) => match reason {
             EndReason::HangUpByBot { .. } | EndReason::HangUpByService { .. } => {
                 tracing::info!(reason = %reason, "media ended");

@@ -242,6 +242,8 @@ pub(crate) async fn render_metrics(shared: &Shared) -> String {
             .absolute(load(&c.notifications_legacy));
         metrics::counter!("mediabot_media_stream_failures_total")
             .absolute(load(&c.media_stream_failures));
+        metrics::counter!("mediabot_media_interruptions_total")
+            .absolute(load(&c.media_interruptions));
         let server = &shared.server;
         metrics::gauge!("mediabot_http_connections")
             .set(server.open.load(Ordering::Relaxed) as f64);

@@ -142,6 +142,8 @@ struct BotCounters {
     notifications_legacy: AtomicU64,
     app_frames_dropped: AtomicU64,
     media_stream_failures: AtomicU64,
+    /// Calls whose media went silent for a few seconds (ICE disconnected) and were kept.
+    media_interruptions: AtomicU64,
     calls_placed: AtomicU64,
     calls_answered: AtomicU64,
     /// Incoming calls declined because the engine had no room for them.

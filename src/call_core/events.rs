@@ -51,6 +51,11 @@ pub enum CallEvent {
     },
     /// The media path connected (ICE and DTLS up).
     MediaConnected,
+    /// No media traffic came for a few seconds; the call goes on and waits for it to resume
+    /// ([`CallEvent::MediaResumed`]) or to fail ([`CallEvent::MediaEnded`]).
+    MediaInterrupted,
+    /// Media traffic came back after [`CallEvent::MediaInterrupted`].
+    MediaResumed,
     /// A DTMF tone arrived on a participant's stream.
     Dtmf {
         /// Whose stream carried it.

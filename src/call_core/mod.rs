@@ -358,6 +358,13 @@ impl CallCore {
                 self.timers
                     .set(Timer::Quality, self.now + self.config.quality_interval);
             }
+            MediaEvent::MediaInterrupted if self.media == MediaPhase::Connected => {
+                self.out
+                    .push_back(Output::Event(CallEvent::MediaInterrupted));
+            }
+            MediaEvent::MediaResumed if self.media == MediaPhase::Connected => {
+                self.out.push_back(Output::Event(CallEvent::MediaResumed));
+            }
             MediaEvent::Dtmf { source, digit } => {
                 self.out
                     .push_back(Output::Event(CallEvent::Dtmf { source, digit }));

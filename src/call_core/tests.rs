@@ -451,6 +451,41 @@ fn a_session_nobody_connects_to_hangs_the_call_up() {
 }
 
 #[test]
+fn an_interruption_of_connected_media_is_reported_and_does_not_stop_the_call() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    let interrupted =
+        |c: &mut CallCore, now| feed(c, vec![Input::Media(MediaEvent::MediaInterrupted)], now);
+    let resumed =
+        |c: &mut CallCore, now| feed(c, vec![Input::Media(MediaEvent::MediaResumed)], now);
+    // Before media connected there is nothing to interrupt.
+    assert!(interrupted(&mut c, t0).is_empty());
+    media_connected(&mut c, t0);
+    let out = interrupted(&mut c, t0 + SEC);
+    assert!(
+        matches!(&out[..], [Output::Event(CallEvent::MediaInterrupted)]),
+        "{out:?}"
+    );
+    // Sending stays on, the quality timer keeps its time, nothing is released.
+    assert_eq!(c.poll_timeout(), Some(t0 + SEC * 10));
+    let out = resumed(&mut c, t0 + SEC * 5);
+    assert!(
+        matches!(&out[..], [Output::Event(CallEvent::MediaResumed)]),
+        "{out:?}"
+    );
+    // After media ended, a late report from the transport is nothing.
+    feed(
+        &mut c,
+        vec![Input::Media(MediaEvent::Ended(EndReason::HangUpByBot {
+            reason: "done".into(),
+        }))],
+        t0 + SEC * 6,
+    );
+    assert!(interrupted(&mut c, t0 + SEC * 7).is_empty());
+    assert!(resumed(&mut c, t0 + SEC * 7).is_empty());
+}
+
+#[test]
 fn connected_media_starts_sending_and_reports_quality_periodically() {
     let t0 = Instant::now();
     let mut c = core(t0);

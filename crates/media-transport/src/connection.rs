@@ -294,17 +294,20 @@ where
                                     media_session_id = %m.media_session_id,
                                     "media resumed after an interruption"
                                 );
+                                let _ = m.slot.events.send(MediaEvent::MediaResumed);
                             }
                             session.handle_media_connected(now);
                         }
                         RTCPeerConnectionState::Disconnected => {
-                            if !session.media_interrupted() {
+                            let was = session.media_interrupted();
+                            session.handle_media_interrupted(now);
+                            if !was && session.media_interrupted() {
                                 tracing::warn!(
                                     media_session_id = %m.media_session_id,
                                     "media interrupted: no traffic from the service; waiting for it to resume"
                                 );
+                                let _ = m.slot.events.send(MediaEvent::MediaInterrupted);
                             }
-                            session.handle_media_interrupted(now);
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                             session.handle_media_failed(now, &format!("media connection {state}"));

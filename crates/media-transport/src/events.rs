@@ -95,6 +95,12 @@ pub enum MediaEvent {
     },
     /// ICE and DTLS connected; media flows.
     MediaConnected,
+    /// No traffic came from the service for a few seconds (ICE disconnected). The session
+    /// goes on and waits for traffic to resume: a stalled host or a lossy stretch of network
+    /// recovers by itself; if it does not, [`MediaEvent::Ended`] follows.
+    MediaInterrupted,
+    /// Traffic came back after [`MediaEvent::MediaInterrupted`].
+    MediaResumed,
     /// A participant's stream was negotiated (first offer or a renegotiation).
     StreamAdded {
         /// Its source id.
