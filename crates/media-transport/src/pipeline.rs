@@ -120,7 +120,9 @@ struct Route {
 }
 
 impl Route {
-    /// Moves every queued packet to the send track; false once either end is gone.
+    /// Moves every queued packet to the send track; false once either end is gone (checked
+    /// with nothing queued too, so a call whose media session ended while its app sent
+    /// nothing does not keep its route until the app drops the call).
     fn drain(&self) -> bool {
         loop {
             match self.packets.try_recv() {
@@ -131,7 +133,7 @@ impl Route {
                         Err(_) => return false,
                     }
                 }
-                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Empty) => return !self.sender.tx.is_closed(),
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             }
         }
@@ -145,8 +147,9 @@ impl Route {
 /// queued packets, and the thread drains every call's queue: a thread per call would cost a
 /// stack and a wake-up per packet each, and blocking on a queue a real-time worker feeds would
 /// share its waker lock with that worker. A call's route goes when its engine stream closes
-/// (the worker wakes the pump then), or at its next packet once its media session has ended.
-/// Dropping the pump stops the thread.
+/// (the worker wakes the pump then), or at the pump's next pass once its media session has
+/// ended (the next packet of any call, or the idle sweep within a second). Dropping the pump
+/// stops the thread.
 ///
 /// One copy per packet into `Bytes` is forced by the RTP stack, which owns payloads as `Bytes`.
 pub struct SendPump {
@@ -256,6 +259,38 @@ mod tests {
             ..EngineConfig::default()
         })
         .unwrap()
+    }
+
+    /// A call whose media session ended leaves the pump even if its app never sends another
+    /// frame and keeps the call open: the idle sweep finds its send track closed.
+    #[test]
+    fn a_route_whose_media_session_ended_goes_without_a_packet() {
+        let engine = small_engine();
+        let pump = SendPump::start(&engine).unwrap();
+        let call = engine
+            .open_call(
+                PcmSpec::new(16_000, 1).unwrap(),
+                StreamDirection::SendReceive,
+            )
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let sender = AudioSender {
+            tx,
+            dropped: Arc::default(),
+        };
+        pump.add(call.send().unwrap().packets().clone(), sender);
+        let until = |want: usize| {
+            let deadline = Instant::now() + IDLE_SWEEP * 5;
+            while pump.routes() != want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            pump.routes()
+        };
+        assert_eq!(until(1), 1);
+        // The media session ends (its send track's queue closes); the engine call stays.
+        drop(rx);
+        assert_eq!(until(0), 0);
+        assert_eq!(engine.open_calls(), 1);
     }
 
     /// One engine, one pump: a second registration is refused rather than leaving one of them
