@@ -35,6 +35,48 @@ pub fn spectral_similarity_within(reference: &[i16], candidate: &[i16], sample_r
     similarity_at(reference, candidate, rate, lag)
 }
 
+/// Like [`spectral_similarity_within`], but the placement whose envelope correlates best is
+/// only one candidate: each of `expected` (placements the caller has reason to believe in,
+/// in samples from the candidate's start, such as where the echo sat so far) is scored too,
+/// and the best score wins. Returns it with its placement.
+///
+/// The envelope search is a cheap proxy and on speech it can prefer a placement a few tens of
+/// ms off, where a pause lines up with a quieter stretch; scoring the believed placement as
+/// well keeps such a slip from reading as damaged audio. Placements that do not hold the whole
+/// reference inside the candidate are skipped. Taking the best of a handful cannot lift
+/// unrelated audio far: every placement of it scores low.
+pub fn spectral_similarity_within_best_of(
+    reference: &[i16],
+    candidate: &[i16],
+    sample_rate: u32,
+    expected: &[isize],
+) -> (f32, isize) {
+    let rate = sample_rate.max(1000) as usize;
+    let room = candidate.len().saturating_sub(reference.len()) as isize;
+    let found = best_lag(reference, candidate, rate, Lags::Inside);
+    let mut best = (similarity_at(reference, candidate, rate, found), found);
+    for (i, &lag) in expected.iter().enumerate() {
+        if lag != found && !expected[..i].contains(&lag) && (0..=room).contains(&lag) {
+            let score = similarity_at(reference, candidate, rate, lag);
+            if score > best.0 {
+                best = (score, lag);
+            }
+        }
+    }
+    best
+}
+
+/// [`spectral_similarity`] of `candidate` placed `lag` samples late against `reference`, with
+/// no search: for a caller that knows where the echo sits.
+pub fn spectral_similarity_at(
+    reference: &[i16],
+    candidate: &[i16],
+    sample_rate: u32,
+    lag: isize,
+) -> f32 {
+    similarity_at(reference, candidate, sample_rate.max(1000) as usize, lag)
+}
+
 /// Which lags [`best_lag`] searches.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lags {
@@ -163,6 +205,7 @@ fn band_spectrogram(x: &[i16], win: usize, hop: usize, edges: &[usize]) -> Vec<f
     let window: Vec<f32> = (0..win)
         .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / win as f32).cos())
         .collect();
+    let tw = twiddles(win);
     let mut re = vec![0f32; win];
     let mut im = vec![0f32; win];
     let mut out = Vec::new();
@@ -172,7 +215,7 @@ fn band_spectrogram(x: &[i16], win: usize, hop: usize, edges: &[usize]) -> Vec<f
             re[i] = f32::from(x[start + i]) / 32_768.0 * window[i];
             im[i] = 0.0;
         }
-        fft(&mut re, &mut im);
+        fft(&mut re, &mut im, &tw);
         for b in 0..nb {
             let (a, z) = (edges[b], edges[b + 1].min(win / 2 + 1));
             let p: f32 = (a..z.max(a + 1))
@@ -186,8 +229,20 @@ fn band_spectrogram(x: &[i16], win: usize, hop: usize, edges: &[usize]) -> Vec<f
     out
 }
 
-/// In-place radix-2 FFT; `re.len()` must be a power of two.
-fn fft(re: &mut [f32], im: &mut [f32]) {
+/// `(cos, sin)` of `-2πk/n` for `k < n/2`: the twiddle factors of an `n`-point [`fft`].
+fn twiddles(n: usize) -> Vec<(f32, f32)> {
+    (0..n / 2)
+        .map(|k| {
+            let (s, c) = (-std::f32::consts::TAU * k as f32 / n as f32).sin_cos();
+            (c, s)
+        })
+        .collect()
+}
+
+/// In-place radix-2 FFT; `re.len()` must be a power of two and `tw` its [`twiddles`]. The
+/// factors come from a table because computing them in the butterflies made the transform,
+/// and so every similarity score, several times slower.
+fn fft(re: &mut [f32], im: &mut [f32], tw: &[(f32, f32)]) {
     let n = re.len();
     let mut j = 0;
     for i in 1..n {
@@ -204,10 +259,10 @@ fn fft(re: &mut [f32], im: &mut [f32]) {
     }
     let mut len = 2;
     while len <= n {
-        let ang = -std::f32::consts::TAU / len as f32;
+        let step = n / len;
         for start in (0..n).step_by(len) {
             for k in 0..len / 2 {
-                let (s, c) = (ang * k as f32).sin_cos();
+                let (c, s) = tw[k * step];
                 let (a, b) = (start + k, start + k + len / 2);
                 let tr = re[b] * c - im[b] * s;
                 let ti = re[b] * s + im[b] * c;

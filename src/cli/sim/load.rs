@@ -147,6 +147,13 @@ pub(crate) fn summary(sim: &SimHandle, offered: &[Offered], media: &MediaReport)
                 "frames_to_bot": to_bot,
                 "frames_from_bot": from_bot,
                 "similarity": p.and_then(|p| p.similarity),
+                "echo_delay_ms_p50": p.and_then(|p| p.echo_delay_ms_p50),
+                "frames_late": p.map_or(0, |p| p.frames_late),
+                "bot_stream": report.map(|c| json!({
+                    "concealed": c.bot.concealed,
+                    "discarded": c.bot.discarded,
+                    "jitter_ms": c.bot.jitter_ms,
+                })),
                 "end": report.map(|c| json!({
                     "by": c.ended_by,
                     "code": c.result.map(|r| r.0),
