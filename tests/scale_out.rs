@@ -428,6 +428,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     similarities.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mean_similarity =
         similarities.iter().map(|(s, _)| s).sum::<f64>() / similarities.len().max(1) as f64;
+    let median_similarity = similarities
+        .get(similarities.len() / 2)
+        .map_or(0.0, |(s, _)| *s);
     let lowest: Vec<&str> = similarities
         .iter()
         .take(3)
@@ -435,7 +438,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         .collect();
     let line = format!(
         "scale-out: calls per instance {per_instance:?}; notifications redirected {redirected}; \
-         worst echo similarity {worst_similarity:.3} (mean {mean_similarity:.3}); instance 1 answered {answered_by_1} \
+         worst echo similarity {worst_similarity:.3} (median {median_similarity:.3}, mean {mean_similarity:.3}); instance 1 answered {answered_by_1} \
          before SIGTERM; lowest similarities {lowest:?}"
     );
     eprintln!("{line}");
@@ -462,15 +465,25 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // History of the worst call per run: 0.82-0.95 over many runs of the earlier measure, once
     // 0.60 in CI. That measure misplaced the echo near a call's ends (zeros past the recording
     // read as a match) and scored a jitter buffer's one-frame step inside a half-second piece as
-    // damage; with both mended (graph-sim's measure.rs), 0.904-0.949 in 20 of 22 runs on
-    // 2026-12-02, 0.892 and 0.595 in the other two. The issue's 0.9 is not held in every run,
-    // so the floor sits under the measured worst: it still fails an echo that is silence,
-    // noise, a tone or another talker (those score below 0.4).
+    // damage. With both mended (graph-sim's measure.rs), on 2026-12-02: 0.900-0.949 in 50 of 52
+    // runs, 0.892 and 0.595 in the other two (means 0.937-0.957, and 0.903 in the 0.595 run).
+    // The issue's 0.9 is not held by every call of every run, so this floor sits under the
+    // measured worst: it still fails an echo that is silence, noise, a tone or another talker
+    // (those score below 0.4).
     let floor = 0.5;
     test_kit::figure::at_least(
         "scale_out worst echo similarity",
         worst_similarity,
         floor,
+        &per_instance,
+    );
+    // The issue's 0.9 is asserted for the typical call: medians 0.952-0.958 in six runs, and
+    // no run's mean fell under 0.9 without an injected stall of the whole host (150 ms frozen
+    // every 3 s: means 0.892-0.900).
+    test_kit::figure::at_least(
+        "scale_out median echo similarity",
+        median_similarity,
+        0.9,
         &per_instance,
     );
     // Calls in progress across the SIGTERM kept their audio: no call lost a stretch of it.
