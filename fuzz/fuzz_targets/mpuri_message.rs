@@ -30,15 +30,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // A claimed session receiving the input, as an offer body and as a raw message.
     let now = Instant::now();
     let id = uuid::Uuid::from_u128(1);
-    let mut pending = PendingSessions::new();
-    let _ = pending.register(now, id, None, Duration::from_secs(60));
-    let mut session = BotSession::new(now, ProtocolConfig::default());
-    let hello = ServiceMessage::Hello {
-        version: 1,
-        media_session_id: id,
-        call_id: None,
-    };
-    session.handle_text(now, &hello.to_json(), &mut pending);
+    let (mut session, mut pending) = greeted_session(now, id);
     let offer = ServiceMessage::Offer {
         seq: 1,
         sdp: text.to_owned(),
@@ -71,15 +63,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
 /// each (the low three bits pick the event, the rest how far the clock moves first).
 fn media_script(data: &[u8], text: &str, start: Instant, id: uuid::Uuid) {
     let mut now = start;
-    let mut pending = PendingSessions::new();
-    let _ = pending.register(now, id, None, Duration::from_secs(60));
-    let mut session = BotSession::new(now, ProtocolConfig::default());
-    let hello = ServiceMessage::Hello {
-        version: 1,
-        media_session_id: id,
-        call_id: None,
-    };
-    session.handle_text(now, &hello.to_json(), &mut pending);
+    let (mut session, mut pending) = greeted_session(now, id);
     let mut ended = 0;
     for &b in data.iter().take(256) {
         now += Duration::from_millis(u64::from(b >> 3) * 250);
@@ -109,4 +93,18 @@ fn media_script(data: &[u8], text: &str, start: Instant, id: uuid::Uuid) {
         }
         assert!(ended <= 1, "the session ended {ended} times");
     }
+}
+
+/// A bot session for a registered media session `id` that has received the service's hello.
+fn greeted_session(now: Instant, id: uuid::Uuid) -> (BotSession, PendingSessions) {
+    let mut pending = PendingSessions::new();
+    let _ = pending.register(now, id, None, Duration::from_secs(60));
+    let mut session = BotSession::new(now, ProtocolConfig::default());
+    let hello = ServiceMessage::Hello {
+        version: 1,
+        media_session_id: id,
+        call_id: None,
+    };
+    session.handle_text(now, &hello.to_json(), &mut pending);
+    (session, pending)
 }
