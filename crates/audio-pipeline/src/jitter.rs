@@ -6,13 +6,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::{OPUS_FRAME_SAMPLES, has_inband_fec};
+use crate::delay_peaks::DelayPeaks;
 use crate::frame::OPUS_RATE;
 use crate::opus_packet::{self, OpusPacketError};
 use crate::pacer::FRAME;
+use crate::reception::ReceptionStats;
 
 /// Ticks judged after the playout tick moved (see [`JitterBuffer::tick_moved`]).
 const QUICK_WINDOW_TICKS: u32 = 5;
-use crate::reception::ReceptionStats;
+
+/// Ticks a stream must stay held beyond its target before quiet frames are dropped to bring
+/// the delay down: long enough that a reordered packet or a two-packet clump is just played.
+const QUIET_DROP_AFTER_TICKS: u32 = 5;
 
 /// RTP timestamp units per 20 ms frame (Opus RTP always counts at 48 kHz).
 const TS_PER_FRAME: i64 = OPUS_FRAME_SAMPLES as i64;
@@ -134,6 +139,9 @@ pub struct JitterStats {
     pub depth_frames: u16,
     /// Target depth in frames.
     pub target_frames: u16,
+    /// Frames held because the stream's hold-ups recur (0 while they do not): the buffer keeps
+    /// at least this many beyond the next frame.
+    pub peak_hold_frames: u16,
     /// Interarrival jitter (RFC 3550 A.8, [`ReceptionStats`]), milliseconds.
     pub jitter_ms: f64,
 }
@@ -154,8 +162,12 @@ struct Slot {
 /// concealed with FEC from its successor if that carries any, else with PLC. The target depth
 /// starts at the floor, grows at once to about three times the measured RFC 3550 jitter, and
 /// shrinks by a frame only after the target stayed lower for
-/// [`JitterConfig::shrink_after_ticks`] ticks; while more than two frames above the target are
-/// held, the oldest is dropped every quarter of that period.
+/// [`JitterConfig::shrink_after_ticks`] ticks. While more than two frames above the target
+/// are held (the stream was held up, then came in a burst), the excess goes: at the next pause
+/// in one cut (a packet much smaller than the talker's louder ones is taken for a pause), or a
+/// frame every quarter of that period when no pause comes. Hold-ups that recur within seconds
+/// of each other (a host that stalls now and then) are ridden out instead: while they do, the
+/// buffer keeps enough for the largest of the last two.
 /// The slot array is allocated once; push and pop never allocate.
 #[derive(Debug)]
 pub struct JitterBuffer {
@@ -174,7 +186,19 @@ pub struct JitterBuffer {
     reception: ReceptionStats,
     target: u16,
     shrink_ticks: u32,
+    /// Ticks the stream has been held beyond its target, without a break.
     excess_ticks: u32,
+    /// Hold-ups the playout waited out, and whether they recur.
+    peaks: DelayPeaks,
+    /// Frames held while hold-ups recur (from `peaks`, as of the last tick).
+    peak_hold: u16,
+    /// The last packet that came in sequence, and when.
+    last_arrival: Option<(u64, Instant)>,
+    /// Ticks held beyond the target since a frame was last dropped for it.
+    since_drop: u32,
+    /// Size of the stream's louder packets (bytes, ×256): a slowly falling peak, against
+    /// which a packet well under it is taken for a pause (see [`JitterBuffer::is_quiet`]).
+    loud_bytes: u32,
     conceal_run: u16,
     last_hold: Option<Duration>,
     /// Shortest wait of a played packet since `held_ticks` was last reset (see
@@ -205,6 +229,11 @@ impl JitterBuffer {
             target: start_target(&config),
             shrink_ticks: 0,
             excess_ticks: 0,
+            peaks: DelayPeaks::default(),
+            peak_hold: 0,
+            last_arrival: None,
+            since_drop: 0,
+            loud_bytes: 0,
             conceal_run: 0,
             last_hold: None,
             min_hold: Duration::MAX,
@@ -220,6 +249,7 @@ impl JitterBuffer {
         JitterStats {
             depth_frames: self.depth(),
             target_frames: self.target,
+            peak_hold_frames: self.peak_hold,
             jitter_ms: self.reception.jitter_ms(),
             ..self.stats
         }
@@ -296,12 +326,25 @@ impl JitterBuffer {
         }
         self.seen[idx] = ext;
         self.reception.record(packet.seq, packet.timestamp, now);
+        let bytes = (packet.payload.len() as u32) << 8;
+        // The peak halves in about 3.5 s of quieter packets: it follows a talker who gets
+        // softer, but a pause of a few seconds still reads as quiet against it.
+        self.loud_bytes = bytes.max(self.loud_bytes - self.loud_bytes / 256);
         self.slots[idx] = Some(Slot {
             ext_seq: ext,
             payload: packet.payload,
             arrived: now,
         });
         self.stats.received += 1;
+        if let Some((_, at)) = self.last_arrival.filter(|(prev, _)| ext == prev + 1) {
+            // Nothing came for this long: playout needs that many frames held to ride it out.
+            let frames = now.saturating_duration_since(at).as_millis() / FRAME.as_millis();
+            self.peaks
+                .record(frames.min(u128::from(u16::MAX)) as u16, now);
+        }
+        if self.last_arrival.is_none_or(|(prev, _)| ext > prev) {
+            self.last_arrival = Some((ext, now));
+        }
         if self.highest.is_none_or(|(h, _)| ext > h) {
             self.highest = Some((ext, packet.timestamp));
         }
@@ -345,12 +388,14 @@ impl JitterBuffer {
                 if highest + 1 - lowest < u64::from(self.target) {
                     return Playout::Silence;
                 }
-                self.next_play = Some(lowest);
                 self.conceal_run = 0;
                 lowest
             }
         };
-        self.adapt_depth();
+        self.peak_hold = self.peaks.hold(now);
+        // Adapting may drop the oldest frame: what plays is what it leaves.
+        let next = self.adapt_depth(next, highest);
+        self.next_play = Some(next);
         self.since_loss = self.since_loss.saturating_add(1);
         let idx = self.index(next);
         let mut spare_frame = false;
@@ -429,7 +474,7 @@ impl JitterBuffer {
         }
         // A frame held beyond the target after losses is what lets in-band FEC from the next
         // packet replace a lost one: kept while packets go missing.
-        let spare = self.min_hold >= FRAME * u32::from(self.target)
+        let spare = self.min_hold >= FRAME * u32::from(self.target.max(self.peak_hold))
             && self.since_loss >= self.config.shrink_after_ticks;
         self.forget_holds();
         self.quick_window = false;
@@ -467,7 +512,9 @@ impl JitterBuffer {
         }
     }
 
-    fn adapt_depth(&mut self) {
+    /// Moves the target depth toward the measured jitter; returns the frame to play at this
+    /// tick, `next` or a later one when held frames beyond the target were dropped.
+    fn adapt_depth(&mut self, next: u64, highest: u64) -> u64 {
         // About three jitters of headroom, rounded up to frames.
         let want = ((3.0 * self.reception.jitter_units() / TS_PER_FRAME as f64).ceil() as u16)
             .clamp(
@@ -487,26 +534,47 @@ impl JitterBuffer {
             self.shrink_ticks = 0;
         }
         // Held well beyond the target for a while (after a burst, or after shrinking): drop
-        // the oldest frame so latency comes down; a short burst is simply played out.
-        let excess = match (self.next_play, self.highest) {
-            (Some(next), Some((h, _))) => h >= next && h + 1 - next > u64::from(self.target) + 2,
-            _ => false,
-        };
-        self.excess_ticks = if excess { self.excess_ticks + 1 } else { 0 };
-        if let (true, Some(next)) = (
-            self.excess_ticks >= self.config.shrink_after_ticks / 4,
-            self.next_play,
-        ) {
-            self.excess_ticks = 0;
-            let idx = self.index(next);
-            if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == next) {
+        // frames so latency comes down; a short burst is simply played out.
+        // While hold-ups recur, enough is kept for the next to be played from the buffer.
+        let limit = (u64::from(self.target) + 2).max(u64::from(self.peak_hold) + 1);
+        let excess = (highest + 1).saturating_sub(next).saturating_sub(limit);
+        self.excess_ticks = if excess > 0 { self.excess_ticks + 1 } else { 0 };
+        self.since_drop = if excess > 0 { self.since_drop + 1 } else { 0 };
+        if self.excess_ticks >= QUIET_DROP_AFTER_TICKS && self.is_quiet(next) {
+            // Leaving out part of a pause is not heard. As much of it as the excess allows
+            // goes in one cut, so the delay takes one step, not one per tick.
+            let mut end = next;
+            while end < next + excess && self.is_quiet(end) {
+                let idx = self.index(end);
                 self.slots[idx] = None;
                 self.stats.dropped += 1;
-            } else {
-                self.stats.lost += 1;
+                end += 1;
             }
-            self.next_play = Some(next + 1);
+            self.since_drop = 0;
+            return end;
         }
+        if self.since_drop < self.config.shrink_after_ticks / 4 {
+            return next;
+        }
+        // No pause came for a while (a steady tone, a talker who never stops): cut a frame.
+        self.since_drop = 0;
+        let idx = self.index(next);
+        if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == next) {
+            self.slots[idx] = None;
+            self.stats.dropped += 1;
+        } else {
+            self.stats.lost += 1;
+        }
+        next + 1
+    }
+
+    /// True when frame `ext` is held and its packet is well under the size of the stream's
+    /// louder ones. A VBR speech codec spends few bytes on a pause (Opus at 32 kb/s: 20-40
+    /// bytes against 70-130 for speech), so the size tells a pause without decoding.
+    fn is_quiet(&self, ext: u64) -> bool {
+        self.slots[self.index(ext)]
+            .as_ref()
+            .is_some_and(|s| s.ext_seq == ext && (s.payload.len() as u32) << 9 <= self.loud_bytes)
     }
 
     fn lowest_held(&self) -> Option<u64> {
@@ -526,6 +594,11 @@ impl JitterBuffer {
         self.target = start_target(&self.config);
         self.shrink_ticks = 0;
         self.excess_ticks = 0;
+        self.peaks.reset();
+        self.peak_hold = 0;
+        self.last_arrival = None;
+        self.since_drop = 0;
+        self.loud_bytes = 0;
         self.conceal_run = 0;
         self.forget_holds();
         self.resync_pending = true;
@@ -850,6 +923,165 @@ mod tests {
         );
         assert_eq!(*targets.last().unwrap(), 1);
         assert!(targets[50] > 1, "must not collapse at once");
+    }
+
+    /// A valid payload of `len` bytes (at least 4) tagged with its sequence number.
+    fn sized(seq: u16, len: usize) -> &'static [u8] {
+        let mut p = vec![0u8; len.max(4)];
+        p[..4].copy_from_slice(&[0x08, 0x00, seq as u8, (seq >> 8) as u8]);
+        Box::leak(p.into_boxed_slice())
+    }
+
+    /// Speech as a VBR codec sends it: 360 ms of 100-byte packets, then a 140 ms pause of
+    /// 30-byte ones.
+    fn speech_size(seq: u16) -> usize {
+        if seq % 25 < 18 { 100 } else { 30 }
+    }
+
+    /// One tick of [`play`]: when, what played, and the depth and target after it.
+    struct Tick {
+        ms: u64,
+        out: Playout,
+        depth: u16,
+        target: u16,
+    }
+
+    /// Plays a stream whose packet `i` (of `size(i)` bytes) arrives at `arrival(i)` ms
+    /// (never decreasing), with a tick every 20 ms, 10 ms after the packets' pace, until
+    /// `end_ms`.
+    fn play(
+        r: &mut Rig,
+        size: impl Fn(u16) -> usize,
+        arrival: impl Fn(u16) -> u64,
+        end_ms: u64,
+    ) -> Vec<Tick> {
+        let mut seq = 0u16;
+        let mut ticks = Vec::new();
+        for ms in (10..end_ms).step_by(20) {
+            while arrival(seq) <= ms {
+                r.push_at(seq, arrival(seq), sized(seq, size(seq)));
+                seq += 1;
+            }
+            let out = r.pop_at(ms);
+            let s = r.jb.stats();
+            ticks.push(Tick {
+                ms,
+                out,
+                depth: s.depth_frames,
+                target: s.target_frames,
+            });
+        }
+        ticks
+    }
+
+    /// Where the played sequence skips: (tick, last played before, first played after).
+    fn cuts_of(ticks: &[Tick]) -> Vec<(u64, u16, u16)> {
+        let played: Vec<(u64, u16)> = ticks
+            .iter()
+            .filter_map(|t| seq_of(&t.out).map(|s| (t.ms, s)))
+            .collect();
+        played
+            .windows(2)
+            .filter(|w| w[1].1 != w[0].1 + 1)
+            .map(|w| (w[1].0, w[0].1, w[1].1))
+            .collect()
+    }
+
+    /// Packets on time every 20 ms, except that those due during each hold-up (start, length
+    /// in ms) come together when it ends.
+    fn held_up(seq: u16, holds: &[(u64, u64)]) -> u64 {
+        let due = u64::from(seq) * 20;
+        holds
+            .iter()
+            .find(|(start, len)| due >= *start && due < start + len)
+            .map_or(due, |(start, len)| start + len)
+    }
+
+    #[test]
+    fn a_held_up_stream_drains_its_excess_at_the_next_pause_in_one_cut() {
+        let mut r = Rig::new();
+        // One 200 ms hold-up, in the middle of a stretch of speech.
+        let ticks = play(&mut r, speech_size, |i| held_up(i, &[(2000, 200)]), 5000);
+        let after: Vec<&Tick> = ticks.iter().filter(|t| t.ms > 2200).collect();
+        assert!(
+            after[0].depth >= after[0].target + 6,
+            "the hold-up left an excess: depth {} target {}",
+            after[0].depth,
+            after[0].target
+        );
+        // Every packet after the burst is played or left out whole: nothing concealed.
+        assert!(
+            after.iter().all(|t| matches!(t.out, Playout::Packet(_))),
+            "a frame was concealed after the burst"
+        );
+        // By the end of the next pause (2.36-2.5 s) the excess is gone...
+        let drained = after.iter().position(|t| t.depth <= t.target + 2).unwrap();
+        assert!(
+            after[drained].ms <= 2600,
+            "drained at {} ms",
+            after[drained].ms
+        );
+        // ... in one cut; and what is cut, then or later as the target shrinks, is pause:
+        // every speech frame was played.
+        let cuts = cuts_of(&ticks);
+        let by_then = cuts.iter().filter(|c| c.0 <= after[drained].ms).count();
+        assert_eq!(by_then, 1, "cuts {cuts:?}");
+        assert!(
+            cuts.iter()
+                .all(|(_, from, to)| (from + 1..*to).all(|s| speech_size(s) == 30)),
+            "speech cut: {cuts:?}"
+        );
+        let cut: u16 = cuts.iter().map(|(_, from, to)| to - from - 1).sum();
+        assert_eq!(r.jb.stats().dropped, u64::from(cut));
+    }
+
+    #[test]
+    fn a_talker_who_never_pauses_is_drained_a_frame_at_a_time() {
+        let mut r = Rig::new();
+        let ticks = play(&mut r, |_| 100, |i| held_up(i, &[(2000, 200)]), 8000);
+        let after: Vec<&Tick> = ticks.iter().filter(|t| t.ms > 2200).collect();
+        assert!(after.iter().all(|t| matches!(t.out, Playout::Packet(_))));
+        let cuts: Vec<u16> = cuts_of(&ticks)
+            .iter()
+            .map(|(_, from, to)| to - from - 1)
+            .collect();
+        assert!(
+            cuts.len() >= 4 && cuts.iter().all(|g| *g == 1),
+            "cuts {cuts:?}"
+        );
+        let last = after.last().unwrap();
+        assert!(
+            last.depth <= last.target + 2,
+            "depth {} target {}",
+            last.depth,
+            last.target
+        );
+    }
+
+    #[test]
+    fn hold_ups_that_recur_are_ridden_out_from_the_buffer() {
+        let mut r = Rig::new();
+        let holds = [(1000, 160), (3000, 160), (5000, 160), (7000, 160)];
+        let ticks = play(&mut r, speech_size, |i| held_up(i, &holds), 16_000);
+        let concealed_in = |from: u64| {
+            ticks
+                .iter()
+                .filter(|t| t.ms >= from && t.ms < from + 400 && t.out == Playout::Conceal)
+                .count()
+        };
+        // The first is waited out, and the second partly (the buffer had drained since)...
+        assert!(concealed_in(1000) >= 5, "{}", concealed_in(1000));
+        assert!(concealed_in(3000) >= 1, "{}", concealed_in(3000));
+        // ... then the buffer holds enough for the next ones.
+        assert_eq!((concealed_in(5000), concealed_in(7000)), (0, 0));
+        assert!(
+            r.jb.stats().peak_hold_frames == 0,
+            "the hold ends when they stop"
+        );
+        let last = ticks.last().unwrap();
+        assert!(last.depth <= last.target + 2, "and the buffer drains");
+        let held = ticks.iter().find(|t| t.ms == 6990).unwrap();
+        assert!(held.depth >= 8, "held {}", held.depth);
     }
 
     #[test]

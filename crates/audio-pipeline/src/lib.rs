@@ -76,6 +76,7 @@ pub mod _internal_test_exports;
 
 #[cfg(test)]
 mod alloc_counter;
+mod delay_peaks;
 
 pub use bytes::Bytes;
 pub use engine::{
