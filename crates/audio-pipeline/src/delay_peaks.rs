@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 /// Two hold-ups further apart than this are taken as unrelated.
 pub(crate) const MAX_PEAK_PERIOD: Duration = Duration::from_secs(10);
 
-/// A hold-up of fewer frame periods is ordinary jitter (a packet 40 ms late after one on
-/// time), which the target already covers.
-pub(crate) const MIN_PEAK_FRAMES: u16 = 3;
+/// A hold-up of fewer frame periods (a packet less than 40 ms later than its pace) is
+/// ordinary jitter, which the target already covers.
+pub(crate) const MIN_PEAK_FRAMES: u16 = 2;
 
 /// The hold-ups of one stream, and whether they recur.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DelayPeaks {
-    /// The last hold-up: when it ended, and how many frame periods it lasted.
+    /// The last hold-up: when it ended, and how many frame periods late it left the stream.
     last: Option<(Instant, u16)>,
     /// Time between the last two hold-ups, when they came within [`MAX_PEAK_PERIOD`].
     period: Option<Duration>,
@@ -30,7 +30,7 @@ pub(crate) struct DelayPeaks {
 }
 
 impl DelayPeaks {
-    /// No packet came for `frames` frame periods, until one did at `now`.
+    /// A packet came at `now`, `frames` frame periods later than the stream's pace.
     pub(crate) fn record(&mut self, frames: u16, now: Instant) {
         if frames < MIN_PEAK_FRAMES {
             return;
@@ -102,7 +102,7 @@ mod tests {
         p.record(7, at(t0, 0));
         p.record(7, at(t0, 10_001));
         assert_eq!(p.hold(at(t0, 10_020)), 0);
-        p.record(1, at(t0, 11_000));
+        p.record(MIN_PEAK_FRAMES - 1, at(t0, 11_000));
         assert_eq!(p.hold(at(t0, 11_020)), 0);
         p.record(4, at(t0, 12_000));
         assert_eq!(p.hold(at(t0, 12_020)), 7);

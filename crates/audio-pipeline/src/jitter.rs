@@ -192,8 +192,8 @@ pub struct JitterBuffer {
     peaks: DelayPeaks,
     /// Frames held while hold-ups recur (from `peaks`, as of the last tick).
     peak_hold: u16,
-    /// The last packet that came in sequence, and when.
-    last_arrival: Option<(u64, Instant)>,
+    /// The newest packet received: its extended sequence number, RTP timestamp and arrival.
+    last_arrival: Option<(u64, u32, Instant)>,
     /// Ticks held beyond the target since a frame was last dropped for it.
     since_drop: u32,
     /// Size of the stream's louder packets (bytes, ×256): a slowly falling peak, against
@@ -336,14 +336,18 @@ impl JitterBuffer {
             arrived: now,
         });
         self.stats.received += 1;
-        if let Some((_, at)) = self.last_arrival.filter(|(prev, _)| ext == prev + 1) {
-            // Nothing came for this long: playout needs that many frames held to ride it out.
-            let frames = now.saturating_duration_since(at).as_millis() / FRAME.as_millis();
+        if let Some((_, ts, at)) = self.last_arrival.filter(|(prev, ..)| ext == prev + 1) {
+            // The time since the packet before it, less the audio between them: how long the
+            // stream was held up, which playout needs as many frames held to ride out. (A
+            // sender that went quiet, DTX, advanced its timestamps by the pause: no hold-up.)
+            let waited = now.saturating_duration_since(at).as_micros() as i64;
+            let media = i64::from(packet.timestamp.wrapping_sub(ts) as i32) * 1000 / 48;
+            let late = (waited - media).max(0) as u128 / FRAME.as_micros();
             self.peaks
-                .record(frames.min(u128::from(u16::MAX)) as u16, now);
+                .record(late.min(u128::from(u16::MAX)) as u16, now);
         }
-        if self.last_arrival.is_none_or(|(prev, _)| ext > prev) {
-            self.last_arrival = Some((ext, now));
+        if self.last_arrival.is_none_or(|(prev, ..)| ext > prev) {
+            self.last_arrival = Some((ext, packet.timestamp, now));
         }
         if self.highest.is_none_or(|(h, _)| ext > h) {
             self.highest = Some((ext, packet.timestamp));
@@ -535,8 +539,9 @@ impl JitterBuffer {
         }
         // Held well beyond the target for a while (after a burst, or after shrinking): drop
         // frames so latency comes down; a short burst is simply played out.
-        // While hold-ups recur, enough is kept for the next to be played from the buffer.
-        let limit = (u64::from(self.target) + 2).max(u64::from(self.peak_hold) + 1);
+        // While hold-ups recur, enough is kept for the next to be played from the buffer (its
+        // frames, the one playing, and one of margin).
+        let limit = (u64::from(self.target) + 2).max(u64::from(self.peak_hold) + 2);
         let excess = (highest + 1).saturating_sub(next).saturating_sub(limit);
         self.excess_ticks = if excess > 0 { self.excess_ticks + 1 } else { 0 };
         self.since_drop = if excess > 0 { self.since_drop + 1 } else { 0 };
@@ -1082,6 +1087,32 @@ mod tests {
         assert!(last.depth <= last.target + 2, "and the buffer drains");
         let held = ticks.iter().find(|t| t.ms == 6990).unwrap();
         assert!(held.depth >= 8, "held {}", held.depth);
+    }
+
+    #[test]
+    fn pauses_of_a_dtx_sender_are_not_hold_ups() {
+        // 1 s of packets, then 400 ms without any, four times over; `skips` says whether the
+        // timestamps account for the gap (a sender that went quiet) or not (a held-up stream).
+        let hold_after = |skips: bool| {
+            let mut r = Rig::new();
+            let (mut seq, mut at, mut ts) = (0u16, 0u64, 0u32);
+            for _ in 0..4 {
+                for _ in 0..50 {
+                    r.push_full(seq, ts, 7, at, PLAIN);
+                    r.pop_at(at + 10);
+                    seq += 1;
+                    at += 20;
+                    ts = ts.wrapping_add(960);
+                }
+                at += 400;
+                if skips {
+                    ts = ts.wrapping_add(400 * 48);
+                }
+            }
+            r.jb.stats().peak_hold_frames
+        };
+        assert_eq!(hold_after(true), 0);
+        assert!(hold_after(false) >= 20, "{}", hold_after(false));
     }
 
     #[test]
