@@ -342,9 +342,9 @@ impl JitterBuffer {
             // sender that went quiet, DTX, advanced its timestamps by the pause: no hold-up.)
             let waited = now.saturating_duration_since(at).as_micros() as i64;
             let media = i64::from(packet.timestamp.wrapping_sub(ts) as i32) * 1000 / 48;
-            let late = (waited - media).max(0) as u128 / FRAME.as_micros();
+            let late = waited.saturating_sub(media).max(0) as u128 / FRAME.as_micros();
             self.peaks
-                .record(late.min(u128::from(u16::MAX)) as u16, now);
+                .record(u16::try_from(late).unwrap_or(u16::MAX), now);
         }
         if self.last_arrival.is_none_or(|(prev, ..)| ext > prev) {
             self.last_arrival = Some((ext, packet.timestamp, now));
@@ -358,13 +358,7 @@ impl JitterBuffer {
             if ext >= next + cap {
                 let new_next = ext + 1 - cap;
                 for s in next..new_next {
-                    let i = self.index(s);
-                    if self.slots[i].as_ref().is_some_and(|sl| sl.ext_seq == s) {
-                        self.slots[i] = None;
-                        self.stats.dropped += 1;
-                    } else {
-                        self.stats.lost += 1;
-                    }
+                    self.skip(s);
                 }
                 self.next_play = Some(new_next);
             }
@@ -550,9 +544,7 @@ impl JitterBuffer {
             // goes in one cut, so the delay takes one step, not one per tick.
             let mut end = next;
             while end < next + excess && self.is_quiet(end) {
-                let idx = self.index(end);
-                self.slots[idx] = None;
-                self.stats.dropped += 1;
+                self.skip(end);
                 end += 1;
             }
             self.since_drop = 0;
@@ -563,14 +555,19 @@ impl JitterBuffer {
         }
         // No pause came for a while (a steady tone, a talker who never stops): cut a frame.
         self.since_drop = 0;
-        let idx = self.index(next);
-        if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == next) {
+        self.skip(next);
+        next + 1
+    }
+
+    /// Leaves frame `ext` unplayed: dropped if held, else counted lost.
+    fn skip(&mut self, ext: u64) {
+        let idx = self.index(ext);
+        if self.slots[idx].as_ref().is_some_and(|s| s.ext_seq == ext) {
             self.slots[idx] = None;
             self.stats.dropped += 1;
         } else {
             self.stats.lost += 1;
         }
-        next + 1
     }
 
     /// True when frame `ext` is held and its packet is well under the size of the stream's
