@@ -15,9 +15,10 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use test_kit::host_stalls::StallWatch;
 
 const INSTANCES: usize = 3;
 const CALLS: u64 = 30;
@@ -28,6 +29,11 @@ const CALL_SECONDS: u64 = 8;
 const STOP_AFTER: u64 = 18;
 /// Generous bound on any wait for a condition.
 const WAIT: Duration = Duration::from_secs(60);
+/// Host stalls at least this long are recorded and reported.
+const STALL_SEEN: Duration = Duration::from_millis(20);
+/// A call the host stalled at least this long is not held to the issue's 0.9 (only to the
+/// floor every call keeps): the whole machine, not the bot, took that audio away.
+const STALL_EXCUSES: Duration = Duration::from_millis(60);
 
 /// A child process killed (if still running) when the test ends, however it ends.
 struct Proc {
@@ -308,6 +314,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     ]
     .map(String::from)
     .to_vec();
+    let watch = StallWatch::start(STALL_SEEN);
     let mut sim = Proc {
         child: mediabot(&sim_args, &dir.path().join("sim.log")),
     };
@@ -315,6 +322,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // Stop instance 1 right after it answered one, once STOP_AFTER calls were answered.
     let mut last_on_1 = 0;
     let mut stopped_at = None;
+    let mut sigterm_at = SystemTime::now();
     let deadline = Instant::now() + WAIT;
     while stopped_at.is_none() {
         assert!(Instant::now() < deadline, "calls did not come");
@@ -335,6 +343,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
                 .unwrap()
                 .success();
             assert!(ok, "SIGTERM sent");
+            sigterm_at = SystemTime::now();
             stopped_at = Some(on_1);
         }
         last_on_1 = on_1;
@@ -360,6 +369,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     .await
     .unwrap();
     let (sim_status, summary_text, _sim) = out;
+    let host = watch.finish();
     let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
     let _ = &logs;
     let summary: Value = serde_json::from_str(summary_text.trim()).unwrap_or_else(|e| {
@@ -392,6 +402,13 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     let mut per_instance: BTreeMap<String, u64> = BTreeMap::new();
     let mut redirected = 0;
     let mut worst_similarity = f64::MAX;
+    // The worst call the host did not stall (at least STALL_EXCUSES): the issue's 0.9 holds it.
+    let mut worst_unstalled = f64::MAX;
+    let mut stalled_calls = 0;
+    // The longest pause in the bot's stream of a call on instance 0 or 2 that ran across the
+    // SIGTERM, and of any call, the host's longest stall within it aside.
+    let (mut gap_across_sigterm, mut gap_any) = (0.0f64, 0.0f64);
+    let mut calls_across_sigterm = 0;
     let mut similarities: Vec<(f64, String)> = Vec::new();
     for c in &calls {
         let id = c["call_id"].as_str().unwrap_or("?");
@@ -410,17 +427,47 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
                 c["echo_delay_ms_p50"].as_f64() > Some(0.0),
                 "call {id}: {c}"
             );
+            let at = |key: &str| {
+                let ms = c[key]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("call {id}: no {key}: {c}"));
+                SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+            };
+            let (from, to) = (at("offered_unix_ms"), at("ended_unix_ms"));
+            assert!(from < to, "call {id}: {c}");
+            let stalled = host
+                .within(from, to)
+                .map(|st| st.late)
+                .max()
+                .unwrap_or_default();
             worst_similarity = worst_similarity.min(s);
+            let gap = c["bot_stream"]["longest_gap_ms"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("call {id}: no longest gap: {c}"));
+            let across = instance != "1" && from < sigterm_at && sigterm_at < to;
+            calls_across_sigterm += u32::from(across);
+            if stalled >= STALL_EXCUSES {
+                stalled_calls += 1;
+            } else {
+                worst_unstalled = worst_unstalled.min(s);
+                gap_any = gap_any.max(gap);
+                if across {
+                    gap_across_sigterm = gap_across_sigterm.max(gap);
+                }
+            }
             similarities.push((
                 s,
                 format!(
                     "{s:.3} (instance {instance}, echo delay {:.0} ms, frames from the bot {}, \
-                     concealed {}, caller frames skipped {}, ended by {})",
+                     concealed {}, longest gap {:.0} ms, caller frames skipped {}, ended by {}, \
+                     longest host stall {} ms)",
                     c["echo_delay_ms_p50"].as_f64().unwrap_or(f64::NAN),
                     c["frames_from_bot"],
                     c["bot_stream"]["concealed"],
+                    gap,
                     c["frames_late"],
                     c["end"]["by"],
+                    stalled.as_millis(),
                 ),
             ));
         }
@@ -436,10 +483,30 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         .take(3)
         .map(|(_, d)| d.as_str())
         .collect();
+    let worst_unstalled = if worst_unstalled == f64::MAX {
+        "none (the host stalled every call)".to_owned()
+    } else {
+        format!("{worst_unstalled:.3}")
+    };
     let line = format!(
         "scale-out: calls per instance {per_instance:?}; notifications redirected {redirected}; \
-         worst echo similarity {worst_similarity:.3} (median {median_similarity:.3}, mean {mean_similarity:.3}); instance 1 answered {answered_by_1} \
-         before SIGTERM; lowest similarities {lowest:?}"
+         worst echo similarity {worst_similarity:.3} (median {median_similarity:.3}, mean {mean_similarity:.3}); \
+         worst call the host did not stall {worst_unstalled}; host stalls of {} ms or more: {} \
+         (longest {} ms, watch {}, CPU stolen by the hypervisor {}), {stalled_calls} calls within one of {} ms or more; \
+         longest pause of the bot's stream in a call the host did not stall {gap_any:.0} ms, \
+         in the {calls_across_sigterm} calls on 0 and 2 across the SIGTERM {gap_across_sigterm:.0} ms; \
+         instance 1 answered {answered_by_1} before SIGTERM; lowest similarities {lowest:?}",
+        STALL_SEEN.as_millis(),
+        host.stalls.len(),
+        host.longest().unwrap_or_default().as_millis(),
+        if host.realtime {
+            "real-time"
+        } else {
+            "not real-time: the stalls include the test's own load"
+        },
+        host.steal
+            .map_or("not reported".to_owned(), |s| format!("{:.1} %", s * 100.0)),
+        STALL_EXCUSES.as_millis(),
     );
     eprintln!("{line}");
     // For CI's log, which shows no output of passing tests (.ci/run prints this file).
@@ -467,8 +534,11 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // read as a match) and scored a jitter buffer's one-frame step inside a half-second piece as
     // damage. With both mended (graph-sim's measure.rs), on 2026-12-02: 0.900-0.949 in 50 of 52
     // runs, 0.892 and 0.595 in the other two (means 0.937-0.957, and 0.903 in the 0.595 run).
-    // The issue's 0.9 is not held by every call of every run, so this floor sits under the
-    // measured worst: it still fails an echo that is silence, noise, a tone or another talker
+    // On 2026-12-03, 25 runs with the host watched (the line above prints the run's figures):
+    // worst call 0.90-0.94 in 17; 0.81-0.90 in eight, seven of them while the hypervisor took
+    // 5-18 % of the CPU (the watch's stalls of 20 ms or more came only in those), one at 0.5 %
+    // (0.898, a 120 ms pause in that call's stream as received). The issue's 0.9 is not held by
+    // every call of every run on this host, so this floor sits under the measured worst: it still fails an echo that is silence, noise, a tone or another talker
     // (those score below 0.4).
     let floor = 0.5;
     test_kit::figure::at_least(
@@ -476,6 +546,19 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         worst_similarity,
         floor,
         &per_instance,
+    );
+    // The other instances' calls kept their stream across instance 1's SIGTERM: no pause
+    // longer than half a second, the host's own stalls aside. Measured
+    // 2026-12-03 in 25 runs: 28-171 ms (171 with the hypervisor taking 6 % of the CPU), and
+    // up to 221 ms in calls nowhere near the SIGTERM, so such pauses come from the load of
+    // three bots and the emulator on two cores, not from the drain; a drain that held the
+    // other processes up would show here as seconds.
+    assert!(calls_across_sigterm >= 3, "{line}");
+    test_kit::figure::at_most(
+        "scale_out longest pause of a stream across the SIGTERM",
+        gap_across_sigterm,
+        500.0,
+        &line,
     );
     // The issue's 0.9 is asserted for the typical call: medians 0.952-0.958 in six runs, and
     // no run's mean fell under 0.9 without an injected stall of the whole host (150 ms frozen

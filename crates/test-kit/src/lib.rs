@@ -10,6 +10,9 @@
 //! worst value of every asserted figure over many runs: that is how a threshold's margin is
 //! measured instead of guessed.
 //!
+//! [`host_stalls`] watches for stalls of the whole host while a test runs, so a figure a
+//! shared machine's noise can spoil is judged against the noise measured in the same run.
+//!
 //! With the `certs` feature, [`certs`] makes throwaway RSA certificates for tests of
 //! certificate credentials.
 
@@ -17,6 +20,7 @@
 pub mod certs;
 pub mod figure;
 pub mod fixtures;
+pub mod host_stalls;
 pub mod seeds;
 pub mod similarity;
 

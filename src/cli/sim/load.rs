@@ -2,7 +2,7 @@
 //! proxy in front of several), each from a simulated user who talks and hangs up, and the
 //! summary of what became of each.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use graph_sim::media::MediaReport;
 use graph_sim::server::SimHandle;
@@ -32,6 +32,10 @@ const POLL: Duration = Duration::from_millis(20);
 pub(crate) struct Offered {
     pub(crate) call_id: String,
     pub(crate) established: bool,
+    /// When the call was offered and when it was seen ended (wall clock, so a test can set a
+    /// call against what it measured of the host meanwhile).
+    pub(crate) offered_at: SystemTime,
+    pub(crate) ended_at: SystemTime,
 }
 
 /// Offers the calls of `plan` and returns once every one of them has ended (or could not be
@@ -69,6 +73,7 @@ pub(crate) async fn offer(sim: SimHandle, plan: Plan) -> Vec<Offered> {
 /// The caller of one call: waits for the bot to answer, talks for `stay`, hangs up, and waits
 /// for the call's end.
 async fn caller(sim: SimHandle, call_id: String, stay: Duration) -> Offered {
+    let offered_at = SystemTime::now();
     let state = |sim: &SimHandle| sim.with_sim(|s, _| s.call_state(&call_id));
     let deadline = tokio::time::Instant::now() + ESTABLISH_WITHIN;
     let mut established = false;
@@ -109,6 +114,8 @@ async fn caller(sim: SimHandle, call_id: String, stay: Duration) -> Offered {
     Offered {
         call_id,
         established,
+        offered_at,
+        ended_at: SystemTime::now(),
     }
 }
 
@@ -117,6 +124,12 @@ fn instance_of(callback: &str) -> Option<&str> {
     let mut parts = callback.split('/');
     parts.by_ref().find(|p| *p == "instances")?;
     parts.next().filter(|id| !id.is_empty())
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The summary `--json` prints.
@@ -153,7 +166,10 @@ pub(crate) fn summary(sim: &SimHandle, offered: &[Offered], media: &MediaReport)
                     "concealed": c.bot.concealed,
                     "discarded": c.bot.discarded,
                     "jitter_ms": c.bot.jitter_ms,
+                    "longest_gap_ms": c.bot.longest_gap_ms,
                 })),
+                "offered_unix_ms": unix_ms(o.offered_at),
+                "ended_unix_ms": unix_ms(o.ended_at),
                 "end": report.map(|c| json!({
                     "by": c.ended_by,
                     "code": c.result.map(|r| r.0),

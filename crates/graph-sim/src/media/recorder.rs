@@ -65,6 +65,9 @@ pub struct BotStreamReport {
     pub decode_errors: u64,
     /// RFC 3550 interarrival jitter, ms.
     pub jitter_ms: f64,
+    /// Longest wait between two packets' arrivals, ms: the bot's stream stopped for that long
+    /// (it sends a packet every 20 ms, silence included).
+    pub longest_gap_ms: f64,
     /// Seconds of audio decoded.
     pub seconds: f64,
 }
@@ -94,6 +97,8 @@ pub struct BotStream {
     /// Samples still to leave out to bring playout earlier.
     skip: usize,
     arrivals: Vec<i64>,
+    /// Longest wait between two arrivals, in samples.
+    longest_gap: i64,
     last_transit: Option<f64>,
     jitter: f64,
     report: BotStreamReport,
@@ -160,6 +165,7 @@ impl BotStream {
             early_frames: 0,
             skip: 0,
             arrivals: Vec::new(),
+            longest_gap: 0,
             last_transit: None,
             jitter: 0.0,
             report: BotStreamReport::default(),
@@ -195,6 +201,9 @@ impl BotStream {
             self.next = ext;
         }
         self.report.packets += 1;
+        if let Some(&last) = self.arrivals.last() {
+            self.longest_gap = self.longest_gap.max(pos - last);
+        }
         self.arrivals.push(pos);
         if ext < self.next || self.pending.contains_key(&ext) {
             self.report.discarded += 1;
@@ -362,6 +371,7 @@ impl BotStream {
     pub fn report(&self) -> BotStreamReport {
         BotStreamReport {
             jitter_ms: self.jitter * 1000.0 / f64::from(RATE),
+            longest_gap_ms: self.longest_gap as f64 * 1000.0 / f64::from(RATE),
             ..self.report
         }
     }
@@ -453,6 +463,9 @@ mod tests {
         assert_eq!(t.start, position(epoch, epoch + Duration::from_millis(120)));
         assert_eq!(t.samples.len(), 20 * FRAME + 21 * 48);
         assert!(r.jitter_ms > 0.0, "the late packet shows as jitter");
+        // The lost packet 3 leaves 40 ms between 2 and 4; 6, a millisecond behind 7, leaves
+        // 40 ms after 5 too.
+        assert!((r.longest_gap_ms - 40.0).abs() < 0.1, "{r:?}");
         assert_eq!(s.arrivals_between(0, i64::MAX), 20);
     }
 
