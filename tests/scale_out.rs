@@ -31,8 +31,9 @@ const STOP_AFTER: u64 = 18;
 const WAIT: Duration = Duration::from_secs(60);
 /// Host stalls at least this long are recorded and reported.
 const STALL_SEEN: Duration = Duration::from_millis(20);
-/// A call the host stalled at least this long is not held to the 0.9 (only to the
-/// floor every call keeps): the whole machine, not the bot, took that audio away.
+/// A call the host stalled at least this long is left out of the pause check and of the
+/// worst call reported as the host's doing: the whole machine, not the bot, took that audio
+/// away.
 const STALL_EXCUSES: Duration = Duration::from_millis(60);
 
 /// A child process killed (if still running) when the test ends, however it ends.
@@ -402,7 +403,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     let mut per_instance: BTreeMap<String, u64> = BTreeMap::new();
     let mut redirected = 0;
     let mut worst_similarity = f64::MAX;
-    // The worst call the host did not stall (at least STALL_EXCUSES): the 0.9 holds it.
+    // The worst call the host did not stall (at least STALL_EXCUSES), reported beside the worst.
     let mut worst_unstalled = f64::MAX;
     let mut stalled_calls = 0;
     // The longest pause in the bot's stream of a call on instance 0 or 2 that ran across the
@@ -538,8 +539,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // worst call 0.90-0.94 in 17; 0.81-0.90 in eight, seven of them while the hypervisor took
     // 5-18 % of the CPU (the watch's stalls of 20 ms or more came only in those), one at 0.5 %
     // (0.898, a 120 ms pause in that call's stream as received). The 0.9 is not held by
-    // every call of every run on this host, so this floor sits under the measured worst: it still fails an echo that is silence, noise, a tone or another talker
-    // (those score below 0.4).
+    // every call of every run on this host, so this floor sits under the measured worst: it
+    // still fails an echo that is silence, noise, a tone or another talker (those score below
+    // 0.4).
     let floor = 0.5;
     test_kit::figure::at_least(
         "scale_out worst echo similarity",
@@ -548,8 +550,8 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         &per_instance,
     );
     // The other instances' calls kept their stream across instance 1's SIGTERM: no pause
-    // longer than half a second, the host's own stalls aside. Measured
-    // 2026-12-03 in 25 runs: 28-171 ms (171 with the hypervisor taking 6 % of the CPU), and
+    // longer than half a second, the host's own stalls aside. Measured 2026-12-03 in 25 runs:
+    // 28-171 ms (171 with the hypervisor taking 6 % of the CPU), and
     // up to 221 ms in calls nowhere near the SIGTERM, so such pauses come from the load of
     // three bots and the emulator on two cores, not from the drain; a drain that held the
     // other processes up would show here as seconds.
@@ -562,7 +564,8 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     );
     // The 0.9 is asserted for the typical call: medians 0.952-0.958 in six runs, and
     // no run's mean fell under 0.9 without an injected stall of the whole host (150 ms frozen
-    // every 3 s: means 0.892-0.900).
+    // every 3 s: means 0.892-0.900). On 2026-12-03: 0.937-0.954 in 17 runs with under 5 % of
+    // the CPU stolen, 0.907-0.930 in eight with 5-18 % stolen.
     test_kit::figure::at_least(
         "scale_out median echo similarity",
         median_similarity,
