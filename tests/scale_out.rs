@@ -456,16 +456,33 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
                     gap_across_sigterm = gap_across_sigterm.max(gap);
                 }
             }
+            // How often the sim's listener moved its playout, and by how much audio: a move
+            // is never of nothing, and nothing is moved without a move.
+            let moves = |count: &str, ms: &str| {
+                let b = &c["bot_stream"];
+                let (Some(n), Some(t)) = (b[count].as_u64(), b[ms].as_f64()) else {
+                    panic!("call {id}: no {count} or {ms}: {c}")
+                };
+                assert_eq!(n == 0, t == 0.0, "call {id}: {count} {n}, {ms} {t}");
+                (n, t)
+            };
+            let later = moves("playout_delays", "playout_delayed_ms");
+            let earlier = moves("playout_advances", "playout_advanced_ms");
             similarities.push((
                 s,
                 format!(
                     "{s:.3} (instance {instance}, echo delay {:.0} ms, frames from the bot {}, \
-                     concealed {}, longest gap {:.0} ms, caller frames skipped {}, ended by {}, \
-                     longest host stall {} ms)",
+                     concealed {}, longest gap {:.0} ms, listener's playout moved later {} times \
+                     ({:.0} ms) and earlier {} times ({:.0} ms), caller frames skipped {}, \
+                     ended by {}, longest host stall {} ms)",
                     c["echo_delay_ms_p50"].as_f64().unwrap_or(f64::NAN),
                     c["frames_from_bot"],
                     c["bot_stream"]["concealed"],
                     gap,
+                    later.0,
+                    later.1,
+                    earlier.0,
+                    earlier.1,
                     c["frames_late"],
                     c["end"]["by"],
                     stalled.as_millis(),

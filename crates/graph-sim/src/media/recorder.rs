@@ -70,6 +70,14 @@ pub struct BotStreamReport {
     pub longest_gap_ms: f64,
     /// Seconds of audio decoded.
     pub seconds: f64,
+    /// Times playout moved later for a packet that came after its place (audio inserted).
+    pub playout_delays: u64,
+    /// Audio inserted by those moves, ms.
+    pub playout_delayed_ms: f64,
+    /// Times playout moved earlier after half a second of early packets (audio left out).
+    pub playout_advances: u64,
+    /// Audio left out by those moves, ms.
+    pub playout_advanced_ms: f64,
 }
 
 /// Receives, decodes and records the bot's audio of one call.
@@ -115,6 +123,11 @@ impl std::fmt::Debug for BotStream {
             .field("wav_path", &self.wav_path)
             .finish()
     }
+}
+
+/// `samples` at [`RATE`] in milliseconds.
+fn ms(samples: i64) -> f64 {
+    samples as f64 * 1000.0 / f64::from(RATE)
 }
 
 /// Position of `at` on the call's clock (48 kHz samples since `epoch`).
@@ -292,6 +305,8 @@ impl BotStream {
         if self.early_frames >= EARLY_WINDOW {
             if self.min_early > EARLY_SLACK {
                 self.skip = usize::try_from(self.min_early).unwrap_or(0);
+                self.report.playout_advances += 1;
+                self.report.playout_advanced_ms += ms(self.min_early);
             }
             self.min_early = i64::MAX;
             self.early_frames = 0;
@@ -299,6 +314,8 @@ impl BotStream {
         if late > LATE_JUMP {
             self.min_early = i64::MAX;
             self.early_frames = 0;
+            self.report.playout_delays += 1;
+            self.report.playout_delayed_ms += ms(late.min(MAX_PAUSE));
             let mut left = late.min(MAX_PAUSE) as usize;
             // A client waiting briefly for a late packet stretches what it played last (Opus's
             // concealment, which fades by itself) rather than cutting to silence; a longer
@@ -371,7 +388,7 @@ impl BotStream {
     pub fn report(&self) -> BotStreamReport {
         BotStreamReport {
             jitter_ms: self.jitter * 1000.0 / f64::from(RATE),
-            longest_gap_ms: self.longest_gap as f64 * 1000.0 / f64::from(RATE),
+            longest_gap_ms: ms(self.longest_gap),
             ..self.report
         }
     }
@@ -467,6 +484,9 @@ mod tests {
         // 40 ms after 5 too.
         assert!((r.longest_gap_ms - 40.0).abs() < 0.1, "{r:?}");
         assert_eq!(s.arrivals_between(0, i64::MAX), 20);
+        // That push back is the one move of playout: 21 ms of audio inserted.
+        assert_eq!((r.playout_delays, r.playout_advances), (1, 0), "{r:?}");
+        assert!((r.playout_delayed_ms - 21.0).abs() < 0.01, "{r:?}");
     }
 
     #[test]
@@ -495,6 +515,9 @@ mod tests {
         // chased (a packet up to 10 ms behind its place still plays at its place).
         let t = s.timeline();
         assert_eq!(t.samples.len(), 300 * FRAME - 8 * 48);
+        let r = s.report();
+        assert_eq!((r.playout_advances, r.playout_delays), (1, 0), "{r:?}");
+        assert!((r.playout_advanced_ms - 8.0).abs() < 0.01, "{r:?}");
     }
 
     #[test]
