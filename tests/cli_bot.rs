@@ -444,6 +444,24 @@ async fn no_secret_reaches_the_log_even_at_trace() {
     // The run did log a call at trace (so the check below means something).
     assert!(log.contains("\"level\":\"TRACE\""));
     assert!(log.contains("participant joined"));
+    // The released call's figures, in the call's span, from its live counters: the meeting's
+    // talkers were heard and the bot sent its stream.
+    let figures: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["fields"]["message"] == "call figures")
+        .collect();
+    assert_eq!(figures.len(), 1, "{figures:?}");
+    let f = &figures[0];
+    assert!(
+        f["span"]["call_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{f}"
+    );
+    assert!(f["fields"]["frames_in"].as_u64() > Some(0), "{f}");
+    assert!(f["fields"]["frames_out"].as_u64() > Some(0), "{f}");
+    assert_eq!(f["fields"]["failed"], false, "{f}");
     let passcode = sim_meeting_passcode();
     for (what, needle) in [
         ("the app secret", SECRET),

@@ -35,6 +35,11 @@ const STALL_SEEN: Duration = Duration::from_millis(20);
 /// worst call reported as the host's doing: the whole machine, not the bot, took that audio
 /// away.
 const STALL_EXCUSES: Duration = Duration::from_millis(60);
+/// A call during which the hypervisor took at least this share of the host's CPU is excused
+/// likewise: on 2026-12-03 every run whose worst call fell under 0.9 but one had 5-18 % of the
+/// CPU stolen over the run, in slices too short for the stall watch; a call's own share varies
+/// around its run's, so the line is drawn below the least of those.
+const STEAL_EXCUSES: f64 = 0.03;
 
 /// A child process killed (if still running) when the test ends, however it ends.
 struct Proc {
@@ -90,6 +95,40 @@ fn find_nginx() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
+}
+
+/// Each call's figures as its owner logged them when it released the call (the `call figures`
+/// line of `bot-{n}.log`), by call id. Waits for the owners to release every call of `calls`.
+fn bot_figures(calls: &[Value], logs: &dyn Fn(&str) -> String) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut found = BTreeMap::new();
+        for n in 0..INSTANCES {
+            for line in logs(&format!("bot-{n}.log")).lines() {
+                let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if entry["fields"]["message"] == "call figures"
+                    && let Some(id) = entry["span"]["call_id"].as_str()
+                {
+                    found.insert(id.to_owned(), entry["fields"].clone());
+                }
+            }
+        }
+        let missing: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c["call_id"].as_str())
+            .filter(|id| !found.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call figures logged for {missing:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn mediabot(args: &[String], log: &Path) -> Child {
@@ -225,6 +264,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     let mut bots: Vec<Option<Proc>> = (0..INSTANCES)
         .map(|n| {
             let args: Vec<String> = [
+                // One JSON object per line: the test reads each call's figures from them.
+                "--log-format",
+                "json",
                 "bot",
                 "--target",
                 "sim",
@@ -371,6 +413,12 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     .unwrap();
     let (sim_status, summary_text, _sim) = out;
     let host = watch.finish();
+    // The whole summary, every call's figures, kept beside the test's line for reading a run
+    // after it (the line names the lowest calls only).
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale_out_summary.json"),
+        &summary_text,
+    );
     let logs = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
     let _ = &logs;
     let summary: Value = serde_json::from_str(summary_text.trim()).unwrap_or_else(|e| {
@@ -400,11 +448,14 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     bots[1] = None;
 
     let calls = summary["calls"].as_array().expect("calls").clone();
+    let figures = tokio::task::block_in_place(|| bot_figures(&calls, &logs));
     let mut per_instance: BTreeMap<String, u64> = BTreeMap::new();
     let mut redirected = 0;
     let mut worst_similarity = f64::MAX;
-    // The worst call the host did not stall (at least STALL_EXCUSES), reported beside the worst.
+    // The worst call the host did not stall (at least STALL_EXCUSES, or STEAL_EXCUSES of its
+    // CPU), held to the issue's 0.9.
     let mut worst_unstalled = f64::MAX;
+    let mut worst_unstalled_call = String::new();
     let mut stalled_calls = 0;
     // The longest pause in the bot's stream of a call on instance 0 or 2 that ran across the
     // SIGTERM, and of any call, the host's longest stall within it aside.
@@ -445,11 +496,15 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
             let gap = c["bot_stream"]["longest_gap_ms"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("call {id}: no longest gap: {c}"));
+            let stolen = host.steal_within(from, to).unwrap_or(0.0);
             let across = instance != "1" && from < sigterm_at && sigterm_at < to;
             calls_across_sigterm += u32::from(across);
-            if stalled >= STALL_EXCUSES {
+            if stalled >= STALL_EXCUSES || stolen >= STEAL_EXCUSES {
                 stalled_calls += 1;
             } else {
+                if s < worst_unstalled {
+                    worst_unstalled_call = format!("{c}");
+                }
                 worst_unstalled = worst_unstalled.min(s);
                 gap_any = gap_any.max(gap);
                 if across {
@@ -468,13 +523,32 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
             };
             let later = moves("playout_delays", "playout_delayed_ms");
             let earlier = moves("playout_advances", "playout_advanced_ms");
+            // The owner's own account of the call agrees with what the emulator counted: it
+            // sent at least what arrived, and took in no more than was sent to it.
+            let own = &figures[id];
+            let figure = |key: &str| {
+                own[key]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("call {id}: no {key} in {own}"))
+            };
+            let (bot_in, bot_out) = (figure("frames_in"), figure("frames_out"));
+            let (to_bot, from_bot) = (
+                c["frames_to_bot"].as_u64().unwrap_or(0),
+                c["frames_from_bot"].as_u64().unwrap_or(0),
+            );
+            assert!(
+                0 < bot_in && bot_in <= to_bot && from_bot <= bot_out,
+                "call {id}: the bot's figures {own} against the emulator's {c}"
+            );
             similarities.push((
                 s,
                 format!(
                     "{s:.3} (instance {instance}, echo delay {:.0} ms, frames from the bot {}, \
                      concealed {}, longest gap {:.0} ms, listener's playout moved later {} times \
                      ({:.0} ms) and earlier {} times ({:.0} ms), caller frames skipped {}, \
-                     ended by {}, longest host stall {} ms)",
+                     the bot concealed {} of the caller's frames ({} packets late, {} lost), \
+                     sent {} with {} underruns and {} stale ticks skipped, \
+                     ended by {}, longest host stall {} ms, CPU stolen {:.1} %)",
                     c["echo_delay_ms_p50"].as_f64().unwrap_or(f64::NAN),
                     c["frames_from_bot"],
                     c["bot_stream"]["concealed"],
@@ -484,8 +558,15 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
                     earlier.0,
                     earlier.1,
                     c["frames_late"],
+                    figure("frames_concealed"),
+                    figure("packets_late"),
+                    figure("packets_lost"),
+                    bot_out,
+                    figure("send_underruns"),
+                    figure("send_stale_skipped"),
                     c["end"]["by"],
                     stalled.as_millis(),
+                    stolen * 100.0,
                 ),
             ));
         }
@@ -501,7 +582,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         .take(3)
         .map(|(_, d)| d.as_str())
         .collect();
-    let worst_unstalled = if worst_unstalled == f64::MAX {
+    let worst_unstalled_text = if worst_unstalled == f64::MAX {
         "none (the host stalled every call)".to_owned()
     } else {
         format!("{worst_unstalled:.3}")
@@ -509,8 +590,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     let line = format!(
         "scale-out: calls per instance {per_instance:?}; notifications redirected {redirected}; \
          worst echo similarity {worst_similarity:.3} (median {median_similarity:.3}, mean {mean_similarity:.3}); \
-         worst call the host did not stall {worst_unstalled}; host stalls of {} ms or more: {} \
-         (longest {} ms, watch {}, CPU stolen by the hypervisor {}), {stalled_calls} calls within one of {} ms or more; \
+         worst call the host did not stall {worst_unstalled_text}; host stalls of {} ms or more: {} \
+         (longest {} ms, watch {}, CPU stolen by the hypervisor {}), {stalled_calls} calls within one of {} ms or more \
+         or with {:.0} % of the CPU stolen; \
          longest pause of the bot's stream in a call the host did not stall {gap_any:.0} ms, \
          in the {calls_across_sigterm} calls on 0 and 2 across the SIGTERM {gap_across_sigterm:.0} ms; \
          instance 1 answered {answered_by_1} before SIGTERM; lowest similarities {lowest:?}",
@@ -525,6 +607,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         host.steal
             .map_or("not reported".to_owned(), |s| format!("{:.1} %", s * 100.0)),
         STALL_EXCUSES.as_millis(),
+        STEAL_EXCUSES * 100.0,
     );
     eprintln!("{line}");
     // For CI's log, which shows no output of passing tests (.ci/run prints this file).
@@ -555,10 +638,9 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     // On 2026-12-03, 25 runs with the host watched (the line above prints the run's figures):
     // worst call 0.90-0.94 in 17; 0.81-0.90 in eight, seven of them while the hypervisor took
     // 5-18 % of the CPU (the watch's stalls of 20 ms or more came only in those), one at 0.5 %
-    // (0.898, a 120 ms pause in that call's stream as received). The issue's 0.9 is not held by
-    // every call of every run on this host, so this floor sits under the measured worst: it
-    // still fails an echo that is silence, noise, a tone or another talker (those score below
-    // 0.4).
+    // (0.898, a 120 ms pause in that call's stream as received). A call the host stalled or
+    // stole from is held to this floor only: it still fails an echo that is silence, noise, a
+    // tone or another talker (those score below 0.4).
     let floor = 0.5;
     test_kit::figure::at_least(
         "scale_out worst echo similarity",
@@ -566,6 +648,20 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
         floor,
         &per_instance,
     );
+    // The issue's 0.9 for every call the host let run: not stalled for STALL_EXCUSES by the
+    // watch (one real-time thread per CPU), nor with STEAL_EXCUSES of the CPU taken during it.
+    // Measured 2026-12-04 on an idle host (no steal): worst call 0.938-0.954 in 12 runs. A
+    // busy loop beside the test (another process's load, which neither watch nor steal sees)
+    // brought it to 0.893-0.935 in 4 runs; the bound assumes a machine running this test
+    // alone, as `cargo test` does (one test binary at a time).
+    if worst_unstalled < f64::MAX {
+        test_kit::figure::at_least(
+            "scale_out worst echo similarity of a call the host let run",
+            worst_unstalled,
+            0.9,
+            &format!("{line}\nthat call: {worst_unstalled_call}"),
+        );
+    }
     // The other instances' calls kept their stream across instance 1's SIGTERM: no pause
     // longer than half a second, the host's own stalls aside. Measured 2026-12-03 in 25 runs:
     // 28-171 ms (171 with the hypervisor taking 6 % of the CPU), and

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use audio_pipeline::CallMedia;
+use audio_pipeline::engine::SendCounters;
 use graph_signaling::client::{GraphClient, GraphError};
 use graph_signaling::models::{CallState, CommsNotification, CommsOperation};
 use media_transport::pipeline::PipelineBinding;
@@ -164,6 +165,17 @@ struct Driver {
 struct StreamTotals {
     frames_in: u64,
     concealed: u64,
+    late: u64,
+    lost: u64,
+}
+
+impl std::ops::AddAssign for StreamTotals {
+    fn add_assign(&mut self, other: StreamTotals) {
+        self.frames_in += other.frames_in;
+        self.concealed += other.concealed;
+        self.late += other.late;
+        self.lost += other.lost;
+    }
 }
 
 fn now() -> std::time::Instant {
@@ -279,8 +291,7 @@ impl Driver {
                 Output::Unbind(source) => {
                     tracing::debug!(source_id = %source, "source unbound");
                     let gone = self.stream_totals(Some(source));
-                    self.retired.frames_in += gone.frames_in;
-                    self.retired.concealed += gone.concealed;
+                    self.retired += gone;
                     if let Some(parts) = &self.parts {
                         parts.binding.unbind(source);
                     }
@@ -397,6 +408,8 @@ impl Driver {
                     let c = stream.counters();
                     t.frames_in += c.received.get();
                     t.concealed += c.concealed.get();
+                    t.late += c.late.get();
+                    t.lost += c.lost.get();
                 }
             }
         }
@@ -435,6 +448,29 @@ impl Driver {
         }
     }
 
+    /// The call's audio figures at its end, for an operator following one call through the
+    /// logs (and for the scale-out test, which reads them beside the emulator's measure).
+    fn log_figures(&self, last: &CallSnapshot) {
+        let mut streams = self.retired;
+        streams += self.stream_totals(None);
+        let send = self.parts.as_ref().and_then(|p| p.media.send());
+        let sent = |f: fn(&SendCounters) -> u64| send.map_or(0, |s| f(s.counters()));
+        tracing::info!(
+            seconds = self.started_at.elapsed().unwrap_or_default().as_secs(),
+            frames_in = last.frames_in,
+            frames_out = last.frames_out,
+            frames_concealed = last.frames_concealed,
+            packets_late = streams.late,
+            packets_lost = streams.lost,
+            send_underruns = sent(|c| c.underruns.get()),
+            send_stale_skipped = sent(|c| c.stale_skipped.get()),
+            send_dropped = sent(|c| c.packets_dropped.get() + c.queue_dropped.get()),
+            unlisted_dropped = last.unlisted_dropped,
+            failed = self.failed,
+            "call figures"
+        );
+    }
+
     /// Frees everything the call held, in one place: the bot's entry (if the call never
     /// terminated), the application's event stream, the pump, the media session and the
     /// engine's call (dropped with `self`).
@@ -442,6 +478,7 @@ impl Driver {
         if let Some(shared) = self.shared.upgrade() {
             // The call's figures live on in the bot's cumulative counters.
             let last = self.snapshot();
+            self.log_figures(&last);
             let c = &shared.counters;
             c.ended_frames_concealed
                 .fetch_add(last.frames_concealed, Ordering::Relaxed);

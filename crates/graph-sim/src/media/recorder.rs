@@ -314,9 +314,10 @@ impl BotStream {
         if late > LATE_JUMP {
             self.min_early = i64::MAX;
             self.early_frames = 0;
+            let inserted = late.min(MAX_PAUSE);
             self.report.playout_delays += 1;
-            self.report.playout_delayed_ms += ms(late.min(MAX_PAUSE));
-            let mut left = late.min(MAX_PAUSE) as usize;
+            self.report.playout_delayed_ms += ms(inserted);
+            let mut left = inserted as usize;
             // A client waiting briefly for a late packet stretches what it played last (Opus's
             // concealment, which fades by itself) rather than cutting to silence; a longer
             // pause (the bot sent nothing) is silence.
