@@ -650,7 +650,7 @@ async fn three_instances_behind_nginx_share_the_calls_and_one_drains_cleanly() {
     );
     // The 0.9 for every call the host let run: not stalled for STALL_EXCUSES by the
     // watch (one real-time thread per CPU), nor with STEAL_EXCUSES of the CPU taken during it.
-    // Measured 2026-12-04 on an idle host (no steal): worst call 0.938-0.954 in 12 runs. A
+    // Measured 2026-12-04 on an idle host (no steal): worst call 0.938-0.954 in 14 runs. A
     // busy loop beside the test (another process's load, which neither watch nor steal sees)
     // brought it to 0.893-0.935 in 4 runs; the bound assumes a machine running this test
     // alone, as `cargo test` does (one test binary at a time).
